@@ -1,0 +1,356 @@
+"""The ``notifications`` command: administer and serve the notifications service."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+#: Errors that mean "bad configuration or database", shown as one line, never a traceback.
+_FATAL = ("ConfigError", "SchemaError", "OperationalError", "DatabaseError", "ArgumentError")
+
+
+class AppContext:
+    """Builds the Flask app on first use, so ``--help`` never touches a database."""
+
+    def __init__(self, app: Any = None) -> None:
+        self._app = app
+
+    def app(self, overrides: dict[str, Any] | None = None) -> Any:
+        """Return the app, creating it (without requiring a JWT key) if needed."""
+        if self._app is None:
+            from notifications import create_app
+
+            self._app = create_app({"REQUIRE_KEY": False, **(overrides or {})})
+        return self._app
+
+
+class Group(click.Group):
+    """Turn configuration and database errors into a one-line message and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__name__ in _FATAL:
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise click.ClickException(message) from None
+            raise
+
+
+@click.group(cls=Group)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Administer and serve the notifications service.
+
+    Every command reads the same NOTIFICATIONS_* environment variables as the server.
+    """
+    ctx.ensure_object(AppContext)
+
+
+def with_app(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command inside the app context."""
+
+    @click.pass_obj
+    def wrapper(obj: AppContext, *args: Any, **kwargs: Any) -> Any:
+        with obj.app().app_context():
+            return fn(*args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def echo_json(data: Any) -> None:
+    """Print one JSON document on one line."""
+    click.echo(json.dumps(data, ensure_ascii=False))
+
+
+def uuid_option(value: str | None, name: str) -> str | None:
+    """Validate a UUID given on the command line and return its canonical form."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a UUID", param_hint=name) from None
+
+
+def user_option(value: str, name: str = "--user") -> str:
+    """Check a user or organization id: 1 to 255 characters."""
+    if not value or len(value) > 255:
+        raise click.BadParameter("must be 1 to 255 characters", param_hint=name)
+    return value
+
+
+# --- database -----------------------------------------------------------------------
+
+
+@cli.command("init-db")
+@with_app
+def init_db() -> None:
+    """Create or upgrade the database schema (idempotent, never deletes data)."""
+    from flask import current_app
+
+    from notifications.database import SCHEMA_VERSION, ensure_schema
+    from notifications.models import db
+
+    previous = ensure_schema(db.engine)
+    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    if previous == SCHEMA_VERSION:
+        click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")
+    else:
+        click.echo(f"Database {url} initialised (schema version {previous} -> {SCHEMA_VERSION}).")
+
+
+# --- serving ------------------------------------------------------------------------
+
+
+def _demo_banner(app: Any, host: str, port: int) -> None:
+    from notifications import queries, tokens
+
+    with app.app_context():
+        rows = queries.list_for_admin(limit=200)
+    seen: dict[str, str | None] = {}
+    for row in rows:
+        seen.setdefault(row["user_id"], row["organization_id"])
+    base = f"http://{host}:{port}"
+    keys = app.extensions["notifications.keys"]
+    click.echo("Demo mode: sample data is loaded and these tokens are valid for 24 hours.\n")
+    for user_id, org_id in list(seen.items())[:3]:
+        token = tokens.issue(app.config["JWT_SECRET"], user_id, org_id, ttl=86_400,
+                             org_claim=keys.org_claim, audience=keys.audience, issuer=keys.issuer)
+        click.echo(f"user {user_id} (organization {org_id}):\n  TOKEN={token}")
+    dataset = app.config["DATASET_PREFIX"]
+    org = app.config["ORGANIZATION_PREFIX"]
+    click.echo("\nTry:")
+    if dataset is not None:
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications?limit=5"')
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/unread-count"')
+    if org is not None:
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications"')
+    click.echo("")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes (gevent).")
+@click.option("--demo", is_flag=True, help="Seed sample data, generate a secret if none is set, print tokens.")
+@click.pass_obj
+def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> None:
+    """Serve the HTTP APIs with gunicorn and gevent workers."""
+    # Patch before the service's modules create locks or sockets, as gunicorn's gevent
+    # worker would do itself, so the master and the workers agree on one I/O model.
+    from gevent import monkey
+
+    monkey.patch_all()
+    from notifications.server import run_server
+
+    overrides: dict[str, Any] = {}
+    if demo:
+        overrides["DEMO"] = True
+        if not os.environ.get("NOTIFICATIONS_JWT_SECRET"):
+            overrides["JWT_SECRET"] = secrets.token_urlsafe(32)
+    from notifications import create_app
+
+    # Build the app once in this process: a bad setting stops here with one clear line.
+    app = create_app(overrides)
+    if demo:
+        from notifications import queries, seeding
+
+        with app.app_context():
+            if not queries.list_for_admin(limit=1):
+                seeding.seed(users=3, per_user=25, orgs=2, datasets=3, random_seed=7)
+        _demo_banner(app, host, port)
+    click.echo(f"Serving on http://{host}:{port} with {workers} gevent worker(s); "
+               f"database {app.config['SQLALCHEMY_DATABASE_URI']}", err=True)
+    run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app)
+
+
+@cli.command()
+@click.option("--user", "user_id", required=True, help="User id (the token's sub).")
+@click.option("--org", "org_id", default=None, help="Organization id claim.")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 10 * 365 * 86400),
+              help="Seconds until the token expires.")
+@with_app
+def token(user_id: str, org_id: str | None, ttl: int) -> None:
+    """Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET)."""
+    from flask import current_app
+
+    from notifications import tokens
+
+    user_option(user_id)
+    if org_id is not None:
+        user_option(org_id, "--org")
+    secret = current_app.config["JWT_SECRET"]
+    keys = current_app.extensions["notifications.keys"]
+    hs = [a for a in keys.algorithms if a.startswith("HS")]
+    if not secret or not hs:
+        raise click.ClickException(
+            "token signs with NOTIFICATIONS_JWT_SECRET and an HS* algorithm in "
+            "NOTIFICATIONS_JWT_ALGORITHMS; for RS256/ES256 sign tokens with your private key"
+        )
+    click.echo(tokens.issue(secret, user_id, org_id, ttl=ttl, org_claim=keys.org_claim,
+                            audience=keys.audience, issuer=keys.issuer, algorithm=hs[0]))
+
+
+# --- data ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--user", "user_ids", required=True, multiple=True,
+              help="Recipient; repeat for several (one notification each).")
+@click.option("--org", "org_id", default=None, help="Organization id.")
+@click.option("--dataset", "dataset_id", default=None, help="Dataset UUID.")
+@click.option("--kind", default="", help="Kind, e.g. review.created.")
+@click.option("--entity-type", default="", help="Entity type, e.g. saved_view.")
+@click.option("--entity-id", default="", help="Entity id.")
+@click.option("--title", default="", help="Title (may be empty).")
+@click.option("--body", default=None, help="Body / message text.")
+@click.option("--link", default=None, help="Link for the inbox item.")
+@click.option("--metadata", "metadata_json", default=None, help="JSON object of extra fields.")
+@with_app
+def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, kind: str,
+         entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
+         metadata_json: str | None) -> None:
+    """Store a notification for each --user and print each as JSON (one per line)."""
+    from notifications import queries
+    from notifications.serialize import full_record
+
+    for user_id in user_ids:
+        user_option(user_id)
+    if org_id is not None:
+        user_option(org_id, "--org")
+    metadata: dict[str, Any] = {}
+    if metadata_json is not None:
+        try:
+            metadata = json.loads(metadata_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
+        if not isinstance(metadata, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    fields = {
+        "organization_id": org_id, "dataset_id": uuid_option(dataset_id, "--dataset"),
+        "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
+        "body": body, "link": link, "metadata": metadata,
+    }
+    for row in queries.create_notifications({**fields, "user_id": u} for u in user_ids):
+        echo_json(full_record(row))
+
+
+@cli.command()
+@click.option("--users", default=10, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--per-user", default=20, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--orgs", default=3, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--datasets", default=5, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--random-seed", default=None, type=int, help="Make the data reproducible.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_app
+def seed(users: int, per_user: int, orgs: int, datasets: int, random_seed: int | None,
+         as_json: bool) -> None:
+    """Write realistic sample data for both variants (monitor alerts and inbox items)."""
+    import time
+
+    from notifications import seeding
+
+    total = users * per_user
+    started = time.perf_counter()
+    with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
+        written = seeding.seed(users=users, per_user=per_user, orgs=orgs, datasets=datasets,
+                               random_seed=random_seed, progress=bar.update)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        echo_json({"written": written, "seconds": round(elapsed, 3)})
+    else:
+        click.echo(f"Wrote {written} notifications for {users} users in {elapsed:.1f}s.")
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    from notifications.serialize import iso_naive
+
+    state = "read  " if row["read_at"] is not None else "UNREAD"
+    what = row["kind"] or row["entity_type"] or "-"
+    text = row["title"] or row["body"] or ""
+    scope = row["organization_id"] or "-"
+    if row["dataset_id"]:
+        scope += f" dataset={row['dataset_id']}"
+    return f"{iso_naive(row['created_at'])[:19]}  {state}  {row['id']}  {row['user_id']}  {scope}  {what}  {text}"
+
+
+@cli.command("list")
+@click.option("--user", "user_id", default=None, help="Only this user.")
+@click.option("--org", "org_id", default=None, help="Only this organization.")
+@click.option("--dataset", "dataset_id", default=None, help="Only this dataset (UUID).")
+@click.option("--unread", is_flag=True, help="Only unread notifications.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+@with_app
+def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None, unread: bool,
+                 limit: int, as_json: bool) -> None:
+    """Show the newest notifications, optionally for one user, organization or dataset."""
+    from notifications import queries
+    from notifications.serialize import full_record
+
+    rows = queries.list_for_admin(
+        user_id=user_id, organization_id=org_id,
+        dataset_id=uuid_option(dataset_id, "--dataset"), unread_only=unread, limit=limit,
+    )
+    for row in rows:
+        echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
+    if not rows and not as_json:
+        click.echo("No notifications match.", err=True)
+
+
+def _file_sizes(url: str) -> dict[str, int | None]:
+    if not url.startswith("sqlite:///"):
+        return {"database_bytes": None, "wal_bytes": None}
+    path = url[len("sqlite:///"):]
+
+    def size(p: str) -> int:
+        return os.path.getsize(p) if os.path.exists(p) else 0
+
+    return {"database_bytes": size(path), "wal_bytes": size(path + "-wal")}
+
+
+@cli.command()
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="How many users, organizations and datasets to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_app
+def stats(top: int, as_json: bool) -> None:
+    """Show totals, unread counts, the busiest users/organizations/datasets and file sizes."""
+    from flask import current_app
+
+    from notifications import queries
+
+    data = queries.stats(top=top)
+    data.update(_file_sizes(current_app.config["SQLALCHEMY_DATABASE_URI"]))
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"notifications  {data['total']}  (unread {data['unread']})")
+    click.echo(f"users {data['users']}, organizations {data['organizations']}, datasets {data['datasets']}")
+    if data["database_bytes"] is not None:
+        click.echo(f"database {data['database_bytes'] / 1e6:.1f} MB, WAL {data['wal_bytes'] / 1e6:.1f} MB")
+    for title, key in (("users", "top_users"), ("organizations", "top_organizations"),
+                       ("datasets", "top_datasets")):
+        if data[key]:
+            click.echo(f"\ntop {title}:")
+            for entry in data[key]:
+                click.echo(f"  {entry['id']}  {entry['total']}  (unread {entry['unread']})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj=AppContext())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Run the app under gunicorn with gevent workers, from Python."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+class Server(BaseApplication):
+    """A gunicorn application whose workers each build their own Flask app."""
+
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self.factory = factory
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Apply our options (gunicorn's own config files and env are not read)."""
+        for key, value in self.options.items():
+            # Settings this gunicorn release does not know (older versions) are skipped.
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        """Build the app inside the worker, after gevent has patched the process."""
+        return self.factory()
+
+
+def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: int,
+               app: Flask | None = None) -> None:
+    """Serve until interrupted."""
+    if app is not None:
+        # Connections opened in this process must not be shared with forked workers.
+        from .models import db
+
+        with app.app_context():
+            db.engine.dispose()
+    Server(factory, {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gevent",
+        "worker_connections": 20_000,
+        "graceful_timeout": 10,
+        "timeout": 60,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        # Several servers may run on one machine (tests, nodes); a shared control socket
+        # in the home directory would make them collide.
+        "control_socket_disable": True,
+    }).run()

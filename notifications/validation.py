@@ -1,0 +1,126 @@
+"""Request parsing: pydantic models for query strings and bodies (pure, no Flask)."""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Largest offset accepted: beyond it a page is empty anyway, and SQLite's integers end.
+MAX_OFFSET = 2**62
+
+
+class Query(BaseModel):
+    """Base for query-string models: unknown parameters are ignored, as HTTP APIs do."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DatasetListQuery(Query):
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    unread_only: bool = False
+    dataset_id: UUID | None = None
+
+
+class DatasetFilterQuery(Query):
+    dataset_id: UUID | None = None
+
+
+class DatasetStreamQuery(Query):
+    dataset_id: UUID | None = None
+    last_event_id: int | None = Field(None, ge=0, le=MAX_OFFSET)
+
+
+class NotificationPath(Query):
+    notification_id: UUID
+
+
+class OrganizationListQuery(Query):
+    limit: int = Field(50, ge=1, le=200)
+    unread_only: bool = False
+
+
+class MarkReadBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ids: list[str] | None = Field(None, max_length=1000)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def errors_of(exc: ValidationError, location: str) -> list[dict[str, Any]]:
+    """Convert a pydantic error into JSON-safe entries located in ``query``/``path``/``body``."""
+    entries = []
+    for err in exc.errors(include_url=False):
+        entry: dict[str, Any] = {
+            "type": err["type"],
+            "loc": [location, *err["loc"]],
+            "msg": err["msg"],
+            "input": _jsonable(err.get("input")),
+        }
+        if err.get("ctx"):
+            entry["ctx"] = _jsonable(err["ctx"])
+        entries.append(entry)
+    return entries
+
+
+def parse(model: type[M], data: Mapping[str, Any], location: str = "query") -> M:
+    """Validate ``data`` against ``model``; raise :class:`ValidationFailed` on bad input."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ValidationFailed(errors_of(exc, location)) from None
+
+
+def query_values(args: Any, names: Any) -> dict[str, str]:
+    """Pick the last value of each known parameter from a multi-dict (as FastAPI does)."""
+    values = {}
+    for name in names:
+        found = args.getlist(name)
+        if found:
+            values[name] = found[-1]
+    return values
+
+
+def parse_query(model: type[M], args: Any) -> M:
+    """Validate a query string (a multi-dict) against ``model``."""
+    return parse(model, query_values(args, model.model_fields), "query")
+
+
+def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
+    """Decode and validate a JSON object body; an empty body validates as ``{}``."""
+    if not raw.strip():
+        if empty_ok:
+            return parse(model, {}, "body")
+        raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValidationFailed([{
+            "type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}", "input": None,
+        }]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed([{
+            "type": "model_attributes_type", "loc": ["body"],
+            "msg": "Input should be a valid dictionary or object to extract fields from",
+            "input": _jsonable(data),
+        }])
+    return parse(model, data, "body")

@@ -1,0 +1,158 @@
+"""What differs between the two API variants, one small object each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from flask import request
+
+from . import queries
+from .auth import current_principal
+from .errors import ApiError, Forbidden, ValidationFailed
+from .queries import Scope
+from .serialize import dataset_notification, organization_record
+from .validation import DatasetListQuery, OrganizationListQuery, Query
+
+
+def detail_body(error: ApiError) -> dict[str, Any]:
+    """Render an error as ``{"detail": ...}`` (dataset variant, ingest API, health check)."""
+    if isinstance(error, ValidationFailed):
+        return {"detail": error.errors}
+    return {"detail": error.message}
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    endpoint: str
+    methods: tuple[str, ...]
+
+
+@dataclass
+class Variant:
+    """Base of a variant: its mount prefix plus the hooks the shared views call."""
+
+    prefix: str
+    name: ClassVar[str]
+    routes: ClassVar[tuple[Route, ...]]
+    list_query: ClassVar[type[Query]]
+
+    def authorize(self) -> Scope:
+        """Authenticate the request and return the rows it may touch through this variant."""
+        raise NotImplementedError
+
+    def list_body(self, scope: Scope, query: Any) -> dict[str, Any]:
+        """Return the body of a list request."""
+        raise NotImplementedError
+
+    def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
+        """Return the JSON body of an error response."""
+        raise NotImplementedError
+
+
+class DatasetVariant(Variant):
+    """Monitoring alerts about datasets (FastAPI-style errors, naive UTC times)."""
+
+    name = "dataset"
+    routes = (
+        Route("/notifications", "list_notifications", ("GET",)),
+        Route("/notifications/unread-count", "unread_count", ("GET",)),
+        Route("/notifications/<notification_id>/read", "mark_one_read", ("POST",)),
+        Route("/notifications/read-all", "read_all", ("POST",)),
+    )
+    list_query = DatasetListQuery
+
+    def authorize(self) -> Scope:
+        principal = current_principal()
+        return Scope(principal.user_id, principal.organization_id)
+
+    def list_body(self, scope: Scope, query: DatasetListQuery) -> dict[str, Any]:
+        rows, total, _ = queries.list_notifications(
+            scope,
+            limit=query.limit,
+            offset=query.offset,
+            dataset_id=str(query.dataset_id) if query.dataset_id else None,
+            unread_only=query.unread_only,
+        )
+        return {
+            "notifications": [dataset_notification(r) for r in rows],
+            "total": total,
+            "has_more": query.offset + len(rows) < total,
+        }
+
+    def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
+        return detail_body(error)
+
+
+#: Organization-variant wording of validation failures, by pydantic error type.
+_ORG_MESSAGES = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+    "too_long": "must contain at most {max_length} items",
+    "json_invalid": "must be valid JSON",
+    "model_attributes_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "missing": "is required",
+}
+
+
+def organization_message(error: dict[str, Any]) -> str:
+    """Word one validation error the way the organization variant does."""
+    ctx = error.get("ctx") or {}
+    if error["type"] in ("greater_than_equal", "less_than_equal") and error["loc"][-1] == "limit":
+        return f"must be between 1 and {OrganizationListQuery.model_fields['limit'].metadata[1].le}"
+    if error["type"] == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if error["type"] == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    template = _ORG_MESSAGES.get(error["type"])
+    return template.format(**ctx) if template else error["msg"]
+
+
+class OrganizationVariant(Variant):
+    """The in-app inbox of a user in an organization (flat error envelope, ``Z`` times)."""
+
+    name = "organization"
+    routes = (
+        Route("/notifications", "list_notifications", ("GET",)),
+        Route("/notifications/mark-read", "mark_read", ("POST",)),
+    )
+    list_query = OrganizationListQuery
+
+    def authorize(self) -> Scope:
+        session_hint = "Sign in as a user and select an organization; API keys cannot read notifications."
+        # An API key is refused before any token check: it is never a user session.
+        if request.headers.get("X-API-Key") is not None:
+            raise Forbidden("notifications require a user session", hint=session_hint)
+        principal = current_principal()
+        if principal.organization_id is None:
+            raise Forbidden("notifications require a user session", hint=session_hint)
+        return Scope(principal.user_id, principal.organization_id, exact_org=True)
+
+    def list_body(self, scope: Scope, query: OrganizationListQuery) -> dict[str, Any]:
+        rows, total, unread = queries.list_notifications(
+            scope, limit=query.limit, unread_only=query.unread_only, with_unread=True
+        )
+        return {"items": [organization_record(r) for r in rows], "total": total, "unread": unread}
+
+    def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
+        details = dict(error.details)
+        if isinstance(error, ValidationFailed):
+            details["errors"] = [
+                {"loc": e["loc"], "msg": organization_message(e)} for e in error.errors
+            ]
+        return {
+            "code": error.code,
+            "message": error.message,
+            "detail": error.message,
+            "hint": error.hint,
+            "details": details,
+            "request_id": request_id,
+        }
+
+
+VARIANTS: dict[str, type[Variant]] = {v.name: v for v in (DatasetVariant, OrganizationVariant)}

@@ -1,0 +1,111 @@
+"""The one blueprint that serves both API variants, plus the health check."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, request
+from flask.blueprints import BlueprintSetupState
+
+from . import queries
+from .database import reading
+from .errors import NotFound, Unavailable
+from .validation import (
+    DatasetFilterQuery,
+    MarkReadBody,
+    NotificationPath,
+    parse,
+    parse_json_body,
+    parse_query,
+)
+from .variants import VARIANTS, Variant
+from .serialize import parse_ntf_id
+
+bp = Blueprint("notifications", __name__)
+
+
+def current_variant() -> Variant:
+    """Return the variant whose registration is serving this request."""
+    return current_app.extensions["notifications.variants"][request.blueprint]
+
+
+def list_notifications() -> dict[str, Any]:
+    """List the caller's notifications, newest first."""
+    variant = current_variant()
+    scope = variant.authorize()
+    return variant.list_body(scope, parse_query(variant.list_query, request.args))
+
+
+def unread_count() -> dict[str, Any]:
+    """Count the caller's unread notifications, optionally for one dataset."""
+    scope = current_variant().authorize()
+    query = parse_query(DatasetFilterQuery, request.args)
+    dataset_id = str(query.dataset_id) if query.dataset_id else None
+    return {"count": queries.unread_count(scope, dataset_id)}
+
+
+def mark_one_read(notification_id: str) -> dict[str, Any]:
+    """Mark one of the caller's unread notifications read."""
+    scope = current_variant().authorize()
+    path = parse(NotificationPath, {"notification_id": notification_id}, "path")
+    if not queries.mark_one_read(scope, str(path.notification_id)):
+        raise NotFound("Notification not found")
+    return {"ok": True}
+
+
+def read_all() -> dict[str, Any]:
+    """Mark all of the caller's unread notifications read, optionally for one dataset."""
+    scope = current_variant().authorize()
+    query = parse_query(DatasetFilterQuery, request.args)
+    dataset_id = str(query.dataset_id) if query.dataset_id else None
+    return {"ok": True, "count": queries.mark_all_read(scope, dataset_id)}
+
+
+def mark_read() -> dict[str, Any]:
+    """Mark the listed (or, with no ids, all) inbox items read and return the inbox."""
+    variant = current_variant()
+    scope = variant.authorize()
+    body = parse_json_body(request.get_data(cache=False), MarkReadBody)
+    if body.ids:
+        ids = [uid for uid in map(parse_ntf_id, body.ids) if uid is not None]
+        queries.mark_ids_read(scope, ids)
+    else:
+        queries.mark_all_read(scope)
+    return variant.list_body(scope, variant.list_query())
+
+
+VIEWS = {
+    "list_notifications": list_notifications,
+    "unread_count": unread_count,
+    "mark_one_read": mark_one_read,
+    "read_all": read_all,
+    "mark_read": mark_read,
+}
+
+
+@bp.record
+def _add_variant_routes(state: BlueprintSetupState) -> None:
+    """Add the URL rules of the variant this registration serves."""
+    variant: Variant = state.options["variant"]
+    state.app.extensions.setdefault("notifications.variants", {})[state.name] = variant
+    for route in variant.routes:
+        state.add_url_rule(route.rule, route.endpoint, VIEWS[route.endpoint], methods=route.methods)
+
+
+def healthz() -> tuple[dict[str, Any], int]:
+    """Report whether the database answers; no authentication."""
+    try:
+        with reading() as conn:
+            conn.exec_driver_sql("SELECT 1").scalar()
+    except Exception as exc:  # any database failure means "not healthy", never a 500
+        current_app.logger.warning("health check failed: %s", exc)
+        raise Unavailable("database unavailable") from None
+    return {"status": "ok"}, 200
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint once per enabled variant, and the health check."""
+    for name, variant_cls in VARIANTS.items():
+        prefix = app.config[f"{name.upper()}_PREFIX"]
+        if prefix is not None:
+            app.register_blueprint(bp, url_prefix=prefix, name=name, variant=variant_cls(prefix))
+    app.add_url_rule("/healthz", "healthz", healthz)
