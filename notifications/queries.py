@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
+from . import signals
 from .database import reading, writing
 from .models import counters_table as counters
 from .models import notifications_table as t
@@ -193,13 +194,17 @@ def _mark(conn: Connection, where: Any) -> int:
 def mark_one_read(scope: Scope, notification_id: str) -> bool:
     """Mark one of the caller's unread notifications read; False if there is none."""
     with writing() as conn:
-        return _mark(conn, and_(*_scope(scope), t.c.id == notification_id)) == 1
+        changed = _mark(conn, and_(*_scope(scope), t.c.id == notification_id))
+    signals.changed()
+    return changed == 1
 
 
 def mark_all_read(scope: Scope, dataset_id: str | None = None) -> int:
     """Mark every unread notification in scope read; return how many changed."""
     with writing() as conn:
-        return _mark(conn, _filters(scope, dataset_id))
+        changed = _mark(conn, _filters(scope, dataset_id))
+    signals.changed()
+    return changed
 
 
 def mark_ids_read(scope: Scope, ids: Sequence[str]) -> int:
@@ -207,7 +212,9 @@ def mark_ids_read(scope: Scope, ids: Sequence[str]) -> int:
     if not ids:
         return 0
     with writing() as conn:
-        return _mark(conn, and_(*_scope(scope), t.c.id.in_(list(ids))))
+        changed = _mark(conn, and_(*_scope(scope), t.c.id.in_(list(ids))))
+    signals.changed()
+    return changed
 
 
 def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,4 +254,5 @@ def create_notifications(items: Iterable[Mapping[str, Any]]) -> list[dict[str, A
         stored = conn.execute(
             select(*COLUMNS).where(t.c.id.in_([r["id"] for r in rows])).order_by(t.c.seq)
         ).all()
+    signals.changed()
     return [row_dict(r) for r in stored]

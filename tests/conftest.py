@@ -1,0 +1,224 @@
+"""Shared fixtures: a fresh database per test, tokens, the CLI runner and real servers."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from cli import AppContext, cli
+from notifications import create_app, queries, tokens
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
+OTHER_DATASET = "0c5c7fd0-a6a3-4450-a513-270e269e0d37"
+#: Set (as .ci/run does) to turn every "service not available" skip into a failure.
+STRICT_ENV = "NOTIFICATIONS_TEST_REQUIRE_SERVICES"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip with a visible reason when an outside service is missing (fail in CI)."""
+    if condition:
+        return
+    if os.environ.get(STRICT_ENV):
+        pytest.fail(f"{reason} ({STRICT_ENV} is set, so this cannot be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own NOTIFICATIONS_* settings out of the tests."""
+    for name in list(os.environ):
+        if name.startswith("NOTIFICATIONS_") and name != STRICT_ENV:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'notifications.db'}"
+
+
+@pytest.fixture
+def app_config(db_url: str) -> dict[str, Any]:
+    """Settings for the test app; tests may change them before asking for ``app``."""
+    return {"DATABASE_URL": db_url, "JWT_SECRET": SECRET, "TESTING": True}
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Iterator[Any]:
+    application = create_app(app_config)
+    yield application
+    from notifications.models import db
+
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+class Runner:
+    """Invoke the click CLI against the test app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.runner = CliRunner()
+
+    def invoke(self, *args: str, input: str | None = None) -> Any:
+        return self.runner.invoke(cli, list(args), obj=AppContext(self.app), input=input,
+                                  catch_exceptions=False)
+
+
+@pytest.fixture
+def runner(app: Any) -> Runner:
+    return Runner(app)
+
+
+class Auth:
+    """Mint tokens and headers for test users."""
+
+    def __init__(self, secret: str = SECRET) -> None:
+        self.secret = secret
+
+    def token(self, user: str = "alice", org: str | None = None, **claims: Any) -> str:
+        import jwt
+
+        now = int(time.time())
+        payload: dict[str, Any] = {"sub": user, "iat": now, "exp": now + 600}
+        if org is not None:
+            payload["organization_id"] = org
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, self.secret, algorithm="HS256")
+
+    def headers(self, user: str = "alice", org: str | None = None, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, org, **claims)}"}
+
+
+@pytest.fixture
+def auth() -> Auth:
+    return Auth()
+
+
+@pytest.fixture
+def make(app: Any) -> Any:
+    """Store notifications directly: ``make(user="alice", n=3, **fields)`` -> stored rows."""
+
+    def _make(user: str = "alice", n: int = 1, **fields: Any) -> list[dict[str, Any]]:
+        with app.app_context():
+            return queries.create_notifications({"user_id": user, **fields} for _ in range(n))
+
+    return _make
+
+
+# --- real servers ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def notifications_command() -> list[str]:
+    """The installed ``notifications`` console script, as a user runs it."""
+    script = Path(sys.executable).with_name("notifications")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("notifications")
+    return [found] if found else [sys.executable, "-m", "cli"]
+
+
+class LiveServer:
+    """``notifications serve`` in a subprocess on a free port, with its own database."""
+
+    def __init__(self, tmp: Path, workers: int = 2, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.db_path = tmp / "live.db"
+        self.log_path = tmp / f"server-{self.port}.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
+            "NOTIFICATIONS_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "NOTIFICATIONS_JWT_SECRET": SECRET,
+            **(env or {}),
+        }
+        self.auth = Auth(self.env["NOTIFICATIONS_JWT_SECRET"])
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [*notifications_command(), "serve", "--port", str(self.port), "--workers",
+             str(workers), *args],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if requests.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def headers(self, user: str = "alice", org: str | None = None, **claims: Any) -> dict[str, str]:
+        return self.auth.headers(user, org, **claims)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the CLI as a separate process against this server's database."""
+        result = subprocess.run([*notifications_command(), *args], env=self.env,
+                                capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"CLI {args} failed: {result.stderr}")
+        return result
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``live_server(workers=2, env={...})`` starts a real server, stopped after."""
+    servers: list[LiveServer] = []
+
+    def start(workers: int = 2, env: dict[str, str] | None = None,
+              args: tuple[str, ...] = ()) -> LiveServer:
+        server = LiveServer(tmp_path, workers=workers, env=env, args=args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
