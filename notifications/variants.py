@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from flask import request
+from pydantic import BaseModel
 
 from . import queries
 from .auth import current_principal
 from .errors import ApiError, Forbidden, ValidationFailed
 from .queries import Scope
+from .schemas import DetailError, DetailValidationError, OrganizationError
 from .serialize import dataset_notification, organization_record
 from .validation import DatasetListQuery, OrganizationListQuery, Query
 
@@ -36,6 +38,9 @@ class Variant:
     name: ClassVar[str]
     routes: ClassVar[tuple[Route, ...]]
     list_query: ClassVar[type[Query]]
+    #: Models of the error bodies :meth:`error_body` renders (used by the API description).
+    error_model: ClassVar[type[BaseModel]]
+    validation_error_model: ClassVar[type[BaseModel]]
 
     def authorize(self) -> Scope:
         """Authenticate the request and return the rows it may touch through this variant."""
@@ -61,6 +66,8 @@ class DatasetVariant(Variant):
         Route("/notifications/read-all", "read_all", ("POST",)),
     )
     list_query = DatasetListQuery
+    error_model = DetailError
+    validation_error_model = DetailValidationError
 
     def authorize(self) -> Scope:
         principal = current_principal()
@@ -122,6 +129,8 @@ class OrganizationVariant(Variant):
         Route("/notifications/mark-read", "mark_read", ("POST",)),
     )
     list_query = OrganizationListQuery
+    error_model = OrganizationError
+    validation_error_model = OrganizationError
 
     def authorize(self) -> Scope:
         session_hint = "Sign in as a user and select an organization; API keys cannot read notifications."

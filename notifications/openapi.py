@@ -1,0 +1,446 @@
+"""The OpenAPI 3.1 description of the running service, built from the models it validates with.
+
+Paths come from the route tables of the variants that are enabled (``variants.py``) and from
+the app's own URL map; parameters, bodies and answers come from the pydantic models in
+``validation.py`` and ``schemas.py``. Nothing here repeats a bound or a field list by hand,
+so the description cannot drift from what the service checks.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import schemas, validation
+from .variants import Variant
+
+OPENAPI_VERSION = "3.1.0"
+SCHEMA_REF = "#/components/schemas/{model}"
+
+#: Why each error status is answered; the body is the error model of the API that answers.
+ERROR_REASONS = {
+    400: "Malformed request.",
+    401: "Missing, malformed, expired or otherwise invalid credentials.",
+    403: "The credentials are valid but not allowed here.",
+    404: "Not found (a foreign id is indistinguishable from a missing one).",
+    413: "The request body is larger than the limit (1 MiB).",
+    414: "The query string is longer than the limit (8 KiB).",
+    422: "A parameter or the body is invalid.",
+    429: "Too many open streams for this user; retry after Retry-After seconds.",
+    503: "The database does not answer.",
+}
+#: Errors any operation can answer before its own checks run.
+COMMON_ERRORS = (414,)
+
+ModelRef = type[BaseModel] | Callable[[Variant], type[BaseModel]] | None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the description says about one route: its inputs, answers and errors."""
+
+    summary: str
+    response: type[BaseModel] | None = None
+    status: int = 200
+    query: ModelRef = None
+    path: type[BaseModel] | None = None
+    body: Any = None  # a model, or a list of models the body may be one of
+    body_required: bool = False
+    errors: tuple[int, ...] = (401, 422)
+    stream: str | None = None  # description of the events of a text/event-stream answer
+    stream_example: str | None = None
+    headers: dict[str, dict[str, Any]] = field(default_factory=dict)  # request headers
+    secured: bool = True
+    description: str = ""
+
+
+_DATASET_EVENTS = (
+    "Server-Sent Events. `event: notification` carries the full notification object "
+    "(schema `DatasetNotification`) as JSON in `data` and `id: <sequence>`; `event: ping` "
+    "with an empty `data:` line every few seconds; `event: error` with `{\"detail\": ...}` "
+    "(schema `DetailError`) when the server hits an internal error (the connection stays "
+    "open); `event: reset` when the gap since `Last-Event-ID` is too old to replay."
+)
+_DATASET_EXAMPLE = (
+    "retry: 3000\n\nevent: ping\ndata: \n\nid: 1042\nevent: notification\n"
+    'data: {"id": "e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57", "user_id": "alice", '
+    '"entity_type": "saved_view", "entity_id": "v1", "title": "", "message": null, '
+    '"metadata": {"is_alert": true}, "dataset_id": "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac", '
+    '"created_at": "2026-03-31T17:02:12.432489", "read_at": null}\n\n'
+)
+_ORGANIZATION_EVENTS = (
+    "Server-Sent Events. `event: unread` with `data: {\"unread\": N}` (schema `UnreadEvent`) "
+    "immediately on connect and then whenever the count changes; a `: keep-alive` comment "
+    "line every few seconds."
+)
+_ORGANIZATION_EXAMPLE = 'event: unread\ndata: {"unread": 3}\n\n: keep-alive\n\n'
+_LAST_EVENT_ID = {
+    "Last-Event-ID": {
+        "description": "Sequence of the last notification event the client saw; the server "
+        "replays what came after it (same as the last_event_id query parameter).",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
+#: Descriptions of the variants' routes, by (variant name, endpoint).
+VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("dataset", "list_notifications"): Operation(
+        "List the caller's notifications, newest first",
+        schemas.DatasetNotificationList, query=lambda variant: variant.list_query,
+    ),
+    ("dataset", "unread_count"): Operation(
+        "Count the caller's unread notifications", schemas.UnreadCount,
+        query=validation.DatasetFilterQuery,
+    ),
+    ("dataset", "mark_one_read"): Operation(
+        "Mark one unread notification read", schemas.Ok, path=validation.NotificationPath,
+        errors=(401, 404, 413, 422),
+        description="404 when the notification does not exist, is not the caller's, or is "
+        "already read.",
+    ),
+    ("dataset", "read_all"): Operation(
+        "Mark all of the caller's unread notifications read", schemas.ReadAllResult,
+        query=validation.DatasetFilterQuery, errors=(401, 413, 422),
+    ),
+    ("dataset", "stream"): Operation(
+        "Stream the caller's new notifications", query=validation.DatasetStreamQuery,
+        stream=_DATASET_EVENTS, stream_example=_DATASET_EXAMPLE, headers=_LAST_EVENT_ID,
+    ),
+    ("organization", "list_notifications"): Operation(
+        "List the caller's inbox in the active organization, newest first",
+        schemas.OrganizationInbox, query=lambda variant: variant.list_query,
+        errors=(401, 403, 422),
+    ),
+    ("organization", "mark_read"): Operation(
+        "Mark inbox items read (all of them without ids) and return the inbox",
+        schemas.OrganizationInbox, body=validation.MarkReadBody, errors=(401, 403, 413, 422),
+        description="Idempotent; ids that are unknown, malformed or not the caller's are "
+        "ignored. An empty body, `{}`, `{\"ids\": []}` or `{\"ids\": null}` marks everything.",
+    ),
+    ("organization", "stream"): Operation(
+        "Stream the caller's unread count", errors=(401, 403, 429),
+        stream=_ORGANIZATION_EVENTS, stream_example=_ORGANIZATION_EXAMPLE,
+    ),
+}
+
+#: Descriptions of app-level routes (outside the variants), by endpoint.
+APP_OPERATIONS: dict[str, Operation] = {
+    "healthz": Operation(
+        "Report whether the database answers", schemas.Health, errors=(503,), secured=False,
+    ),
+}
+
+
+def _flask_rule_to_path(rule: str) -> str:
+    """Turn ``/a/<name>`` or ``/a/<conv:name>`` into OpenAPI's ``/a/{name}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+class _Builder:
+    """Collect component schemas while operations are described."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.models: dict[type[BaseModel], str] = {}
+        self.extra_schemas: dict[str, Any] = {}
+
+    # -- schemas -------------------------------------------------------------------------
+
+    def ref(self, model: type[BaseModel]) -> dict[str, str]:
+        """Return a ``$ref`` to ``model``'s component schema."""
+        self.models.setdefault(model, model.__name__)
+        return {"$ref": SCHEMA_REF.format(model=model.__name__)}
+
+    def components(self) -> dict[str, Any]:
+        """Render every referenced model (and the models they use) as component schemas."""
+        models = sorted(self.models, key=lambda m: m.__name__)
+        # Request models are described as validated, response models as serialised.
+        pairs = [
+            (m, "serialization" if issubclass(m, schemas.Body) else "validation")
+            for m in models
+        ]
+        _, top = models_json_schema(pairs, ref_template=SCHEMA_REF)
+        return {**top.get("$defs", {}), **self.extra_schemas}
+
+    # -- parameters ----------------------------------------------------------------------
+
+    @staticmethod
+    def _parameter_schema(schema: dict[str, Any]) -> dict[str, Any]:
+        """Drop the ``null`` branch of an optional field: an absent parameter is the null."""
+        schema = copy.deepcopy(schema)
+        schema.pop("title", None)
+        branches = schema.get("anyOf")
+        if branches:
+            kept = [b for b in branches if b != {"type": "null"}]
+            if len(kept) == 1:
+                del schema["anyOf"]
+                schema.update(kept[0])
+            else:
+                schema["anyOf"] = kept
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        return schema
+
+    def parameters(self, model: type[BaseModel], location: str) -> list[dict[str, Any]]:
+        """Describe each field of a query or path model as one parameter."""
+        model_schema = model.model_json_schema()
+        required = set(model_schema.get("required", ()))
+        params = []
+        for name, prop in model_schema["properties"].items():
+            info = model.model_fields[name]
+            param: dict[str, Any] = {
+                "name": name,
+                "in": location,
+                "required": location == "path" or name in required,
+                "schema": self._parameter_schema(prop),
+            }
+            if info.description:
+                param["description"] = info.description
+            params.append(param)
+        return params
+
+    # -- operations ----------------------------------------------------------------------
+
+    def _error_response(self, status: int, error_model: type[BaseModel],
+                        validation_model: type[BaseModel]) -> dict[str, Any]:
+        model = validation_model if status == 422 else error_model
+        response: dict[str, Any] = {
+            "description": ERROR_REASONS.get(status, "Error."),
+            "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+            "content": {"application/json": {"schema": self.ref(model)}},
+        }
+        if status == 401:
+            response["headers"]["WWW-Authenticate"] = {
+                "description": "Always `Bearer`.", "schema": {"type": "string"}}
+        if status == 429:
+            response["headers"]["Retry-After"] = {
+                "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+        return response
+
+    def operation(self, op: Operation, *, variant: Variant | None, tag: str,
+                  operation_id: str, security: list[dict[str, list[str]]] | None,
+                  error_model: type[BaseModel], validation_model: type[BaseModel]) -> dict[str, Any]:
+        """Render one operation object."""
+        out: dict[str, Any] = {"tags": [tag], "summary": op.summary, "operationId": operation_id}
+        if op.description:
+            out["description"] = op.description
+        params: list[dict[str, Any]] = []
+        if op.path is not None:
+            params += self.parameters(op.path, "path")
+        query = op.query
+        if query is not None and not isinstance(query, type):
+            query = query(variant)
+        if query is not None:
+            params += self.parameters(query, "query")
+        for name, header in op.headers.items():
+            params.append({"name": name, "in": "header", "required": False, **header})
+        if params:
+            out["parameters"] = params
+        if op.body is not None:
+            bodies = op.body if isinstance(op.body, list) else [op.body]
+            schema = (self.ref(bodies[0]) if len(bodies) == 1
+                      else {"oneOf": [self.ref(b) for b in bodies]})
+            out["requestBody"] = {
+                "required": op.body_required,
+                "content": {"application/json": {"schema": schema}},
+            }
+        ok: dict[str, Any] = {
+            "description": op.response.__doc__.strip().splitlines()[0]
+            if op.response is not None and op.response.__doc__ else "OK",
+            "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+        }
+        if op.stream is not None:
+            ok["description"] = op.stream
+            ok["content"] = {"text/event-stream": {
+                "schema": {"type": "string"},
+                **({"example": op.stream_example} if op.stream_example else {}),
+            }}
+        elif op.response is not None:
+            ok["content"] = {"application/json": {"schema": self.ref(op.response)}}
+        responses: dict[str, Any] = {str(op.status): ok}
+        for status in sorted({*op.errors, *COMMON_ERRORS}):
+            if status == 401 and not op.secured:
+                continue
+            responses[str(status)] = self._error_response(status, error_model, validation_model)
+        out["responses"] = responses
+        if op.secured:
+            out["security"] = security
+        else:
+            out["security"] = []
+        return out
+
+    # -- document ------------------------------------------------------------------------
+
+    def document(self) -> dict[str, Any]:
+        """Build the whole document for the app as configured."""
+        config = self.app.config
+        user_security: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}]
+        if config.get("OPEN_USER"):
+            # Open mode: a request without credentials acts as the configured user.
+            user_security.append({})
+        paths: dict[str, dict[str, Any]] = {}
+        tags = []
+        variants: dict[str, Variant] = self.app.extensions.get("notifications.variants", {})
+        for name, variant in variants.items():
+            tag = f"{name} variant"
+            tags.append({"name": tag, "description": (type(variant).__doc__ or "").strip()
+                         + f" Mounted at `{variant.prefix or '/'}`."})
+            for route in variant.routes:
+                op = VARIANT_OPERATIONS.get((name, route.endpoint)) or _undescribed(
+                    self.app, f"{name}.{route.endpoint}")
+                path = _flask_rule_to_path(variant.prefix + route.rule)
+                for method in route.methods:
+                    paths.setdefault(path, {})[method.lower()] = self.operation(
+                        op, variant=variant, tag=tag,
+                        operation_id=f"{name}_{route.endpoint}",
+                        security=user_security,
+                        error_model=variant.error_model,
+                        validation_model=variant.validation_error_model,
+                    )
+        for rule in self.app.url_map.iter_rules():
+            op = APP_OPERATIONS.get(rule.endpoint)
+            if op is None:
+                continue
+            security = ([{"ingestToken": []}] if rule.endpoint.startswith("ingest")
+                        else user_security)
+            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+                paths.setdefault(_flask_rule_to_path(rule.rule), {})[method.lower()] = (
+                    self.operation(
+                        op, variant=None, tag="operations" if not rule.endpoint.startswith(
+                            "ingest") else "ingest",
+                        operation_id=rule.endpoint.replace(".", "_"), security=security,
+                        error_model=schemas.DetailError,
+                        validation_model=schemas.DetailValidationError,
+                    )
+                )
+        security_schemes: dict[str, Any] = {
+            "bearerAuth": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A JWT whose `sub` is the user id and whose "
+                f"`{config['ORG_CLAIM']}` claim is the organization; `exp` is required. "
+                f"Accepted algorithms: {', '.join(config['JWT_ALGORITHM_LIST'])}.",
+            },
+            "cookieAuth": {
+                "type": "apiKey", "in": "cookie", "name": config["SESSION_COOKIE"],
+                "description": "The same JWT in a cookie, for EventSource(url, "
+                "{withCredentials: true}).",
+            },
+        }
+        if any(rule.endpoint.startswith("ingest") for rule in self.app.url_map.iter_rules()):
+            security_schemes["ingestToken"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "The shared secret NOTIFICATIONS_INGEST_TOKEN.",
+            }
+            tags.append({"name": "ingest", "description": "Notifications from the other "
+                         "services of an install."})
+        tags.append({"name": "operations", "description": "Health check."})
+        return {
+            "openapi": OPENAPI_VERSION,
+            "info": {
+                "title": "Notifications service",
+                "version": _version(),
+                "description": "Per-user in-app notifications over two API variants, with "
+                "Server-Sent Event streams. This document describes this server as configured: "
+                "a disabled variant is absent.",
+            },
+            "servers": [{"url": "/"}],
+            "tags": tags,
+            "paths": dict(sorted(paths.items())),
+            "components": {
+                "schemas": self.components(),
+                "headers": {
+                    "X-Request-Id": {
+                        "description": "The request id: a valid incoming X-Request-Id is "
+                        "echoed, otherwise one is generated. Also in every log line.",
+                        "schema": {"type": "string"},
+                    }
+                },
+                "securitySchemes": security_schemes,
+            },
+        }
+
+
+def _undescribed(app: Flask, endpoint: str) -> Operation:
+    """Describe a route nobody described yet (minimal, with a warning) instead of failing."""
+    app.logger.warning("openapi: route %s has no description", endpoint)
+    return Operation(f"{endpoint} (not described)", errors=())
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("notifications-service")
+    except Exception:  # not installed (a plain checkout): the document still needs a version
+        return "0.0.0"
+
+
+def build_document(app: Flask) -> dict[str, Any]:
+    """Return the OpenAPI document of ``app`` as configured."""
+    return _Builder(app).document()
+
+
+def openapi_json() -> Response:
+    """Serve the OpenAPI document (built once per process)."""
+    document = current_app.extensions.get("notifications.openapi")
+    if document is None:
+        document = current_app.extensions["notifications.openapi"] = build_document(current_app)
+    return jsonify(document)
+
+
+_ASSETS = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
+    "LICENSE": "text/plain; charset=utf-8",
+    "NOTICE": "text/plain; charset=utf-8",
+}
+
+
+def _asset(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", "swagger-ui", name).read_bytes()
+
+
+def docs_page() -> Response:
+    """Serve the browsable documentation page (Swagger UI, assets served locally)."""
+    base = request.script_root
+    html = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Notifications service API</title>
+<link rel="stylesheet" href="{base}/docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-url="{base}/openapi.json"></div>
+<script src="{base}/docs/swagger-ui-bundle.js"></script>
+<script src="{base}/docs/docs.js"></script>
+</body>
+</html>
+"""
+    return Response(html, mimetype="text/html")
+
+
+def docs_asset(name: str) -> Response:
+    """Serve one of the packaged Swagger UI files."""
+    if name not in _ASSETS:
+        from .errors import NotFound
+
+        raise NotFound()
+    response = Response(_asset(name), content_type=_ASSETS[name])
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Serve ``/openapi.json`` and the ``/docs`` page."""
+    app.add_url_rule("/openapi.json", "openapi", openapi_json)
+    app.add_url_rule("/docs", "docs", docs_page)
+    app.add_url_rule("/docs/<name>", "docs_asset", docs_asset)
