@@ -27,12 +27,15 @@ DEFAULTS: dict[str, Any] = {
     "OPEN_ORGANIZATION": None,
     "CORS_ORIGINS": None,
     "LOG_FORMAT": "text",
+    # Flask's own setting: larger request bodies are refused with 413.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Not environment settings: set by the CLI and the demo mode.
     "DEMO": False,
     "REQUIRE_KEY": True,
 }
 
-_INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000)}
+_INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
+         "MAX_CONTENT_LENGTH": (1024, 1024**3)}
 _FLOATS = {
     "PING_INTERVAL": (0.05, 3600.0),
     "KEEPALIVE_INTERVAL": (0.05, 3600.0),

@@ -50,4 +50,8 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # Several servers may run on one machine (tests, nodes); a shared control socket
         # in the home directory would make them collide.
         "control_socket_disable": True,
+        # gunicorn's own request-line limit (4 KiB) would answer long URLs with its plain
+        # error page; lifting it (gunicorn still caps the line at 1 MiB) lets the app answer
+        # query strings over 8 KiB with a 414 in the variant's error format.
+        "limit_request_line": 0,
     }).run()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 from uuid import UUID
@@ -15,6 +16,11 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Largest offset accepted: beyond it a page is empty anyway, and SQLite's integers end.
 MAX_OFFSET = 2**62
+#: Deepest nesting of arrays and objects accepted in a JSON body: real bodies need a few
+#: levels; thousands would exhaust the parser's (and the error renderer's) recursion.
+MAX_JSON_DEPTH = 32
+#: Strings (skipped whole, so brackets inside them do not count) and brackets.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 class Query(BaseModel):
@@ -105,18 +111,47 @@ def parse_query(model: type[M], args: Any) -> M:
     return parse(model, query_values(args, model.model_fields), "query")
 
 
+def json_depth(raw: bytes) -> int:
+    """Return how deeply arrays and objects nest in a JSON text (without parsing it)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be too deep: skip the scan for ordinary bodies
+    depth = deepest = 0
+    for token in _JSON_TOKENS.finditer(raw):
+        char = token.group()
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return depth  # deep enough to refuse: stop scanning
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def decode_json(raw: bytes) -> Any:
+    """Decode a JSON body; raise :class:`ValidationFailed` when it is not JSON or too deep."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ValidationFailed([{
+            "type": "json_invalid", "loc": ["body"],
+            "msg": f"JSON decode error: nested deeper than {MAX_JSON_DEPTH} levels",
+            "input": None, "ctx": {"max_depth": MAX_JSON_DEPTH},
+        }])
+    try:
+        return json.loads(raw)
+    # ValueError also covers integers longer than Python converts (4300 digits).
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValidationFailed([{
+            "type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}", "input": None,
+        }]) from None
+
+
 def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
     """Decode and validate a JSON object body; an empty body validates as ``{}``."""
     if not raw.strip():
         if empty_ok:
             return parse(model, {}, "body")
         raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValidationFailed([{
-            "type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}", "input": None,
-        }]) from None
+    data = decode_json(raw)
     if not isinstance(data, dict):
         raise ValidationFailed([{
             "type": "model_attributes_type", "loc": ["body"],

@@ -6,23 +6,48 @@ import logging
 import re
 import sys
 import time
+import traceback
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import HTTP_ERRORS, ApiError
+from .errors import HTTP_ERRORS, ApiError, PayloadTooLarge, UriTooLong
 from .variants import detail_body
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+#: Longest query string (and path) accepted, in bytes; longer requests get 414.
+MAX_QUERY_LENGTH = 8192
+MAX_PATH_LENGTH = 8192
+#: Query parameters whose values are never logged, whatever they hold.
+_SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|auth|session|signature|jwt|code",
+                           re.IGNORECASE)
+#: A JWT (three base64url parts, the first a JSON header) anywhere in a path or value.
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+#: Long unbroken base64/hex runs look like keys; shorter values (ids, UUIDs) stay readable.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9+/_=-]{48,}")
+REDACTED = "[redacted]"
 access_log = logging.getLogger("notifications.access")
+error_log = logging.getLogger("notifications.errors")
 
 
 def _start_request() -> None:
     incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    # A token pasted into X-Request-Id would be echoed and logged: never accept one.
+    valid = _REQUEST_ID.fullmatch(incoming) and not _JWT_LIKE.search(incoming)
+    g.request_id = incoming if valid else uuid.uuid4().hex
     g.started = time.perf_counter()
+    # Checked here, before any view, so every endpoint answers in its variant's format.
+    if len(request.query_string) > MAX_QUERY_LENGTH:
+        raise UriTooLong(f"The query string is longer than {MAX_QUERY_LENGTH} bytes")
+    if len(request.path) > MAX_PATH_LENGTH:
+        raise UriTooLong(f"The path is longer than {MAX_PATH_LENGTH} bytes")
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
 
 
 def request_id() -> str:
@@ -30,25 +55,80 @@ def request_id() -> str:
     return g.get("request_id") or uuid.uuid4().hex
 
 
+def _secrets() -> list[str]:
+    """Return the credentials this request carries and the configured ingest token."""
+    found = []
+    authorization = request.headers.get("Authorization", "")
+    _, _, credential = authorization.partition(" ")
+    if credential.strip():
+        found.append(credential.strip())
+    cookie = request.cookies.get(current_app.config["SESSION_COOKIE"])
+    if cookie:
+        found.append(cookie)
+    if current_app.config.get("INGEST_TOKEN"):
+        found.append(current_app.config["INGEST_TOKEN"])
+    return found
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Remove credentials, JWT-like and key-like runs from text bound for a log line."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    text = _JWT_LIKE.sub(REDACTED, text)
+    return _KEY_LIKE.sub(REDACTED, text)
+
+
+def safe_query(args: Any, secrets: list[str], limit: int = 512) -> str:
+    """Render the query string for a log line: secret-looking values replaced, length capped."""
+    parts = []
+    for name, value in args.items(multi=True):
+        if _SECRET_PARAM.search(name):
+            value = REDACTED
+        parts.append(f"{redact(name, secrets)}={redact(value, secrets)}")
+    text = "&".join(parts)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _log_line(fields: dict[str, Any], log_format: str) -> None:
+    if log_format == "json":
+        access_log.info(json.dumps(fields, ensure_ascii=False))
+    else:
+        query = f"?{fields['query']}" if fields["query"] else ""
+        access_log.info(
+            "%s %s %s%s %s %.1fms user=%s request_id=%s",
+            fields["time"], fields["method"], fields["path"], query, fields["status"],
+            fields["duration_ms"], fields["user_id"], fields["request_id"],
+        )
+
+
 def _finish_request(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id()
-    duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    secrets = _secrets()
     principal = g.get("principal")
-    fields = {
+    started = g.get("started", time.perf_counter())
+    fields: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "method": request.method,
-        "path": request.path,
+        "path": redact(request.path, secrets)[:MAX_PATH_LENGTH],
+        "query": safe_query(request.args, secrets),
         "status": response.status_code,
-        "duration_ms": round(duration_ms, 2),
+        "duration_ms": 0.0,
         "user_id": principal.user_id if principal else None,
         "request_id": request_id(),
+        "remote_addr": request.remote_addr,
     }
-    if current_app.config["LOG_FORMAT"] == "json":
-        access_log.info(json.dumps(fields))
+    log_format = current_app.config["LOG_FORMAT"]
+
+    def log() -> None:
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        _log_line(fields, log_format)
+
+    if response.is_streamed and response.mimetype == "text/event-stream":
+        # A stream's line is written when it ends, with how long it was open.
+        response.call_on_close(log)
     else:
-        access_log.info(
-            "%(method)s %(path)s %(status)s %(duration_ms).1fms user=%(user_id)s request_id=%(request_id)s",
-            fields,
-        )
+        log()
     return response
 
 
@@ -91,17 +171,28 @@ def _handle_http_error(error: HTTPException) -> Response:
 
 
 def _handle_unexpected(error: Exception) -> Response:
-    current_app.logger.exception("unhandled error (request_id=%s)", request_id())
+    if current_app.config["LOG_FORMAT"] == "json":
+        error_log.error(json.dumps({
+            "level": "error",
+            "event": "unhandled_error",
+            "request_id": request_id(),
+            "error": redact(f"{type(error).__name__}: {error}", _secrets()),
+            "traceback": redact(traceback.format_exc(), _secrets()),
+        }))
+    else:
+        error_log.error("unhandled error (request_id=%s)\n%s", request_id(),
+                        redact(traceback.format_exc(), _secrets()).rstrip())
     return error_response(ApiError())
 
 
 def _configure_logging(app: Flask) -> None:
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False
+    for logger in (access_log, error_log):
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
 
 
 def init_app(app: Flask) -> None:

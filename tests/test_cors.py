@@ -1,0 +1,104 @@
+"""CORS: listed origins only, with credentials; preflights answered; nothing when unset."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from notifications import create_app
+from notifications.config import ConfigError
+
+ALLOWED = "http://localhost:5173"
+CORS_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+                "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+                "Access-Control-Max-Age", "Access-Control-Expose-Headers")
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**app_config, "CORS_ORIGINS": f"{ALLOWED}, https://App.Example.com/"}
+
+
+def cors_headers(response: Any) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.startswith("Access-Control-")}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/notifications", "/api/v1/org/notifications",
+                                  "/api/v1/notifications/unread-count", "/healthz"])
+def test_listed_origin_gets_credentialed_cors(client: Any, auth: Any, path: str) -> None:
+    response = client.get(path, headers={"Origin": ALLOWED, **auth.headers("alice", "acme")})
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "X-Request-Id" in response.headers["Access-Control-Expose-Headers"]
+    assert "Origin" in response.headers.getlist("Vary")[0]
+
+
+def test_origins_compare_case_insensitively_without_trailing_slash(client: Any) -> None:
+    response = client.get("/healthz", headers={"Origin": "https://app.example.com"})
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+
+
+def test_errors_carry_cors_headers_so_the_browser_can_read_them(client: Any) -> None:
+    response = client.get("/api/v1/org/notifications", headers={"Origin": ALLOWED})
+    assert response.status_code == 401
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.get_json()["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost:5174", "null",
+                                    "http://localhost:5173.evil.example"])
+def test_unlisted_origin_gets_no_cors_headers(client: Any, auth: Any, origin: str) -> None:
+    response = client.get("/api/v1/notifications", headers={"Origin": origin, **auth.headers()})
+    assert response.status_code == 200
+    assert cors_headers(response) == {}
+    preflight = client.options("/api/v1/notifications", headers={
+        "Origin": origin, "Access-Control-Request-Method": "GET"})
+    assert cors_headers(preflight) == {}
+
+
+@pytest.mark.parametrize(("path", "method"), [
+    ("/api/v1/notifications", "GET"),
+    ("/api/v1/notifications/read-all", "POST"),
+    ("/api/v1/org/notifications/mark-read", "POST"),
+])
+def test_preflight_is_answered_without_credentials(client: Any, path: str, method: str) -> None:
+    response = client.options(path, headers={
+        "Origin": ALLOWED, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization, content-type, last-event-id",
+    })
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert method in response.headers["Access-Control-Allow-Methods"].split(", ")
+    allowed = response.headers["Access-Control-Allow-Headers"].split(", ")
+    for header in ("Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id", "X-API-Key"):
+        assert header in allowed
+    assert int(response.headers["Access-Control-Max-Age"]) > 0
+
+
+def test_preflight_of_unknown_path_is_not_found(client: Any) -> None:
+    response = client.options("/nowhere", headers={
+        "Origin": ALLOWED, "Access-Control-Request-Method": "GET"})
+    assert response.status_code == 404
+
+
+def test_no_cors_headers_at_all_when_unset(app_config: dict[str, Any], auth: Any) -> None:
+    client = create_app({**app_config, "CORS_ORIGINS": ""}).test_client()
+    response = client.get("/api/v1/notifications", headers={"Origin": ALLOWED, **auth.headers()})
+    assert cors_headers(response) == {}
+    assert "Vary" not in response.headers
+    preflight = client.options("/api/v1/notifications", headers={
+        "Origin": ALLOWED, "Access-Control-Request-Method": "GET"})
+    assert cors_headers(preflight) == {}
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("*", "cannot be '*'"),
+    ("localhost:5173", "is not an origin"),
+    ("https://app.example.com/path", "is not an origin"),
+])
+def test_bad_origin_settings_stop_startup(app_config: dict[str, Any], value: str,
+                                          message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_app({**app_config, "CORS_ORIGINS": value})

@@ -1,0 +1,97 @@
+"""Oversized and malformed requests get clear 4xx answers in each variant's format."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from notifications.validation import MAX_JSON_DEPTH, json_depth
+
+MIB = 1024 * 1024
+MARK_READ = "/api/v1/org/notifications/mark-read"
+
+
+def test_body_over_one_mib_is_413_in_each_variant(client: Any, auth: Any) -> None:
+    big = b'{"ids": ["' + b"x" * (MIB + 10) + b'"]}'
+    org = client.post(MARK_READ, data=big, content_type="application/json",
+                      headers=auth.headers("alice", "acme"))
+    assert org.status_code == 413
+    assert org.get_json()["code"] == "payload_too_large"
+    assert org.get_json()["request_id"] == org.headers["X-Request-Id"]
+    dataset = client.post("/api/v1/notifications/read-all", data=big,
+                          headers=auth.headers("alice"))
+    assert dataset.status_code == 413
+    assert dataset.get_json() == {"detail": "The request body is larger than 1048576 bytes"}
+
+
+def test_body_just_under_the_limit_is_read(client: Any, auth: Any) -> None:
+    ids = ["ntf_" + "0" * 32] * 1000
+    response = client.post(MARK_READ, json={"ids": ids, "pad": "x" * (MIB - 50_000)},
+                           headers=auth.headers("alice", "acme"))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/notifications", "/api/v1/org/notifications"])
+def test_query_string_over_8_kib_is_414(client: Any, auth: Any, path: str) -> None:
+    response = client.get(f"{path}?limit=5&pad={'a' * 8200}", headers=auth.headers("alice", "acme"))
+    assert response.status_code == 414
+    body = response.get_json()
+    if "org" in path:
+        assert body["code"] == "uri_too_long" and body["request_id"]
+    else:
+        assert body == {"detail": "The query string is longer than 8192 bytes"}
+
+
+def test_query_string_of_8_kib_is_fine(client: Any, auth: Any) -> None:
+    query = "limit=5&pad=" + "a" * (8192 - len("limit=5&pad="))
+    response = client.get(f"/api/v1/notifications?{query}", headers=auth.headers())
+    assert response.status_code == 200
+
+
+def test_mark_read_refuses_more_than_1000_ids(client: Any, auth: Any) -> None:
+    response = client.post(MARK_READ, json={"ids": ["ntf_x"] * 1001},
+                           headers=auth.headers("alice", "acme"))
+    assert response.status_code == 422
+    errors = response.get_json()["details"]["errors"]
+    assert errors == [{"loc": ["body", "ids"], "msg": "must contain at most 1000 items"}]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"ids": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b"[" * 100_000,
+    b'{"a": ' * 3000 + b"1" + b"}" * 3000,
+    b'{"ids": [], "x": ' + b'{"y": ' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 2),
+])
+def test_deeply_nested_json_is_422_not_500(client: Any, auth: Any, body: bytes) -> None:
+    response = client.post(MARK_READ, data=body, content_type="application/json",
+                           headers=auth.headers("alice", "acme"))
+    assert response.status_code == 422
+    assert response.get_json()["details"]["errors"] == [{"loc": ["body"],
+                                                         "msg": "must be valid JSON"}]
+
+
+def test_nesting_up_to_the_bound_is_accepted(client: Any, auth: Any) -> None:
+    nested = b'{"y": ' * (MAX_JSON_DEPTH - 1) + b"1" + b"}" * (MAX_JSON_DEPTH - 1)
+    response = client.post(MARK_READ, data=b'{"ids": [], "x": ' + nested + b"}",
+                           content_type="application/json", headers=auth.headers("alice", "acme"))
+    assert response.status_code == 200
+
+
+def test_huge_integer_is_422_not_500(client: Any, auth: Any) -> None:
+    response = client.post(MARK_READ, data=b'{"ids": ' + b"9" * 5000 + b"}",
+                           content_type="application/json", headers=auth.headers("alice", "acme"))
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(("text", "depth"), [
+    (b"{}", 1), (b"[[], [[]]]", 3), (b'"[[[[["', 0), (b'{"a": "\\"[[["}', 1),
+    (b"[" * 40 + b"]" * 40, MAX_JSON_DEPTH + 1),
+])
+def test_json_depth(text: bytes, depth: int) -> None:
+    found = json_depth(text)
+    if depth <= MAX_JSON_DEPTH:
+        assert found <= MAX_JSON_DEPTH
+        if text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH:
+            assert found == depth
+    else:
+        assert found > MAX_JSON_DEPTH
