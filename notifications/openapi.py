@@ -59,6 +59,8 @@ class Operation:
     headers: dict[str, dict[str, Any]] = field(default_factory=dict)  # request headers
     secured: bool = True
     description: str = ""
+    #: OpenAPI links of the success answer: name -> (operation id suffix, {param: expression}).
+    links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
 
 _DATASET_EVENTS = (
@@ -94,6 +96,8 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("dataset", "list_notifications"): Operation(
         "List the caller's notifications, newest first",
         schemas.DatasetNotificationList, query=lambda variant: variant.list_query,
+        links={"markFirstRead": ("mark_one_read", {
+            "notification_id": "$response.body#/notifications/0/id"})},
     ),
     ("dataset", "unread_count"): Operation(
         "Count the caller's unread notifications", schemas.UnreadCount,
@@ -264,6 +268,12 @@ class _Builder:
             }}
         elif op.response is not None:
             ok["content"] = {"application/json": {"schema": self.ref(op.response)}}
+        if op.links and variant is not None:
+            ok["links"] = {
+                name: {"operationId": f"{variant.name}_{target}", "parameters": params}
+                for name, (target, params) in op.links.items()
+                if any(r.endpoint == target for r in variant.routes)
+            }
         responses: dict[str, Any] = {str(op.status): ok}
         for status in sorted({*op.errors, *COMMON_ERRORS}):
             if status == 401 and not op.secured:

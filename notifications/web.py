@@ -10,9 +10,10 @@ import traceback
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .errors import HTTP_ERRORS, ApiError, PayloadTooLarge, UriTooLong
 from .variants import detail_body
@@ -25,8 +26,9 @@ MAX_PATH_LENGTH = 8192
 #: Query parameters whose values are never logged, whatever they hold.
 _SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|auth|session|signature|jwt|code",
                            re.IGNORECASE)
-#: A JWT (three base64url parts, the first a JSON header) anywhere in a path or value.
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+#: A JWT, or a piece of one, anywhere in a path or value: its first part is base64url JSON,
+#: which always starts with ``eyJ`` (``{"``).
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")
 #: Long unbroken base64/hex runs look like keys; shorter values (ids, UUIDs) stay readable.
 _KEY_LIKE = re.compile(r"[A-Za-z0-9+/_=-]{48,}")
 REDACTED = "[redacted]"
@@ -47,6 +49,25 @@ def _start_request() -> None:
         raise UriTooLong(f"The path is longer than {MAX_PATH_LENGTH} bytes")
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is not None and (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
+    if limit is not None and request.content_length is None and (
+        "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    ):
+        _read_chunked_body(limit)
+
+
+def _read_chunked_body(limit: int) -> None:
+    """Read (and cache for the view) a body sent without a length, refusing oversized ones.
+
+    Werkzeug stops reading such a body at the limit and hands the view a silently truncated
+    body; one more read past the limit is what tells a full body from a longer one.
+    """
+    data = request.get_data(cache=True)
+    if len(data) >= limit:
+        try:
+            request.stream.read(1)
+        except RequestEntityTooLarge:
+            pass
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
 
 
@@ -80,14 +101,35 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 def safe_query(args: Any, secrets: list[str], limit: int = 512) -> str:
-    """Render the query string for a log line: secret-looking values replaced, length capped."""
+    """Render the query string for a log line: secret-looking values replaced, length capped.
+
+    Names and values are percent-encoded again, so a newline or a control character sent
+    by a client can never start a forged log line.
+    """
     parts = []
     for name, value in args.items(multi=True):
         if _SECRET_PARAM.search(name):
             value = REDACTED
-        parts.append(f"{redact(name, secrets)}={redact(value, secrets)}")
+        name, value = redact(name, secrets), redact(value, secrets)
+        parts.append(f"{quote(name, safe='[]')}={quote(value, safe='[]')}")
     text = "&".join(parts)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def safe_path(path: str, secrets: list[str]) -> str:
+    """Render the path for a log line: credentials removed, unprintable bytes encoded."""
+    return quote(redact(path, secrets)[:MAX_PATH_LENGTH], safe="/[]:@!$&'()*+,;=")
+
+
+_PLAIN = re.compile(r"[\x21-\x7e]+")
+
+
+def _text_value(value: Any) -> str:
+    """Show a value in a text log line as one token (JSON-quoted when it is not plain)."""
+    if value is None:
+        return "-"
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
 
 
 def _log_line(fields: dict[str, Any], log_format: str) -> None:
@@ -97,8 +139,9 @@ def _log_line(fields: dict[str, Any], log_format: str) -> None:
         query = f"?{fields['query']}" if fields["query"] else ""
         access_log.info(
             "%s %s %s%s %s %.1fms user=%s request_id=%s",
-            fields["time"], fields["method"], fields["path"], query, fields["status"],
-            fields["duration_ms"], fields["user_id"], fields["request_id"],
+            fields["time"], _text_value(fields["method"]), fields["path"], query,
+            fields["status"], fields["duration_ms"], _text_value(fields["user_id"]),
+            fields["request_id"],
         )
 
 
@@ -110,7 +153,7 @@ def _finish_request(response: Response) -> Response:
     fields: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "method": request.method,
-        "path": redact(request.path, secrets)[:MAX_PATH_LENGTH],
+        "path": safe_path(request.path, secrets),
         "query": safe_query(request.args, secrets),
         "status": response.status_code,
         "duration_ms": 0.0,
