@@ -85,9 +85,11 @@ _ORGANIZATION_EVENTS = (
 _ORGANIZATION_EXAMPLE = 'event: unread\ndata: {"unread": 3}\n\n: keep-alive\n\n'
 _LAST_EVENT_ID = {
     "Last-Event-ID": {
-        "description": "Sequence of the last notification event the client saw; the server "
-        "replays what came after it (same as the last_event_id query parameter).",
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "Sequence of the last notification event the client saw (browsers "
+        "send it on reconnect); the server replays what came after it, and wins over the "
+        "last_event_id query parameter. A value that is not a sequence number gets "
+        "`event: reset`.",
+        "schema": {"type": "string"},
     }
 }
 

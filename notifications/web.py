@@ -29,8 +29,9 @@ _SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|auth|session|signa
 #: A JWT, or a piece of one, anywhere in a path or value: its first part is base64url JSON,
 #: which always starts with ``eyJ`` (``{"``).
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")
-#: Long unbroken base64/hex runs look like keys; shorter values (ids, UUIDs) stay readable.
-_KEY_LIKE = re.compile(r"[A-Za-z0-9+/_=-]{48,}")
+#: Long unbroken base64url/hex runs look like keys; ids and UUIDs (36 characters) and path
+#: segments stay readable.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_=-]{48,}")
 REDACTED = "[redacted]"
 access_log = logging.getLogger("notifications.access")
 error_log = logging.getLogger("notifications.errors")
