@@ -51,7 +51,8 @@ class Operation:
     status: int = 200
     query: ModelRef = None
     path: type[BaseModel] | None = None
-    body: Any = None  # a model, or a list of models the body may be one of
+    body: Any = None  # a model, a list of models the body may be one of, or a callable
+    # returning either
     body_required: bool = False
     errors: tuple[int, ...] = (401, 422)
     stream: str | None = None  # description of the events of a text/event-stream answer
@@ -141,6 +142,16 @@ APP_OPERATIONS: dict[str, Operation] = {
     "healthz": Operation(
         "Report whether the database answers", schemas.Health, errors=(503,), secured=False,
     ),
+    "ingest.ingest": Operation(
+        "Store one notification or a batch, all or none", schemas.IngestResult, status=201,
+        # Looked up when the route is described: the models live with the ingest API.
+        body=lambda: [validation.IngestNotification, validation.IngestBatch], body_required=True,
+        errors=(401, 413, 422),
+        description="Send one notification object, or `{\"notifications\": [...]}` with at "
+        "most 1000. A batch with any invalid object is refused whole (422) and nothing is "
+        "stored. A notification whose `dedupe_key` was already used for the same user is not "
+        "stored again: it counts in `duplicates` and its stored id is returned.",
+    ),
 }
 
 
@@ -173,7 +184,11 @@ class _Builder:
             for m in models
         ]
         _, top = models_json_schema(pairs, ref_template=SCHEMA_REF)
-        return {**top.get("$defs", {}), **self.extra_schemas}
+        defs = top.get("$defs", {})
+        for model in models:
+            if model.__name__ in defs and not issubclass(model, schemas.Body):
+                _add_alias_choices(model, defs[model.__name__])
+        return {**defs, **self.extra_schemas}
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -250,7 +265,8 @@ class _Builder:
         if params:
             out["parameters"] = params
         if op.body is not None:
-            bodies = op.body if isinstance(op.body, list) else [op.body]
+            body = op.body() if callable(op.body) and not isinstance(op.body, type) else op.body
+            bodies = body if isinstance(body, list) else [body]
             schema = (self.ref(bodies[0]) if len(bodies) == 1
                       else {"oneOf": [self.ref(b) for b in bodies]})
             out["requestBody"] = {
@@ -377,6 +393,25 @@ class _Builder:
                 "securitySchemes": security_schemes,
             },
         }
+
+
+def _add_alias_choices(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """Describe the other accepted names of a field (``AliasChoices``) as properties too.
+
+    pydantic's schema names only the first choice, but the service accepts each of them;
+    a document without them would call a valid body invalid.
+    """
+    properties = schema.get("properties", {})
+    for name, info in model.model_fields.items():
+        choices = getattr(info.validation_alias, "choices", None)
+        if not choices or name not in properties:
+            continue
+        for choice in choices:
+            if isinstance(choice, str) and choice not in properties:
+                alias = copy.deepcopy(properties[name])
+                alias["title"] = choice
+                alias["description"] = f"Another name for `{name}` (give one of them, not both)."
+                properties[choice] = alias
 
 
 def _undescribed(app: Flask, endpoint: str) -> Operation:

@@ -6,7 +6,7 @@ answer against the document built from them).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,4 +151,6 @@ class IngestResult(Body):
 
     created: int = Field(ge=0)
     duplicates: int = Field(ge=0, description="Objects skipped because their dedupe_key was seen.")
-    ids: list[str] = Field(description="Ids of the stored notifications, in request order.")
+    ids: list[Annotated[str, Field(pattern=UUID_PATTERN)]] = Field(
+        description="Ids in request order (for a duplicate, the id stored the first time)."
+    )

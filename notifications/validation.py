@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -128,7 +128,7 @@ def json_depth(raw: bytes) -> int:
     return deepest
 
 
-def decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:
     """Decode a JSON body; raise :class:`ValidationFailed` when it is not JSON or too deep."""
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise ValidationFailed([{
@@ -137,7 +137,7 @@ def decode_json(raw: bytes) -> Any:
             "input": None, "ctx": {"max_depth": MAX_JSON_DEPTH},
         }])
     try:
-        return json.loads(raw)
+        return loads(raw)
     # ValueError also covers integers longer than Python converts (4300 digits).
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValidationFailed([{
