@@ -50,7 +50,7 @@ def _start_request() -> None:
         raise UriTooLong(f"The path is longer than {MAX_PATH_LENGTH} bytes")
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is not None and (request.content_length or 0) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
+        raise body_too_large(limit)
     if limit is not None and request.content_length is None and (
         "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     ):
@@ -69,7 +69,12 @@ def _read_chunked_body(limit: int) -> None:
             request.stream.read(1)
         except RequestEntityTooLarge:
             pass
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
+        raise body_too_large(limit)
+
+
+def body_too_large(limit: int) -> PayloadTooLarge:
+    """Return the 413 error, naming the limit where the variant's envelope has room for it."""
+    return PayloadTooLarge(hint=f"Send at most {limit} bytes.", details={"limit": limit})
 
 
 def request_id() -> str:
@@ -204,6 +209,8 @@ def _handle_api_error(error: ApiError) -> Response:
 
 
 def _handle_http_error(error: HTTPException) -> Response:
+    if isinstance(error, RequestEntityTooLarge):
+        return error_response(body_too_large(current_app.config["MAX_CONTENT_LENGTH"]))
     cls = HTTP_ERRORS.get(error.code or 500, ApiError)
     message = cls.message if cls is not ApiError else (error.name or "Error")
     api_error = cls(message)

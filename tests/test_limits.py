@@ -17,11 +17,13 @@ def test_body_over_one_mib_is_413_in_each_variant(client: Any, auth: Any) -> Non
                       headers=auth.headers("alice", "acme"))
     assert org.status_code == 413
     assert org.get_json()["code"] == "payload_too_large"
+    assert org.get_json()["details"] == {"limit": MIB}
+    assert org.get_json()["hint"] == f"Send at most {MIB} bytes."
     assert org.get_json()["request_id"] == org.headers["X-Request-Id"]
     dataset = client.post("/api/v1/notifications/read-all", data=big,
                           headers=auth.headers("alice"))
     assert dataset.status_code == 413
-    assert dataset.get_json() == {"detail": "The request body is larger than 1048576 bytes"}
+    assert dataset.get_json() == {"detail": "Request body is too large"}
 
 
 def test_body_just_under_the_limit_is_read(client: Any, auth: Any) -> None:
