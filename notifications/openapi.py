@@ -108,13 +108,13 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("dataset", "mark_one_read"): Operation(
         "Mark one unread notification read", schemas.Ok, path=validation.NotificationPath,
-        errors=(401, 404, 413, 422),
+        errors=(401, 404, 422),
         description="404 when the notification does not exist, is not the caller's, or is "
         "already read.",
     ),
     ("dataset", "read_all"): Operation(
         "Mark all of the caller's unread notifications read", schemas.ReadAllResult,
-        query=validation.DatasetFilterQuery, errors=(401, 413, 422),
+        query=validation.DatasetFilterQuery, errors=(401, 422),
     ),
     ("dataset", "stream"): Operation(
         "Stream the caller's new notifications", query=validation.DatasetStreamQuery,

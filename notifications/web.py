@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -48,28 +49,25 @@ def _start_request() -> None:
         raise UriTooLong(f"The query string is longer than {MAX_QUERY_LENGTH} bytes")
     if len(request.path) > MAX_PATH_LENGTH:
         raise UriTooLong(f"The path is longer than {MAX_PATH_LENGTH} bytes")
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit is not None and (request.content_length or 0) > limit:
-        raise body_too_large(limit)
-    if limit is not None and request.content_length is None and (
-        "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    ):
-        _read_chunked_body(limit)
 
 
-def _read_chunked_body(limit: int) -> None:
-    """Read (and cache for the view) a body sent without a length, refusing oversized ones.
+class Request(flask.Request):
+    """Flask's request, refusing (rather than truncating) a body without a length."""
 
-    Werkzeug stops reading such a body at the limit and hands the view a silently truncated
-    body; one more read past the limit is what tells a full body from a longer one.
-    """
-    data = request.get_data(cache=True)
-    if len(data) >= limit:
-        try:
-            request.stream.read(1)
-        except RequestEntityTooLarge:
-            pass
-        raise body_too_large(limit)
+    def get_data(self, cache: bool = True, as_text: bool = False,  # type: ignore[override]
+                 parse_form_data: bool = False) -> Any:
+        """Return the body; raise 413 when it is over the limit, however it was sent.
+
+        A body with a Content-Length over the limit is refused by Werkzeug when it is read;
+        one sent without a length (chunked) is silently cut at the limit instead, so a body
+        that reaches the limit is refused here. Views read bodies after authenticating, so
+        a wrong credential is a 401 even when the body is too large.
+        """
+        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        limit = self.max_content_length
+        if limit is not None and self.content_length is None and len(data) >= limit:
+            raise body_too_large(limit)
+        return data.decode(errors="replace") if as_text else data
 
 
 def body_too_large(limit: int) -> PayloadTooLarge:
@@ -249,6 +247,7 @@ def _configure_logging(app: Flask) -> None:
 def init_app(app: Flask) -> None:
     """Install request ids, request logging and error rendering."""
     _configure_logging(app)
+    app.request_class = Request
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.register_error_handler(ApiError, _handle_api_error)
