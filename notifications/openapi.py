@@ -402,16 +402,24 @@ def _add_alias_choices(model: type[BaseModel], schema: dict[str, Any]) -> None:
     a document without them would call a valid body invalid.
     """
     properties = schema.get("properties", {})
+    exclusive = []
     for name, info in model.model_fields.items():
-        choices = getattr(info.validation_alias, "choices", None)
+        choices = [c for c in getattr(info.validation_alias, "choices", None) or ()
+                   if isinstance(c, str)]
         if not choices or name not in properties:
             continue
         for choice in choices:
-            if isinstance(choice, str) and choice not in properties:
+            if choice not in properties:
                 alias = copy.deepcopy(properties[name])
                 alias["title"] = choice
                 alias["description"] = f"Another name for `{name}` (give one of them, not both)."
                 properties[choice] = alias
+        if len(choices) > 1:
+            exclusive.append({"not": {"required": choices}})
+    if len(exclusive) == 1:
+        schema.update(exclusive[0])
+    elif exclusive:
+        schema["allOf"] = exclusive
 
 
 def _undescribed(app: Flask, endpoint: str) -> Operation:
