@@ -162,3 +162,25 @@ def test_page_on_an_allowed_origin_lists_marks_and_streams_with_the_cookie(
 
     refused = other.open(server, token, streams, tmp_path / "other")
     assert refused == {"failure": "TypeError: Failed to fetch"}
+
+
+def test_docs_page_renders_every_operation_from_local_files(
+    pages: Any, live_server: Any, tmp_path: Path,
+) -> None:
+    server = live_server(workers=1)
+    paths = requests.get(server.url("/openapi.json"), timeout=5).json()["paths"]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
+         "--virtual-time-budget=15000", "--dump-dom", server.url("/docs")],
+        capture_output=True, text=True, timeout=90,
+    ).stdout
+    for path in paths:
+        assert f'data-path="{path}"' in dom, f"{path} not rendered"
+    log = server.log()
+    for asset in ("/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/docs.js",
+                  "/openapi.json"):
+        assert f"GET {asset} 200" in log

@@ -158,6 +158,7 @@ def test_real_answers_match_the_response_models(client: Any, auth: Any, make: An
 def test_docs_page_uses_only_local_assets(client: Any) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     html = page.get_data(as_text=True)
     assert "http://" not in html and "https://" not in html
     for asset in ("/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/docs.js"):
