@@ -165,14 +165,13 @@ class _Builder:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.models: dict[type[BaseModel], str] = {}
-        self.extra_schemas: dict[str, Any] = {}
+        self.models: set[type[BaseModel]] = set()
 
     # -- schemas -------------------------------------------------------------------------
 
     def ref(self, model: type[BaseModel]) -> dict[str, str]:
         """Return a ``$ref`` to ``model``'s component schema."""
-        self.models.setdefault(model, model.__name__)
+        self.models.add(model)
         return {"$ref": SCHEMA_REF.format(model=model.__name__)}
 
     def components(self) -> dict[str, Any]:
@@ -188,7 +187,7 @@ class _Builder:
         for model in models:
             if model.__name__ in defs and not issubclass(model, schemas.Body):
                 _add_alias_choices(model, defs[model.__name__])
-        return {**defs, **self.extra_schemas}
+        return defs
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -288,8 +287,8 @@ class _Builder:
             ok["content"] = {"application/json": {"schema": self.ref(op.response)}}
         if op.links and variant is not None:
             ok["links"] = {
-                name: {"operationId": f"{variant.name}_{target}", "parameters": params}
-                for name, (target, params) in op.links.items()
+                name: {"operationId": f"{variant.name}_{target}", "parameters": values}
+                for name, (target, values) in op.links.items()
                 if any(r.endpoint == target for r in variant.routes)
             }
         responses: dict[str, Any] = {str(op.status): ok}
@@ -298,10 +297,7 @@ class _Builder:
                 continue
             responses[str(status)] = self._error_response(status, error_model, validation_model)
         out["responses"] = responses
-        if op.secured:
-            out["security"] = security
-        else:
-            out["security"] = []
+        out["security"] = security if op.secured else []
         return out
 
     # -- document ------------------------------------------------------------------------
