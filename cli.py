@@ -101,6 +101,8 @@ def init_db() -> None:
     from notifications.models import db
 
     previous = ensure_schema(db.engine)
+    # Building the app already brought the schema up to date: report what it found.
+    previous = current_app.extensions.pop("notifications.schema_found", previous)
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     if previous == SCHEMA_VERSION:
         click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")

@@ -90,7 +90,7 @@ def init_app(app: Flask) -> None:
         engine = db.engine
         if is_sqlite(engine):
             _configure_sqlite(engine)
-        ensure_schema(engine)
+        app.extensions["notifications.schema_found"] = ensure_schema(engine)
 
 
 def schema_version(engine: Engine) -> int:

@@ -22,6 +22,8 @@ PEOPLE = ("Ana", "Bruno", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Iv
 PROJECTS = ("Edge rules", "Billing API", "Data platform", "Mobile app", "Search relevance")
 CHANGES = ("Refactor sshd", "Bump TLS defaults", "Add retry budget", "Drop legacy auth",
            "Tune cache TTLs", "Split ingest workers")
+#: Page cache (KiB) of the connection that seeds: enough for the indexes of a million rows.
+SEED_CACHE_KIB = 256 * 1024
 #: Share of each user's notifications that are monitor alerts (the rest are inbox items).
 ALERT_SHARE = 0.5
 
@@ -123,6 +125,10 @@ def seed(
     def flush() -> None:
         nonlocal written
         with writing() as conn:
+            if conn.dialect.name == "sqlite":
+                # Random UUIDs land all over the unique index on ``id``: a page cache that
+                # holds the indexes saves most of the reads (about a fifth of the run time).
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{SEED_CACHE_KIB}")
             conn.exec_driver_sql(_INSERT, batch) if conn.dialect.paramstyle == "qmark" else \
                 conn.exec_driver_sql(_INSERT.replace("?", "%s"), batch)
         written += len(batch)
@@ -137,4 +143,7 @@ def seed(
             flush()
     if batch:
         flush()
+    with writing() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
     return written

@@ -51,7 +51,9 @@ def keyless_runner(db_url: str) -> Any:
 def test_init_db(runner: Any) -> None:
     result = runner.invoke("init-db")
     assert result.exit_code == 0
-    assert "schema version 1" in result.output
+    assert "initialised (schema version 0 -> 1)" in result.output
+    again = runner.invoke("init-db")
+    assert again.exit_code == 0 and "up to date (schema version 1)" in again.output
 
 
 # --- token ---------------------------------------------------------------------------

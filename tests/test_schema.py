@@ -190,9 +190,10 @@ def test_newer_schema_is_refused_by_the_installed_command(newer_db: str) -> None
 
 def test_init_db_is_idempotent_and_keeps_data(runner: Any, make: Any, app: Any) -> None:
     rows = make(n=3)
+    assert runner.invoke("init-db").exit_code == 0
     for _ in range(2):
         result = runner.invoke("init-db")
-        assert result.exit_code == 0 and "up to date" in result.output
+        assert result.exit_code == 0 and "up to date (schema version 1)" in result.output
     with app.app_context():
         assert queries.unread_count(Scope("alice")) == 3
         assert queries.get_notification(rows[0]["id"]) is not None
@@ -203,6 +204,9 @@ def test_init_db_on_a_fresh_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", f"sqlite:///{path}")
     result = CliRunner().invoke(cli, ["init-db"], obj=AppContext())
     assert result.exit_code == 0, result.output
+    assert "initialised (schema version 0 -> 1)" in result.output
+    again = CliRunner().invoke(cli, ["init-db"], obj=AppContext())
+    assert again.exit_code == 0 and "up to date" in again.output
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
