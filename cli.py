@@ -120,7 +120,9 @@ def _demo_banner(app: Any, host: str, port: int) -> None:
         rows = queries.list_for_admin(limit=200)
     seen: dict[str, str | None] = {}
     for row in rows:
-        seen.setdefault(row["user_id"], row["organization_id"])
+        # A user's newest row may be a dataset alert without an organization: keep looking.
+        if not seen.get(row["user_id"]):
+            seen[row["user_id"]] = row["organization_id"]
     base = f"http://{host}:{port}"
     keys = app.extensions["notifications.keys"]
     click.echo("Demo mode: sample data is loaded and these tokens are valid for 24 hours.\n")

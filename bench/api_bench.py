@@ -112,8 +112,12 @@ def serving(db_path: Path) -> Iterator[str]:
 
 
 def some_user(db_path: Path) -> tuple[str, str]:
-    row = json.loads(cli(db_path, "list", "--json", "--limit", "1").splitlines()[0])
-    return row["user_id"], row["organization_id"]
+    """Return a user with inbox items, and their organization."""
+    for line in cli(db_path, "list", "--json", "--limit", "100").splitlines():
+        row = json.loads(line)
+        if row["organization_id"]:
+            return row["user_id"], row["organization_id"]
+    sys.exit("no seeded user with an organization")
 
 
 def percentile(values: list[float], share: float) -> float:

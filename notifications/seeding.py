@@ -93,7 +93,9 @@ def generate(
                 metadata = {"batch_id": _uuid(rng), "is_alert": is_alert, "view_name": view_name,
                             "dataset_name": dataset_name, "result_count": count}
                 title = f"{count} new results in '{view_name}'" if rng.random() < 0.5 else ""
-                yield (_uuid(rng), user_id, org_id, dataset_id, "monitor.alert", "saved_view",
+                # Monitor alerts belong to a dataset, not to an organization's inbox: the
+                # organization variant shows only inbox items, as the API it mirrors does.
+                yield (_uuid(rng), user_id, None, dataset_id, "monitor.alert", "saved_view",
                        view_id, title, None, None, dumps(metadata), None, created, read_at)
             else:
                 kind, title, body, link, metadata = _inbox_item(rng)
