@@ -174,7 +174,24 @@ def test_dataset_filter_and_unread_only_combine(client: Any, auth: Any, make: An
 # --- timestamps ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"])
+@pytest.fixture
+def local_zone(request: pytest.FixtureRequest) -> Any:
+    """Run the test with the process's TZ set to ``request.param``, restored afterwards."""
+    import os
+
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    yield request.param
+    if previous is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = previous
+    time.tzset()
+
+
+@pytest.mark.parametrize("local_zone", ["UTC", "America/New_York", "Asia/Kolkata",
+                                        "Pacific/Chatham"], indirect=True)
 @pytest.mark.parametrize(
     ("stored_us", "rendered"),
     [
@@ -184,26 +201,42 @@ def test_dataset_filter_and_unread_only_combine(client: Any, auth: Any, make: An
         (1_774_976_532_999_999, "2026-03-31T17:02:12.999999"),
     ],
 )
-def test_timestamps_naive_utc_six_digits(client: Any, auth: Any, make: Any,
-                                         monkeypatch: pytest.MonkeyPatch, tz: str,
+def test_timestamps_naive_utc_six_digits(client: Any, auth: Any, make: Any, local_zone: str,
                                          stored_us: int, rendered: str) -> None:
-    monkeypatch.setenv("TZ", tz)
+    from datetime import UTC, datetime
+
+    # The zone really is in force (tzdata is installed), so the test can fail.
+    assert (time.localtime(stored_us // 1_000_000).tm_gmtoff == 0) == (local_zone == "UTC")
+    row = alert(make, created_at=stored_us)[0]
+    item = get(client, auth, "/notifications").get_json()["notifications"][0]
+    assert item["created_at"] == rendered
+    post(client, auth, f"/notifications/{row['id']}/read")
+    read_at = get(client, auth, "/notifications").get_json()["notifications"][0]["read_at"]
+    assert NAIVE_TIME.fullmatch(read_at)
+    # read_at is "now" in UTC, not in the process's local zone.
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert abs((datetime.fromisoformat(read_at) - now).total_seconds()) < 60
+
+
+def test_send_time_is_utc_whatever_the_zone(client: Any, auth: Any, make: Any) -> None:
+    """A notification created now is rendered as UTC now, in a zone far from UTC."""
+    import os
+    from datetime import UTC, datetime
+
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"  # UTC+14
     time.tzset()
     try:
-        row = alert(make, created_at=stored_us)[0]
-        item = get(client, auth, "/notifications").get_json()["notifications"][0]
-        assert item["created_at"] == rendered
-        post(client, auth, f"/notifications/{row['id']}/read")
-        read_at = get(client, auth, "/notifications").get_json()["notifications"][0]["read_at"]
-        assert NAIVE_TIME.fullmatch(read_at)
-        # read_at is "now" in UTC, not in the process's local zone.
-        from datetime import UTC, datetime
-
-        now = datetime.now(UTC).replace(tzinfo=None)
-        assert abs((datetime.fromisoformat(read_at) - now).total_seconds()) < 60
+        alert(make)
+        created = get(client, auth, "/notifications").get_json()["notifications"][0]["created_at"]
     finally:
-        monkeypatch.undo()
+        if previous is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = previous
         time.tzset()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert abs((datetime.fromisoformat(created) - now).total_seconds()) < 60
 
 
 # --- unread count --------------------------------------------------------------------
