@@ -463,3 +463,29 @@ def test_user_id_is_opaque(client: Any, auth: Any, make: Any) -> None:
     alert(make, user="alice", n=1)
     body = get(client, auth, "/notifications", user=user).get_json()
     assert body["total"] == 1 and body["notifications"][0]["user_id"] == user
+
+
+# --- health --------------------------------------------------------------------------
+
+
+def test_healthz(client: Any) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_healthz_when_the_database_fails(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from notifications import views
+
+    @contextmanager
+    def broken() -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+        yield
+
+    monkeypatch.setattr(views, "reading", broken)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"detail": "database unavailable"}
