@@ -290,6 +290,21 @@ def test_serve_demo_prints_tokens_that_work(live_server: Any) -> None:
                         timeout=10).status_code == 401
 
 
+def test_open_mode_over_http(live_server: Any) -> None:
+    server = live_server(workers=1, env={"NOTIFICATIONS_OPEN_USER": "operator",
+                                         "NOTIFICATIONS_OPEN_ORGANIZATION": "acme"})
+    assert "open mode" in server.log() and "operator" in server.log()
+    send(server, "--user", "operator", "--org", "acme", "--kind", "review.created")
+    send(server, "--user", "someone-else", "--org", "acme")
+    dataset = requests.get(server.url("/api/v1/notifications"), timeout=10)
+    assert dataset.status_code == 200 and dataset.json()["total"] == 1
+    inbox = requests.get(server.url("/api/v1/org/notifications"), timeout=10)
+    assert inbox.status_code == 200 and inbox.json()["items"][0]["user_id"] == "operator"
+    bad = requests.get(server.url("/api/v1/notifications"), headers={"Authorization": "Bearer x"},
+                       timeout=10)
+    assert bad.status_code == 401
+
+
 def test_gunicorn_serves_app_module(tmp_path: Path) -> None:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     command = [str(gunicorn)] if gunicorn.exists() else [shutil.which("gunicorn") or "gunicorn"]
