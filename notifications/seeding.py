@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .database import writing
+from .database import reading, writing
 from .queries import INSERT_FIELDS, now_us
 
 DATASET_NAMES = (
@@ -145,7 +145,7 @@ def seed(
             flush()
     if batch:
         flush()
-    with writing() as conn:
+    with reading() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
     return written
