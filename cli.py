@@ -101,6 +101,8 @@ def init_db() -> None:
     from notifications.models import db
 
     previous = ensure_schema(db.engine)
+    # Building the app already brought the schema up to date: report what it found.
+    previous = current_app.extensions.pop("notifications.schema_found", previous)
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     if previous == SCHEMA_VERSION:
         click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")
@@ -118,7 +120,9 @@ def _demo_banner(app: Any, host: str, port: int) -> None:
         rows = queries.list_for_admin(limit=200)
     seen: dict[str, str | None] = {}
     for row in rows:
-        seen.setdefault(row["user_id"], row["organization_id"])
+        # A user's newest row may be a dataset alert without an organization: keep looking.
+        if not seen.get(row["user_id"]):
+            seen[row["user_id"]] = row["organization_id"]
     base = f"http://{host}:{port}"
     keys = app.extensions["notifications.keys"]
     click.echo("Demo mode: sample data is loaded and these tokens are valid for 24 hours.\n")

@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from .config import ConfigError
 from .models import db
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
@@ -69,14 +71,26 @@ def init_app(app: Flask) -> None:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///"):])), exist_ok=True)
+        directory = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"NOTIFICATIONS_DATABASE_URL: cannot create the directory {directory}: "
+                f"{exc.strerror or exc}"
+            ) from None
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": False})
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        # An unknown scheme or a driver that is not installed is a setting to fix.
+        raise ConfigError(f"NOTIFICATIONS_DATABASE_URL cannot be used: {exc}") from None
     with app.app_context():
-        if is_sqlite():
-            _configure_sqlite(db.engine)
-        ensure_schema(db.engine)
+        engine = db.engine
+        if is_sqlite(engine):
+            _configure_sqlite(engine)
+        app.extensions["notifications.schema_found"] = ensure_schema(engine)
 
 
 def schema_version(engine: Engine) -> int:
