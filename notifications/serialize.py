@@ -108,4 +108,5 @@ def full_record(row: dict[str, Any]) -> dict[str, Any]:
         "metadata": row["metadata"],
         "created_at": iso_naive(row["created_at"]) + "Z",
         "read_at": (iso_naive(row["read_at"]) + "Z") if row["read_at"] is not None else None,
+        "dedupe_key": row.get("dedupe_key"),
     }
