@@ -478,7 +478,8 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     """Read notifications from a JSON Lines FILE (- for standard input), all or none.
 
     A record whose id, or whose user and dedupe_key, is already stored is skipped as a
-    duplicate, so importing the same file twice stores it once.
+    duplicate, so importing an export twice stores it once. Records without an id get a
+    new one.
     """
     from notifications import queries, transfer
 

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -161,8 +162,15 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("time is out of range") from None
 
 
+def _iso_text(value: Any) -> Any:
+    """Take times as ISO-8601 text only: a bare number is ambiguous (seconds? milliseconds?)."""
+    if not isinstance(value, (str, datetime)):
+        raise ValueError("time must be an ISO-8601 string, for example 2026-03-31T17:02:12Z")
+    return value
+
+
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
 ShortText = Annotated[str, Field(max_length=255)]
 
 

@@ -226,6 +226,7 @@ INVALID = [
     ({"user_id": "a", "metadata": "{}"}, ["body", "metadata"], "dict_type"),
     ({"user_id": "a", "created_at": "yesterday"}, ["body", "created_at"], "datetime_from_date_parsing"),
     ({"user_id": "a", "created_at": "0001-01-01T00:00:00+01:00"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": 1774976532}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "dedupe_key": ""}, ["body", "dedupe_key"], "string_too_short"),
     ({"user_id": "a", "priority": "high"}, ["body", "priority"], "extra_forbidden"),
     ({"user_id": "a", "body": "x", "message": "y"}, ["body"], "value_error"),
