@@ -226,10 +226,12 @@ def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("kind", "entity_type", "entity_id", "title"):
         row[name] = row[name] if row[name] is not None else ""
     metadata = row["metadata"]
-    row["metadata"] = metadata if isinstance(metadata, str) else json.dumps(
-        metadata or {}, separators=(",", ":"), ensure_ascii=False
-    )
+    row["metadata"] = metadata if isinstance(metadata, str) else _dumps(metadata or {})
     return row
+
+
+#: Compact JSON as stored; one encoder for every call (json.dumps with options builds one each time).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 _INSERT_SQL = (
@@ -259,9 +261,18 @@ def create_notifications(items: Iterable[Mapping[str, Any]]) -> list[dict[str, A
 
 # --- ingest, administration, export and import --------------------------------------
 
-#: Same as the plain insert, but a row whose id or (user_id, dedupe_key) is already
-#: stored is skipped. The unique indexes decide, so concurrent retries cannot both win.
-_INSERT_NEW_SQL = _INSERT_SQL + " ON CONFLICT DO NOTHING"
+#: Like the plain insert, but a row whose id or (user_id, dedupe_key) is already stored
+#: is skipped. The unique indexes decide, so concurrent retries cannot both win.
+#: Positional, for the driver's executemany: no per-row work in SQLAlchemy on the hot path.
+_INSERT_NEW_SQL = (
+    f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)}) ON CONFLICT DO NOTHING"
+)
+
+
+def _driver_sql(conn: Connection, sql: str) -> str:
+    """Adapt a ``?``-placeholder statement to the driver's parameter style."""
+    return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
 #: Pairs per look-up query: keeps the OR chain well under SQLite's expression depth.
 _LOOKUP_CHUNK = 200
 
@@ -293,7 +304,9 @@ def ingest_notifications(items: Iterable[Mapping[str, Any]]) -> tuple[list[str],
         return [], 0
     keyed = [r for r in rows if r["dedupe_key"] is not None]
     with writing() as conn:
-        inserted = conn.execute(text(_INSERT_NEW_SQL), rows).rowcount
+        inserted = conn.exec_driver_sql(
+            _driver_sql(conn, _INSERT_NEW_SQL), [tuple(r[f] for f in INSERT_FIELDS) for r in rows]
+        ).rowcount
         existing: dict[tuple[str, str], str] = {}
         # All rows stored means no duplicates: the common case needs no look-up.
         if keyed and inserted != len(rows):

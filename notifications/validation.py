@@ -143,10 +143,13 @@ def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
 MAX_INGEST_BATCH = 1000
 
 
+_strict_dumps = json.JSONEncoder(allow_nan=False, check_circular=False).encode
+
+
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
     """Refuse metadata that has no exact JSON form (NaN, Infinity)."""
     try:
-        json.dumps(value, allow_nan=False)
+        _strict_dumps(value)
     except ValueError:
         raise ValueError("metadata must not contain NaN or Infinity") from None
     return value
