@@ -452,7 +452,7 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
     count = 0
     buffer: list[str] = []
     with out:
-        for row in queries.export_rows(user_id=user_id, since_us=since_us):
+        for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False):
             buffer.append(transfer.export_line(row))
             if len(buffer) >= 10_000:
                 out.write(("\n".join(buffer) + "\n").encode())

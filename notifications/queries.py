@@ -395,8 +395,12 @@ def purge(before_us: int, *, read_only: bool = False, dry_run: bool = False,
 
 def export_rows(
     *, user_id: str | None = None, since_us: int | None = None, chunk: int = 10_000,
+    decode_metadata: bool = True,
 ) -> Iterable[dict[str, Any]]:
-    """Yield matching notifications in storage order from one consistent snapshot."""
+    """Yield matching notifications in storage order from one consistent snapshot.
+
+    With ``decode_metadata=False`` metadata stays the stored JSON text (faster to copy out).
+    """
     conditions: list[Any] = []
     if user_id is not None:
         conditions.append(t.c.user_id == user_id)
@@ -407,14 +411,19 @@ def export_rows(
         # One transaction for every page: the export is a snapshot even while others write.
         with conn.begin():
             while True:
-                rows = conn.execute(
+                result = conn.execute(
                     select(*COLUMNS).where(t.c.seq > cursor, *conditions)
                     .order_by(t.c.seq).limit(chunk)
-                ).all()
+                )
+                names = list(result.keys())
+                rows = result.all()
                 if not rows:
                     return
                 for row in rows:
-                    yield row_dict(row)
+                    data = dict(zip(names, row))
+                    if decode_metadata:
+                        data["metadata"] = json.loads(data["metadata"]) if data["metadata"] else {}
+                    yield data
                 cursor = rows[-1].seq
 
 

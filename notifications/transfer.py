@@ -50,8 +50,18 @@ def parse_since(text: str, now_us: int) -> int:
 
 
 def export_line(row: dict[str, Any]) -> str:
-    """Render a stored row as one JSON Lines record (without the newline)."""
-    return _encode(full_record(row))
+    """Render a stored row as one JSON Lines record (without the newline).
+
+    ``metadata`` may be the stored JSON text: it is then copied verbatim, which is exact
+    and saves decoding and encoding it again.
+    """
+    record = full_record(row)
+    raw = record["metadata"]
+    if not isinstance(raw, str):
+        return _encode(record)
+    record["metadata"] = 0
+    # Inside a JSON string every quote is escaped, so this key only matches the real one.
+    return _encode(record).replace('"metadata":0,', '"metadata":' + (raw or "{}") + ",", 1)
 
 
 _AT_LINE_1 = re.compile(r"at line 1 column")
