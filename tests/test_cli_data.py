@@ -345,3 +345,11 @@ def test_import_then_both_apis_show_the_rows(runner: Runner, client: Any, auth: 
     assert dataset["notifications"][0]["message"] == "imported"
     org = client.get("/api/v1/org/notifications", headers=auth.headers("alice", "acme")).get_json()
     assert org["items"][0]["body"] == "imported" and org["unread"] == 1
+
+
+def test_send_stores_one_notification_per_user(runner: Runner, app: Any) -> None:
+    result = runner.invoke("send", "--user", "alice", "--user", "bob", "--org", "acme", "--title", "Hi")
+    assert result.exit_code == 0
+    printed = jsonl(result.stdout)
+    assert [r["user_id"] for r in printed] == ["alice", "bob"]
+    assert sorted((r["id"], r["user_id"]) for r in table(app)) == sorted((r["id"], r["user_id"]) for r in printed)
