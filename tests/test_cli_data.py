@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from conftest import DATASET, OTHER_DATASET, SECRET, Runner
-from notifications import create_app, queries, signals, transfer
+from notifications import create_app, queries, serialize, signals, transfer
 from notifications.models import db
 
 DAY_US = 86_400 * 1_000_000
@@ -213,12 +213,10 @@ def test_export_to_stdout_with_filters(runner: Runner, make: Any) -> None:
     result = runner.invoke("export", "--user", "alice")
     assert [r["title"] for r in jsonl(result.stdout)] == ["old", "recent"]
     assert [r["title"] for r in jsonl(runner.invoke("export", "--since", "2d").stdout)] == ["recent", "bob"]
-    since = transfer.parse_time  # the same parser the command uses
-    cutoff = (now - 5 * DAY_US) // 1_000_000
-    from datetime import UTC, datetime
-
-    iso = datetime.fromtimestamp(cutoff, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    assert since(iso) == cutoff * 1_000_000
+    # An ISO time without offset is UTC; with an offset it is converted.
+    iso = serialize.iso_naive(now - 5 * DAY_US)
+    assert transfer.parse_since(iso, now) == now - 5 * DAY_US
+    assert transfer.parse_since(iso + "+01:00", now) == now - 5 * DAY_US - 3_600_000_000
     titles = [r["title"] for r in jsonl(runner.invoke("export", "--user", "alice", "--since", iso).stdout)]
     assert titles == ["recent"]
     assert jsonl(runner.invoke("export", "--since", "2100-01-01").stdout) == []
@@ -353,3 +351,27 @@ def test_send_stores_one_notification_per_user(runner: Runner, app: Any) -> None
     printed = jsonl(result.stdout)
     assert [r["user_id"] for r in printed] == ["alice", "bob"]
     assert sorted((r["id"], r["user_id"]) for r in table(app)) == sorted((r["id"], r["user_id"]) for r in printed)
+
+
+def test_export_line_copies_metadata_text_exactly() -> None:
+    row = {"id": "0c5c7fd0-a6a3-4450-a513-270e269e0d37", "seq": 1, "user_id": "u",
+           "organization_id": None, "dataset_id": None, "kind": "", "entity_type": "",
+           "entity_id": "", "title": 'tricky "metadata":0, title', "body": '"metadata":0,',
+           "link": None, "metadata": '{"a":[1,2.5,null],"é":"\\"q\\""}',
+           "created_at": -15_000_000_000_000_000, "read_at": None, "dedupe_key": None}
+    record = json.loads(transfer.export_line(row))
+    assert record["title"] == 'tricky "metadata":0, title' and record["body"] == '"metadata":0,'
+    assert record["metadata"] == {"a": [1, 2.5, None], "é": '"q"'}
+    assert record["created_at"] == "1494-09-01T21:20:00.000000Z"
+    assert json.loads(transfer.export_line({**row, "metadata": ""}))["metadata"] == {}
+    assert transfer.export_line({**row, "metadata": json.loads(row["metadata"])}) == transfer.export_line(row)
+
+
+def test_round_trip_keeps_odd_values(runner: Runner, make: Any, other_app: Any, app: Any,
+                                     tmp_path: Path) -> None:
+    make("alice", title='x","metadata":0,"y', created_at=-60_000_000_000_000_000,  # year 68
+         metadata={"tricky": '"metadata":0,'}, read_at=0)
+    out = tmp_path / "odd.jsonl"
+    runner.invoke("export", "-o", str(out))
+    assert Runner(other_app).invoke("import", str(out)).exit_code == 0
+    assert table(other_app) == table(app)
