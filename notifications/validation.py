@@ -143,15 +143,24 @@ def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
 MAX_INGEST_BATCH = 1000
 
 
-_strict_dumps = json.JSONEncoder(allow_nan=False, check_circular=False).encode
+#: Deepest nesting of metadata accepted: enough for any real payload, and far from the
+#: recursion limit that encoding it inside a request (or a stream greenlet) would hit.
+MAX_METADATA_DEPTH = 32
 
 
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse metadata that has no exact JSON form (NaN, Infinity)."""
-    try:
-        _strict_dumps(value)
-    except ValueError:
-        raise ValueError("metadata must not contain NaN or Infinity") from None
+    """Refuse metadata that has no exact JSON form (NaN, Infinity) or nests too deep."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("metadata must not contain NaN or Infinity")
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"metadata must not nest deeper than {MAX_METADATA_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, float)))
     return value
 
 

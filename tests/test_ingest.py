@@ -364,3 +364,18 @@ def test_concurrent_retries_over_http_store_exactly_one_row(live_server: Any) ->
     assert len({id_ for _, id_ in results}) == 1
     listed = [json.loads(line) for line in server.cli("list", "--json", "--limit", "100").stdout.splitlines()]
     assert len(listed) == 1 and listed[0]["dedupe_key"] == "once"
+
+
+def test_metadata_nesting_is_bounded(client: Any, app: Any) -> None:
+    def nested(depth: int) -> dict[str, Any]:
+        value: Any = 1
+        for _ in range(depth - 1):
+            value = [value]
+        return {"a": value}
+
+    assert post(client, {"user_id": "a", "metadata": nested(32)}).status_code == 201
+    response = post(client, {"user_id": "a", "metadata": nested(33)})
+    assert response.status_code == 422
+    [error] = response.get_json()["detail"]
+    assert error["loc"] == ["body", "metadata"]
+    assert "deeper than 32 levels" in error["msg"]
