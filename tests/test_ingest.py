@@ -379,3 +379,16 @@ def test_metadata_nesting_is_bounded(client: Any, app: Any) -> None:
     [error] = response.get_json()["detail"]
     assert error["loc"] == ["body", "metadata"]
     assert "deeper than 32 levels" in error["msg"]
+
+
+def test_body_limit_is_configurable(app_config: dict[str, Any]) -> None:
+    from notifications import create_app
+    from notifications.config import ConfigError
+
+    app = create_app({**app_config, "MAX_CONTENT_LENGTH": "2048"})  # as the environment gives it
+    assert app.config["MAX_CONTENT_LENGTH"] == 2048
+    client = app.test_client()
+    assert post(client, {"user_id": "a", "body": "x" * 1500}).status_code == 201
+    assert post(client, {"user_id": "a", "body": "x" * 2100}).status_code == 413
+    with pytest.raises(ConfigError, match="NOTIFICATIONS_MAX_CONTENT_LENGTH must be a whole number"):
+        create_app({**app_config, "MAX_CONTENT_LENGTH": "1MB"})
