@@ -152,6 +152,7 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
     import sqlite3
 
     from notifications import create_app, queries
+    from notifications.database import WAL_AUTOCHECKPOINT_PAGES
     from notifications.queries import INSERT_FIELDS
 
     create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})  # creates the schema
@@ -165,6 +166,7 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
            f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)})")
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # as the service does
     started = time.perf_counter()
     for start in range(0, total, batch):
         conn.execute("BEGIN IMMEDIATE")
