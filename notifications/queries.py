@@ -273,6 +273,8 @@ _INSERT_NEW_SQL = (
 def _driver_sql(conn: Connection, sql: str) -> str:
     """Adapt a ``?``-placeholder statement to the driver's parameter style."""
     return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+
 #: Pairs per look-up query: keeps the OR chain well under SQLite's expression depth.
 _LOOKUP_CHUNK = 200
 
@@ -444,7 +446,7 @@ class Importer:
         self.staged = 0
         columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'TEXT')}" for name in INSERT_FIELDS)
         self.conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE import_staging (line BIGINT PRIMARY KEY, {columns})"
+            f"CREATE TEMPORARY TABLE import_staging (line INTEGER PRIMARY KEY, {columns})"
         )
         self.conn.commit()
         mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
