@@ -445,24 +445,47 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
             since_us = transfer.parse_since(since, queries.now_us())
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
+    if output != "-" and os.path.isdir(output):
+        raise click.BadParameter(f"{output!r} is a directory; name a file", param_hint="--output")
+    target = os.path.realpath(output) if output != "-" else output
+    # Write a regular file under a temporary name and rename it when complete; anything
+    # else (a pipe, /dev/null) is written in place: renaming would replace it.
+    atomic = target != "-" and (not os.path.exists(target) or os.path.isfile(target))
     try:
-        out = click.open_file(output, "wb", atomic=output != "-")
+        out = click.open_file(target, "wb", atomic=atomic)
     except OSError as exc:
         raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}", param_hint="--output") from None
     count = 0
     buffer: list[str] = []
-    with out:
-        for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False):
-            buffer.append(transfer.export_line(row))
-            if len(buffer) >= 10_000:
+    try:
+        with out:
+            for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False):
+                buffer.append(transfer.export_line(row))
+                if len(buffer) >= 10_000:
+                    out.write(("\n".join(buffer) + "\n").encode())
+                    count += len(buffer)
+                    buffer.clear()
+            if buffer:
                 out.write(("\n".join(buffer) + "\n").encode())
                 count += len(buffer)
-                buffer.clear()
-        if buffer:
-            out.write(("\n".join(buffer) + "\n").encode())
-            count += len(buffer)
+    except BrokenPipeError:
+        # The reader went away (export | head): stop quietly, as shell tools do, and keep
+        # Python from complaining about the closed pipe again at exit.
+        _silence_stdout()
+        sys.exit(1)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"Exported {count} notification{'s' if count != 1 else ''}"
                + (f" to {output}." if output != "-" else "."), err=True)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null after its reader has gone."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (tests): nothing to flush at exit
 
 
 #: How many skipped lines ``import --skip-invalid`` describes one by one.

@@ -375,3 +375,32 @@ def test_round_trip_keeps_odd_values(runner: Runner, make: Any, other_app: Any, 
     runner.invoke("export", "-o", str(out))
     assert Runner(other_app).invoke("import", str(out)).exit_code == 0
     assert table(other_app) == table(app)
+
+
+def test_export_writes_into_a_pipe_and_through_a_symlink(runner: Runner, make: Any, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    make("alice", n=3)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = runner.invoke("export", "-o", str(fifo))
+    reader.join(timeout=10)
+    assert result.exit_code == 0
+    assert fifo.is_fifo()  # written into, not replaced by a regular file
+    assert len(jsonl(received[0].decode())) == 3
+
+    real = tmp_path / "real.jsonl"
+    real.write_text("old")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    assert runner.invoke("export", "-o", str(link)).exit_code == 0
+    assert link.is_symlink() and len(jsonl(real.read_text())) == 3
+
+
+def test_export_refuses_a_directory(runner: Runner, tmp_path: Path) -> None:
+    result = runner.invoke("export", "-o", str(tmp_path))
+    assert result.exit_code == 2 and "is a directory; name a file" in result.output
