@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, database, views, web
+from . import auth, config, database, ingest, views, web
 
 __all__ = ["create_app"]
 
@@ -25,4 +25,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     web.init_app(app)
     views.init_app(app)
+    ingest.init_app(app)
     return app
