@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, cors, database, openapi, views, web
+from . import auth, config, cors, database, ingest, openapi, views, web
 
 __all__ = ["create_app"]
 
@@ -26,5 +26,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app)
     cors.init_app(app)
     views.init_app(app)
+    ingest.init_app(app)
     openapi.init_app(app)
     return app

@@ -23,12 +23,12 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 0.25,
     "STREAM_LIMIT": 5,
     "INGEST_TOKEN": None,
+    # Largest request body in bytes (Flask's own setting); larger bodies get 413.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
     "OPEN_USER": None,
     "OPEN_ORGANIZATION": None,
     "CORS_ORIGINS": None,
     "LOG_FORMAT": "text",
-    # Flask's own setting: larger request bodies are refused with 413.
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Not environment settings: set by the CLI and the demo mode.
     "DEMO": False,
     "REQUIRE_KEY": True,

@@ -106,3 +106,16 @@ def test_json_depth(text: bytes, depth: int) -> None:
             assert found == depth
     else:
         assert found > MAX_JSON_DEPTH
+
+
+def test_ingest_refuses_deep_nesting_with_422(app_config: dict[str, Any]) -> None:
+    from notifications import create_app
+
+    client = create_app({**app_config, "INGEST_TOKEN": "ingest-token-0123456789"}).test_client()
+    deep = b'{"a": ' * (MAX_JSON_DEPTH + 5) + b"1" + b"}" * (MAX_JSON_DEPTH + 5)
+    response = client.post("/internal/v1/notifications",
+                           data=b'{"user_id": "alice", "metadata": ' + deep + b"}",
+                           headers={"Authorization": "Bearer ingest-token-0123456789"},
+                           content_type="application/json")
+    assert response.status_code == 422
+    assert "nested deeper than" in response.get_json()["detail"][0]["msg"]
