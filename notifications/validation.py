@@ -29,7 +29,7 @@ M = TypeVar("M", bound=BaseModel)
 MAX_OFFSET = 2**62
 #: Deepest nesting of arrays and objects accepted in a JSON body: real bodies need a few
 #: levels; thousands would exhaust the parser's (and the error renderer's) recursion.
-MAX_JSON_DEPTH = 32
+MAX_JSON_DEPTH = 64
 #: Strings (skipped whole, so brackets inside them do not count) and brackets.
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
