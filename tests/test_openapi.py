@@ -24,10 +24,37 @@ def document(client: Any) -> dict[str, Any]:
     return response.get_json()
 
 
+@pytest.fixture(params=["plain", "with ingest"])
+def app_config(request: Any, app_config: dict[str, Any]) -> dict[str, Any]:
+    """Run the document tests with and without the ingest API enabled."""
+    if request.param == "with ingest":
+        return {**app_config, "INGEST_TOKEN": "ingest-token-0123456789"}
+    return app_config
+
+
 def test_document_is_valid_openapi_31(client: Any) -> None:
     doc = document(client)
     assert doc["openapi"].startswith("3.1")
     validate(doc)
+
+
+def test_ingest_api_is_described_only_when_enabled(app: Any, client: Any) -> None:
+    doc = document(client)
+    if not app.config["INGEST_TOKEN"]:
+        assert "/internal/v1/notifications" not in doc["paths"]
+        assert "ingestToken" not in doc["components"]["securitySchemes"]
+        return
+    op = doc["paths"]["/internal/v1/notifications"]["post"]
+    assert op["security"] == [{"ingestToken": []}]
+    assert set(op["responses"]) >= {"201", "401", "413", "422"}
+    body = op["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert [b["$ref"].rsplit("/", 1)[1] for b in body] == ["IngestNotification", "IngestBatch"]
+    one = doc["components"]["schemas"]["IngestNotification"]
+    assert one["required"] == ["user_id"]
+    assert "message" in one["properties"]  # the accepted alias of body
+    assert one["not"] == {"required": ["body", "message"]}
+    batch = doc["components"]["schemas"]["IngestBatch"]["properties"]["notifications"]
+    assert batch["maxItems"] == 1000
 
 
 def test_every_served_route_is_described(app: Any, client: Any) -> None:
