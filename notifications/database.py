@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, event, text
 from .models import db
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Milliseconds a connection waits for another writer before giving up.
 BUSY_TIMEOUT_MS = 30_000
 
@@ -53,7 +53,12 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get("immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if immediate:
+            # The only statement that waits for another process's write lock (inside
+            # SQLite's busy handler, a C sleep): keep it off the gevent hub.
+            blocking(connection.connection.dbapi_connection.execute, "BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
 
 
 def is_sqlite(engine: Engine | None = None) -> bool:
@@ -132,9 +137,57 @@ def ensure_schema(engine: Engine) -> int:
     return found
 
 
+# --- keeping the gevent hub free ------------------------------------------------------
+#
+# Under gunicorn's gevent worker every request is a greenlet on one OS thread, and a
+# sqlite3 call is a C call that does not yield: a write waiting for another process's
+# lock would freeze every stream of the worker. Such calls run in gevent's threadpool.
+# SQLAlchemy's pool guards itself with (monkey-patched) threading locks, so connections
+# are always checked out and returned on the hub's thread; only the driver-level work
+# crosses to a native thread.
+
+
+def _native(module: str, name: str) -> Any:
+    from gevent import monkey
+
+    return monkey.get_original(module, name)
+
+
+def on_hub() -> bool:
+    """Tell whether this code runs on a monkey-patched gevent hub shared by greenlets."""
+    from gevent import monkey
+    from gevent._hub_local import get_hub_if_exists
+
+    if not monkey.is_module_patched("threading"):
+        return False
+    # Threadpool threads have no hub of their own; the main thread's hub is "main".
+    hub = get_hub_if_exists()
+    return hub is not None and hub.main_hub
+
+
+def blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Call a function that may block in C; on the gevent hub, in the threadpool."""
+    if not on_hub():
+        return fn(*args)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(fn, args)
+
+
+_bound = _native("_thread", "_local")()
+
+
 @contextmanager
 def reading() -> Iterator[Connection]:
     """Yield a connection for reads that share one snapshot; never holds a write lock."""
+    conn = getattr(_bound, "conn", None)
+    if conn is not None:
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+        return
     with db.engine.connect() as conn:
         yield conn
 
@@ -142,12 +195,45 @@ def reading() -> Iterator[Connection]:
 @contextmanager
 def writing() -> Iterator[Connection]:
     """Yield a connection inside a write transaction that commits on success."""
+    conn = getattr(_bound, "conn", None)
+    if conn is not None:
+        if conn.in_transaction():
+            conn.rollback()
+        conn.execution_options(immediate=True)
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.execution_options(immediate=False)
+        return
     with db.engine.connect() as conn:
         conn.execution_options(immediate=True)
         with conn.begin():
             yield conn
+            if on_hub() and conn.dialect.name == "sqlite":
+                # COMMIT may run a WAL checkpoint (disk writes and fsync): off the hub
+                # too. The driver then sees no open transaction, so SQLAlchemy's own
+                # commit that follows is a no-op.
+                blocking(conn.connection.dbapi_connection.execute, "COMMIT")
+
+
+def _run_bound(conn: Connection, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    _bound.conn = conn
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _bound.conn = None
 
 
 def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a database function; the seam where blocking work leaves the event loop."""
-    return fn(*args, **kwargs)
+    """Run a database function; on the gevent hub, whole, in the threadpool.
+
+    The connection is checked out here (on the hub's thread) and lent to ``fn``, whose
+    ``reading()`` / ``writing()`` blocks use it instead of the pool.
+    """
+    if not on_hub():
+        return fn(*args, **kwargs)
+    import gevent
+
+    with db.engine.connect() as conn:
+        return gevent.get_hub().threadpool.apply(_run_bound, (conn, fn, args, kwargs))

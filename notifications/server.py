@@ -28,6 +28,24 @@ class Server(BaseApplication):
         return self.factory()
 
 
+def end_streams_on_exit(worker: Any) -> None:
+    """End a worker's open streams as soon as it is told to stop (gunicorn hook).
+
+    Streams never finish on their own, so without this a graceful shutdown (SIGTERM)
+    would wait the whole ``graceful_timeout`` for them.
+    """
+    import gevent
+
+    def watch() -> None:
+        while worker.alive:
+            gevent.sleep(0.2)
+        hub = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
+        if hub is not None:
+            hub.shutdown()
+
+    gevent.spawn(watch)
+
+
 def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: int,
                app: Flask | None = None) -> None:
     """Serve until interrupted."""
@@ -50,4 +68,5 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # Several servers may run on one machine (tests, nodes); a shared control socket
         # in the home directory would make them collide.
         "control_socket_disable": True,
+        "post_worker_init": end_streams_on_exit,
     }).run()
