@@ -73,7 +73,7 @@ INSERT OR IGNORE INTO counters (name, value) VALUES ('read', 0);
 -- every worker of the node. The worker holding a lease refreshes `expires_at`; a lease
 -- of a worker that died simply expires, so a crash never locks a user out.
 CREATE TABLE IF NOT EXISTS stream_leases (
-    id         VARCHAR(32)  PRIMARY KEY,
+    id         VARCHAR(32)  NOT NULL PRIMARY KEY,
     user_id    VARCHAR(255) NOT NULL,
     owner      VARCHAR(128) NOT NULL,
     expires_at BIGINT       NOT NULL

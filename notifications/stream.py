@@ -104,6 +104,18 @@ class Subscriber:
             self._io.close()
             self._io = None
 
+    def hang_up(self) -> None:
+        """Stop reading from the client, so the server closes the connection after the stream.
+
+        Without it a keep-alive connection would wait for a next request, and a
+        graceful shutdown would wait for that.
+        """
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
     def push(self, item: Any) -> None:
         """Queue an item for the stream and wake it."""
         self.items.append(item)
@@ -429,7 +441,10 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
         next_ping = time.monotonic() + ping_interval
         while True:
             sub.wait(next_ping - time.monotonic())
-            if sub.closed or sub.client_gone():
+            if sub.closed:
+                sub.hang_up()
+                return
+            if sub.client_gone():
                 return
             if sub.items:
                 frames = []
@@ -464,7 +479,10 @@ def organization_events(hub: StreamHub, key: tuple[str, str | None], *,
         next_keepalive = time.monotonic() + keepalive_interval
         while True:
             sub.wait(next_keepalive - time.monotonic())
-            if sub.closed or sub.client_gone():
+            if sub.closed:
+                sub.hang_up()
+                return
+            if sub.client_gone():
                 return
             count = None
             while sub.items:
