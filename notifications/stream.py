@@ -163,7 +163,11 @@ class StreamHub:
         self.stopping = False
         self.failing = False
         self.ticks = 0
+        self.checks = 0
         self.queries = 0
+        self.peak_streams = 0
+        self.open_streams = 0
+        self.started_at = time.monotonic()
         self._pid = os.getpid()
         self._wake = Event()
         self._lease_wake = Event()
@@ -181,6 +185,7 @@ class StreamHub:
         self._pid = os.getpid()
         self.started = True
         self.stopping = False
+        self.started_at = time.monotonic()
         with self.app.app_context():
             self.last_seq, self.last_read = queries.stream_position()
             if is_sqlite():
@@ -215,6 +220,21 @@ class StreamHub:
             except Exception:  # the lease expires by itself anyway
                 log.warning("could not release stream leases at shutdown", exc_info=True)
         gevent.joinall(self._greenlets, timeout=timeout)
+        if self.started:
+            log.info("%s", self.stats_line())
+
+    def stats_line(self) -> str:
+        """Summarise the watcher's database work (logged at shutdown; read by the bench)."""
+        uptime = max(1e-9, time.monotonic() - self.started_at)
+        return (
+            f"stream watcher stats: uptime={uptime:.1f}s ticks={self.ticks} "
+            f"checks={self.checks} queries={self.queries} peak_streams={self.peak_streams} "
+            f"db_per_second={(self.checks + self.queries) / uptime:.2f}"
+        )
+
+    def _count_stream(self) -> None:
+        self.open_streams += 1
+        self.peak_streams = max(self.peak_streams, self.open_streams)
 
     # --- subscriptions -----------------------------------------------------------
 
@@ -224,6 +244,7 @@ class StreamHub:
         self.start()
         sub = Subscriber(scope.user_id, scope, dataset_id, sock)
         self.dataset_subs.setdefault(scope.user_id, set()).add(sub)
+        self._count_stream()
         if self.stopping:
             sub.close()
         # No switch between registering and reading last_seq: every later row reaches
@@ -236,6 +257,7 @@ class StreamHub:
         sub = Subscriber(key, sock=sock)
         subs = self.org_subs.setdefault(key, set())
         subs.add(sub)
+        self._count_stream()
         if key in self.counts:
             sub.push(self.counts[key])
         else:
@@ -252,15 +274,12 @@ class StreamHub:
             self.dataset_subs if sub.scope is not None else self.org_subs  # type: ignore[assignment]
         )
         subs = table.get(sub.key)
-        if subs is not None:
+        if subs is not None and sub in subs:
+            self.open_streams -= 1
             subs.discard(sub)
             if not subs:
                 del table[sub.key]
                 self.counts.pop(sub.key, None)
-
-    def stream_count(self) -> int:
-        """Return how many streams this process has open."""
-        return sum(map(len, self.dataset_subs.values())) + sum(map(len, self.org_subs.values()))
 
     # --- leases ------------------------------------------------------------------
 
@@ -337,6 +356,7 @@ class StreamHub:
         if self._conn is None:
             self._conn = db.engine.raw_connection()
             self._version = None
+        self.checks += 1
         version = queries.data_version(self._conn.dbapi_connection)
         if version == self._version:
             return False
@@ -517,4 +537,10 @@ def hub_of(app: Flask | None = None) -> StreamHub:
 
 def init_app(app: Flask) -> None:
     """Attach a (not yet started) stream hub; it starts with the first stream."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     app.extensions["notifications.streams"] = StreamHub(app)
