@@ -165,13 +165,29 @@ def on_hub() -> bool:
     return hub is not None and hub.main_hub
 
 
+_lock_pool: Any = None
+_lock_pool_pid = 0
+
+
+def _lock_waiters() -> Any:
+    """Return this process's threadpool for statements that wait for the write lock.
+
+    It is separate from the hub's threadpool (used by :func:`run`), so reads are never
+    queued behind writes that wait for another process's lock.
+    """
+    global _lock_pool, _lock_pool_pid
+    if _lock_pool is None or _lock_pool_pid != os.getpid():
+        from gevent.threadpool import ThreadPool
+
+        _lock_pool, _lock_pool_pid = ThreadPool(8), os.getpid()
+    return _lock_pool
+
+
 def blocking(fn: Callable[..., T], *args: Any) -> T:
-    """Call a function that may block in C; on the gevent hub, in the threadpool."""
+    """Call a function that may block in C; on the gevent hub, in a threadpool."""
     if not on_hub():
         return fn(*args)
-    import gevent
-
-    return gevent.get_hub().threadpool.apply(fn, args)
+    return _lock_waiters().apply(fn, args)
 
 
 _bound = _native("_thread", "_local")()

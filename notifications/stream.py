@@ -378,11 +378,14 @@ class StreamHub:
                     self._deliver_row(row)
                     affected.add((row["user_id"], row["organization_id"]))
                 affected |= changes.read_pairs
-        pairs = {p for p in affected if p in self.org_subs} | self.pending_counts
-        self.pending_counts = set()
+        # Pairs stay pending until their count is read, so a failed tick loses none.
+        self.pending_counts |= {p for p in affected if p in self.org_subs}
+        pairs = set(self.pending_counts)
         if pairs:
             self.queries += 1
-            for key, count in run(queries.unread_counts, sorted(pairs, key=str)).items():
+            counts = run(queries.unread_counts, sorted(pairs, key=str))
+            self.pending_counts -= pairs
+            for key, count in counts.items():
                 subs = self.org_subs.get(key)
                 if not subs:
                     continue
