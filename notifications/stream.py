@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import gevent.lock
 from flask import Flask, Response, current_app
 from gevent.event import Event
 
@@ -175,6 +177,7 @@ class StreamHub:
         self._conn: Any = None
         self._version: int | None = None
         self._greenlets: list[gevent.Greenlet] = []
+        self._start_lock: Any = None
 
     # --- life cycle --------------------------------------------------------------
 
@@ -182,8 +185,16 @@ class StreamHub:
         """Start the watcher of this process (once; again after a fork)."""
         if self.started and self._pid == os.getpid():
             return
-        self._pid = os.getpid()
-        self.started = True
+        if self._pid != os.getpid() or self._start_lock is None:
+            # A forked child has none of its parent's greenlets or connections.
+            self._start_lock = gevent.lock.RLock()
+            self._pid = os.getpid()
+            self.started = False
+        with self._start_lock:
+            if not self.started:
+                self._start()
+
+    def _start(self) -> None:
         self.stopping = False
         self.started_at = time.monotonic()
         with self.app.app_context():
@@ -199,6 +210,23 @@ class StreamHub:
         self._async.start(self._wake.set)
         signals.on_change(self.wake)
         self._greenlets = [gevent.spawn(self._watch_loop), gevent.spawn(self._lease_loop)]
+        self._chain_sigterm()
+        # Only now may streams subscribe: last_seq is the position they start from.
+        self.started = True
+
+    def _chain_sigterm(self) -> None:
+        """End streams when the worker is told to stop, also under a plain ``gunicorn`` run."""
+        from .database import on_hub
+
+        previous = signal.getsignal(signal.SIGTERM)
+        if not on_hub() or not callable(previous):
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            previous(signum, frame)
+            gevent.spawn(self.shutdown)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     def wake(self) -> None:
         """Ask the watcher to look for changes now (safe from any thread)."""
@@ -207,6 +235,8 @@ class StreamHub:
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """End every open stream and give up this process's leases."""
+        if self.stopping:
+            return
         self.stopping = True
         for subs in (*self.dataset_subs.values(), *self.org_subs.values()):
             for sub in list(subs):
