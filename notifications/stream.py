@@ -44,6 +44,11 @@ LEASE_RENEW = 10.0
 #: Longest pause between watcher retries after a database error.
 ERROR_BACKOFF = 2.0
 
+#: Most undelivered events kept for one stream (a client that stopped reading).
+MAX_PENDING = 1000
+#: Queued instead of the events a stream lost to :data:`MAX_PENDING`.
+OVERFLOW: Any = object()
+
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
@@ -120,7 +125,19 @@ class Subscriber:
 
     def push(self, item: Any) -> None:
         """Queue an item for the stream and wake it."""
-        self.items.append(item)
+        if len(self.items) >= MAX_PENDING:
+            # A client that stopped reading must not make the worker hold an unbounded
+            # backlog for it: drop the backlog and tell it to reload instead.
+            self.items.clear()
+            self.items.append(OVERFLOW)
+        elif not self.items or self.items[-1] is not OVERFLOW:
+            self.items.append(item)
+        self.event.set()
+
+    def set_count(self, count: int) -> None:
+        """Replace the pending unread count (only the newest one matters) and wake the stream."""
+        self.items.clear()
+        self.items.append(count)
         self.event.set()
 
     def close(self) -> None:
@@ -289,7 +306,7 @@ class StreamHub:
         subs.add(sub)
         self._count_stream()
         if key in self.counts:
-            sub.push(self.counts[key])
+            sub.set_count(self.counts[key])
         else:
             self.pending_counts.add(key)
             self._wake.set()
@@ -421,7 +438,7 @@ class StreamHub:
                     continue
                 self.counts[key] = count
                 for sub in subs:
-                    sub.push(count)
+                    sub.set_count(count)
 
     def _deliver_row(self, row: dict[str, Any]) -> None:
         subs = self.dataset_subs.get(row["user_id"])
@@ -502,7 +519,12 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
             if sub.items:
                 frames = []
                 while sub.items:
-                    seq, frame = sub.items.popleft()
+                    item = sub.items.popleft()
+                    if item is OVERFLOW:
+                        frames.append(reset_frame(hub.last_seq))
+                        sent = max(sent, hub.last_seq)
+                        continue
+                    seq, frame = item
                     if seq is None or seq > sent:
                         frames.append(frame)
                         sent = max(sent, seq or 0)

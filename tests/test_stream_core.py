@@ -127,3 +127,22 @@ def test_tail_follows_new_notifications_and_stops_on_ctrl_c(db_url: str, app: An
 def test_tail_prints_human_lines(runner: Any, app: Any) -> None:
     result = runner.invoke("tail", "--user", "")
     assert result.exit_code != 0 and "--user" in result.output
+
+
+def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: Any) -> None:
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=60,
+                                   retry_ms=3000, replay_limit=10)
+    assert next(events) == "retry: 3000\n\n"
+    assert next(events).startswith("id: ")
+    (sub,) = hub.dataset_subs["alice"]
+    for seq in range(1, stream.MAX_PENDING + 50):
+        sub.push((seq, f"frame {seq}"))
+    assert list(sub.items) == [stream.OVERFLOW]
+    reset = next(events)
+    assert "event: reset" in reset and "frame" not in reset
+    events.close()
+    assert "alice" not in hub.dataset_subs
+    hub.shutdown()
