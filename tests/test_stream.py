@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -94,6 +95,29 @@ class SSEClient:
         self.response.close()
 
 
+def workers_with_streams(server: Any) -> set[int]:
+    """Return the pids of the server's workers that hold an established client connection."""
+    from pathlib import Path
+
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == server.port and fields[3] == "01":
+                inodes.add(fields[9])
+    pids = set()
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    for pid in map(int, children):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                pids.add(pid)
+    return pids
+
+
 def send(server: Any, user: str = "alice", *args: str) -> dict[str, Any]:
     """Store a notification through the CLI (another process) and return it."""
     return json.loads(server.cli("send", "--user", user, *args).stdout.splitlines()[0])
@@ -128,8 +152,12 @@ def test_dataset_stream_delivers_across_processes_with_filters(live_server: Any)
 
     filtered, _ = connect_dataset(server, query=f"?dataset_id={DATASET}")
     bob, _ = connect_dataset(server, user="bob")
-    # Several streams of one user: with two workers, they are spread over both.
-    extra = [connect_dataset(server)[0] for _ in range(4)]
+    # Several streams of one user, until both workers hold some: every write below is
+    # then delivered by two watchers in two processes.
+    extra = [connect_dataset(server)[0] for _ in range(2)]
+    while len(workers_with_streams(server)) < 2 and len(extra) < 20:
+        extra.append(connect_dataset(server)[0])
+    assert len(workers_with_streams(server)) == 2
 
     metadata = {"view_name": "icecream", "dataset_name": "Ice cream", "result_count": 3,
                 "batch_id": "b1", "is_alert": True}
@@ -237,9 +265,12 @@ def org_stream(server: Any, user: str = "alice", org: str = "acme") -> SSEClient
 
 
 def test_organization_stream_follows_the_unread_count(live_server: Any) -> None:
-    server = live_server(workers=2, env=FAST)
+    server = live_server(workers=2, env={**FAST, "NOTIFICATIONS_STREAM_LIMIT": "20"})
     first = send(server, "alice", "--org", "acme", "--title", "one")
     streams = [org_stream(server) for _ in range(3)]
+    while len(workers_with_streams(server)) < 2 and len(streams) < 20:
+        streams.append(org_stream(server))
+    assert len(workers_with_streams(server)) == 2
     for stream in streams:
         assert stream.response.status_code == 200
         assert stream.response.headers["Content-Type"].startswith("text/event-stream")
@@ -382,3 +413,26 @@ def test_sigterm_ends_open_streams_quickly(live_server: Any) -> None:
     for stream in streams:
         # The server ended the response: the client sees the end of the stream.
         assert stream.next(timeout=2, skip=("ping", "keep-alive", "id")).get("closed")
+
+
+def test_a_stalled_client_does_not_delay_the_others(live_server: Any) -> None:
+    import socket
+
+    server = live_server(workers=1, env=FAST)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    token = server.headers()["Authorization"]
+    stalled.sendall(f"GET /api/v1/notifications/stream HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: {token}\r\n\r\n".encode())
+    assert stalled.recv(12) == b"HTTP/1.1 200"  # then it never reads again
+    reader, _ = connect_dataset(server)
+    body = "x" * 20_000  # 6 MB in all: more than the socket buffers of the stalled client hold
+    server.cli("send", *(["--user", "alice"] * 300), "--body", body)
+    started = time.monotonic()
+    received = [reader.next(timeout=5) for _ in range(300)]
+    assert all(json.loads(e["data"])["message"] == body for e in received)
+    assert time.monotonic() - started < 3
+    assert requests.get(server.url("/healthz"), timeout=1).status_code == 200
+    reader.close()
+    stalled.close()
