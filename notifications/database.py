@@ -183,11 +183,27 @@ def _lock_waiters() -> Any:
     return _lock_pool
 
 
+def _capture(fn: Callable[..., T], *args: Any) -> tuple[bool, Any]:
+    # Exceptions come back as values: gevent would print a traceback for every one that
+    # escapes a threadpool task, although the caller handles it.
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
+
+
+def _outcome(result: tuple[bool, Any]) -> Any:
+    ok, value = result
+    if ok:
+        return value
+    raise value
+
+
 def blocking(fn: Callable[..., T], *args: Any) -> T:
     """Call a function that may block in C; on the gevent hub, in a threadpool."""
     if not on_hub():
         return fn(*args)
-    return _lock_waiters().apply(fn, args)
+    return _outcome(_lock_waiters().apply(_capture, (fn, *args)))
 
 
 _bound = _native("_thread", "_local")()
@@ -252,4 +268,6 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     import gevent
 
     with db.engine.connect() as conn:
-        return gevent.get_hub().threadpool.apply(_run_bound, (conn, fn, args, kwargs))
+        return _outcome(
+            gevent.get_hub().threadpool.apply(_capture, (_run_bound, conn, fn, args, kwargs))
+        )
