@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 
 INSERT OR IGNORE INTO counters (name, value) VALUES ('read', 0);
+-- Bumped when unread rows are deleted (purge), so streams recount unread totals.
+INSERT OR IGNORE INTO counters (name, value) VALUES ('purge', 0);
 
 -- Open organization streams, one row each, so the per-user stream limit holds across
 -- every worker of the node. The worker holding a lease refreshes `expires_at`; a lease

@@ -130,10 +130,11 @@ def ensure_schema(engine: Engine) -> int:
                 text("INSERT INTO counters (name, value) VALUES ('schema_version', :v)"),
                 {"v": SCHEMA_VERSION},
             )
-            conn.execute(
-                text("INSERT INTO counters (name, value) SELECT 'read', 0 WHERE NOT EXISTS "
-                     "(SELECT 1 FROM counters WHERE name = 'read')")
-            )
+            for name in ("read", "purge"):
+                conn.execute(
+                    text("INSERT INTO counters (name, value) SELECT :n, 0 WHERE NOT EXISTS "
+                         "(SELECT 1 FROM counters WHERE name = :n)"), {"n": name}
+                )
     return found
 
 

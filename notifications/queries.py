@@ -289,6 +289,8 @@ class Changes:
     last_seq: int
     last_read: int
     more: bool
+    #: Value of the ``purge`` counter: when it moves, unread rows were deleted.
+    purges: int = 0
 
 
 def changes_since(last_seq: int, last_read: int, limit: int = CHANGE_BATCH) -> Changes:
@@ -299,6 +301,9 @@ def changes_since(last_seq: int, last_read: int, limit: int = CHANGE_BATCH) -> C
         ).all()
         read = conn.execute(
             select(counters.c.value).where(counters.c.name == "read")
+        ).scalar() or 0
+        purges = conn.execute(
+            select(counters.c.value).where(counters.c.name == "purge")
         ).scalar() or 0
         pairs: set[tuple[str, str | None]] = set()
         if read > last_read:
@@ -315,6 +320,17 @@ def changes_since(last_seq: int, last_read: int, limit: int = CHANGE_BATCH) -> C
         last_seq=new_rows[-1]["seq"] if new_rows else last_seq,
         last_read=max(int(read), last_read),
         more=len(new_rows) == limit,
+        purges=int(purges),
+    )
+
+
+def note_deleted_unread(conn: Connection) -> None:
+    """Record, in the caller's transaction, that unread rows were deleted (purge).
+
+    Streams cannot see a deleted row; this counter tells their watchers to recount.
+    """
+    conn.execute(
+        update(counters).where(counters.c.name == "purge").values(value=counters.c.value + 1)
     )
 
 

@@ -178,6 +178,7 @@ class StreamHub:
         self.released: set[str] = set()
         self.last_seq = 0
         self.last_read = 0
+        self.last_purges: int | None = None
         self.started = False
         self.stopping = False
         self.failing = False
@@ -421,6 +422,12 @@ class StreamHub:
                 changes = run(queries.changes_since, self.last_seq, self.last_read)
                 self.last_seq, self.last_read = changes.last_seq, changes.last_read
                 more = changes.more
+                if changes.purges != self.last_purges:
+                    # Deleted unread rows cannot be traced to users: recount every
+                    # open inbox (purges are rare administrator actions).
+                    if self.last_purges is not None:
+                        affected |= set(self.org_subs)
+                    self.last_purges = changes.purges
                 for row in changes.rows:
                     self._deliver_row(row)
                     affected.add((row["user_id"], row["organization_id"]))

@@ -308,6 +308,18 @@ def test_organization_stream_follows_the_unread_count(live_server: Any) -> None:
     requests.post(server.url("/api/v1/org/notifications/mark-read"),
                   headers=server.headers("alice", "acme"), timeout=5)
     assert streams[1].quiet(0.4) == []
+    # A purge of unread rows (another process) is counted too.
+    send(server, "alice", "--org", "acme", "--title", "to purge")
+    for stream in streams:
+        assert json.loads(stream.next()["data"]) == {"unread": 1}
+    db = sqlite3.connect(server.db_path, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("DELETE FROM notifications WHERE user_id = 'alice' AND read_at IS NULL")
+    db.execute("UPDATE counters SET value = value + 1 WHERE name = 'purge'")
+    db.execute("COMMIT")
+    db.close()
+    for stream in streams:
+        assert json.loads(stream.next()["data"]) == {"unread": 0}
     for stream in streams:
         stream.close()
 

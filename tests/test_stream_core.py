@@ -146,3 +146,14 @@ def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: An
     events.close()
     assert "alice" not in hub.dataset_subs
     hub.shutdown()
+
+
+def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> None:
+    from notifications.database import writing
+
+    with app.app_context():
+        seq, read = queries.stream_position()
+        before = queries.changes_since(seq, read).purges
+        with writing() as conn:
+            queries.note_deleted_unread(conn)
+        assert queries.changes_since(seq, read).purges == before + 1
