@@ -147,7 +147,7 @@ def test_dataset_stream_delivers_across_processes_with_filters(live_server: Any)
     assert response.headers["X-Accel-Buffering"] == "no"
     # Pings: named, with an empty data line, on the configured interval.
     first, second = alice.next_of("ping"), alice.next_of("ping")
-    assert first["data"] == "" and 0.1 < second["at"] - first["at"] < 0.6
+    assert first["data"] == "" and 0.1 < second["at"] - first["at"] < 1.0
     assert "data:" in alice.raw_lines and "data: " not in alice.raw_lines
 
     filtered, _ = connect_dataset(server, query=f"?dataset_id={DATASET}")
@@ -394,26 +394,25 @@ def test_sqlite_lock_held_elsewhere_never_stalls_the_worker(live_server: Any) ->
             assert requests.get(server.url("/healthz"), timeout=5).status_code == 200
             health.append(time.monotonic() - started)
             time.sleep(0.1)
-        pings = [s.next_of("ping", timeout=1)["at"] for s in streams for _ in range(3)]
+        window_end = time.monotonic()
+        # Still holding the lock: every stream kept getting its pings all along.
+        for stream in streams:
+            pings = [lock_started]
+            while not stream.events.empty():
+                event = stream.events.get_nowait()
+                if event.get("event") == "ping" and event["at"] >= lock_started:
+                    pings.append(event["at"])
+            pings.append(window_end)
+            gaps = [b - a for a, b in zip(pings, pings[1:])]
+            assert len(pings) - 2 >= 5 and max(gaps) < 1.0, gaps
+        assert not any(status for status, _ in writes), "a write got through a held lock"
     finally:
         locker.execute("COMMIT")
         locker.close()
     for thread in (*threads, lease):
         thread.join(10)
     assert max(health) < 0.1, health
-    assert all(at - lock_started < 2.0 for at in pings), "pings stalled while the lock was held"
     for stream in streams:
-        gaps = []
-        last = None
-        while True:
-            event = stream.events.get_nowait() if not stream.events.empty() else None
-            if event is None:
-                break
-            if event.get("event") == "ping":
-                if last is not None:
-                    gaps.append(event["at"] - last)
-                last = event["at"]
-        assert not gaps or max(gaps) < 0.6, gaps
         stream.close()
     assert [status for status, _ in writes] == [200, 200, 200]
     assert all(waited >= 1.5 for _, waited in writes), "the writes did wait for the lock"
