@@ -215,10 +215,12 @@ def reading() -> Iterator[Connection]:
     """Yield a connection for reads that share one snapshot; never holds a write lock."""
     conn = getattr(_bound, "conn", None)
     if conn is not None:
+        # A read nested in another block of the same function shares its transaction.
+        outer = conn.in_transaction()
         try:
             yield conn
         finally:
-            if conn.in_transaction():
+            if not outer and conn.in_transaction():
                 conn.rollback()
         return
     with db.engine.connect() as conn:
@@ -230,13 +232,18 @@ def writing() -> Iterator[Connection]:
     """Yield a connection inside a write transaction that commits on success."""
     conn = getattr(_bound, "conn", None)
     if conn is not None:
+        if getattr(_bound, "in_write", False):
+            yield conn  # nested: part of the enclosing write transaction
+            return
         if conn.in_transaction():
-            conn.rollback()
+            conn.rollback()  # an enclosing read's snapshot cannot be upgraded safely
         conn.execution_options(immediate=True)
+        _bound.in_write = True
         try:
             with conn.begin():
                 yield conn
         finally:
+            _bound.in_write = False
             conn.execution_options(immediate=False)
         return
     with db.engine.connect() as conn:

@@ -157,3 +157,25 @@ def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> N
         with writing() as conn:
             queries.note_deleted_unread(conn)
         assert queries.changes_since(seq, read).purges == before + 1
+
+
+def test_run_lends_one_connection_to_nested_blocks(app: Any, make: Any) -> None:
+    """database.run's bound connection: nested blocks share it without losing writes."""
+    from notifications import database
+
+    def nested() -> int:
+        with database.writing() as conn:
+            queries.insert_rows(conn, [queries.new_row({"user_id": "nested"})])
+            with database.reading() as inner:
+                assert inner is conn
+            with database.writing() as inner:
+                assert inner is conn
+        with database.reading() as conn:
+            return len(queries.rows_after(0, 10**9, user_id="nested"))
+
+    with app.app_context():
+        engine = database.db.engine
+    with engine.connect() as conn:
+        assert database._run_bound(conn, nested, (), {}) == 1
+        assert not conn.in_transaction()
+    assert database._bound.conn is None
