@@ -469,6 +469,11 @@ class StreamHub:
 
     # --- per-stream reads ----------------------------------------------------------
 
+    def head(self) -> int:
+        """Read the newest sequence number from the database (not the watcher's view)."""
+        with self.app.app_context():
+            return run(queries.stream_position)[0]
+
     def replay(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                limit: int) -> list[dict[str, Any]]:
         """Read what a reconnecting client missed (``after < seq <= upto``)."""
@@ -493,9 +498,21 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
     try:
         yield sse.retry(retry_ms)
         sent = frontier
-        if reset or (last_event_id is not None and last_event_id > frontier):
+        if not reset and last_event_id is not None and last_event_id > frontier:
+            # Ahead of this worker's watcher: another worker may have seen newer rows.
+            # Valid if the database has it; the watcher delivers what follows it.
+            try:
+                reset = last_event_id > hub.head()
+            except Exception:
+                log.exception("could not read the stream position")
+                reset = True
+            if not reset:
+                sent = last_event_id
+        if reset:
             # An id this server never gave out: the client's list cannot be trusted.
             yield reset_frame(frontier)
+        elif last_event_id is not None and last_event_id >= frontier:
+            yield sse.last_id(last_event_id)
         elif last_event_id is None:
             # Give the client a cursor now, so that a reconnect before the first
             # notification still replays what it missed meanwhile.

@@ -179,3 +179,29 @@ def test_run_lends_one_connection_to_nested_blocks(app: Any, make: Any) -> None:
         assert database._run_bound(conn, nested, (), {}) == 1
         assert not conn.in_transaction()
     assert database._bound.conn is None
+
+
+def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
+    """A client reconnecting to a worker whose watcher has not polled yet loses nothing."""
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    hub.start()
+    seen = make("alice", 2)  # committed, but this watcher has not looked yet
+    events = stream.dataset_events(hub, Scope("alice"), None, seen[-1]["seq"],
+                                   ping_interval=60, retry_ms=3000, replay_limit=10)
+    assert next(events) == "retry: 3000\n\n"
+    assert next(events) == f"id: {seen[-1]['seq']}\n\n"
+    later = make("alice", 1)
+    with app.app_context():
+        hub.tick()  # delivers all three; the two the client has are skipped
+    frame = next(events)
+    assert frame.startswith(f"id: {later[0]['seq']}\n") and frame.count("event: notification") == 1
+    events.close()
+
+    bogus = stream.dataset_events(hub, Scope("alice"), None, 10**9, ping_interval=60,
+                                  retry_ms=3000, replay_limit=10)
+    next(bogus)
+    assert "event: reset" in next(bogus)
+    bogus.close()
+    hub.shutdown()
