@@ -101,6 +101,8 @@ def init_db() -> None:
     from notifications.models import db
 
     previous = ensure_schema(db.engine)
+    # Building the app already brought the schema up to date: report what it found.
+    previous = current_app.extensions.pop("notifications.schema_found", previous)
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     if previous == SCHEMA_VERSION:
         click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")
@@ -118,7 +120,9 @@ def _demo_banner(app: Any, host: str, port: int) -> None:
         rows = queries.list_for_admin(limit=200)
     seen: dict[str, str | None] = {}
     for row in rows:
-        seen.setdefault(row["user_id"], row["organization_id"])
+        # A user's newest row may be a dataset alert without an organization: keep looking.
+        if not seen.get(row["user_id"]):
+            seen[row["user_id"]] = row["organization_id"]
     base = f"http://{host}:{port}"
     keys = app.extensions["notifications.keys"]
     click.echo("Demo mode: sample data is loaded and these tokens are valid for 24 hours.\n")
@@ -396,6 +400,208 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     except KeyboardInterrupt:
         # Ctrl-C is how a tail ends: no traceback, no "Aborted!".
         click.echo("", err=True)
+
+
+# --- data management ----------------------------------------------------------------
+
+
+def notification_id_option(value: str) -> str:
+    """Accept a notification id as a UUID or as the organization variant's ``ntf_...``."""
+    from notifications.serialize import parse_ntf_id
+
+    found = parse_ntf_id(value) if value.startswith("ntf_") else None
+    if found is not None:
+        return found
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a notification id (a UUID or ntf_<32 hex>)",
+                                 param_hint="--id") from None
+
+
+@cli.command("mark-read")
+@click.option("--user", "user_id", required=True, help="Whose notifications to mark.")
+@click.option("--id", "ids", multiple=True, help="Notification id (UUID or ntf_...); repeatable.")
+@click.option("--all", "all_", is_flag=True, help="Every unread notification of the user.")
+@click.option("--org", "org_id", default=None, help="Only notifications of this organization.")
+@click.option("--dataset", "dataset_id", default=None, help="Only notifications of this dataset (UUID).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_app
+def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
+              dataset_id: str | None, as_json: bool) -> None:
+    """Mark a user's notifications read: the given --id values, or --all."""
+    from notifications import queries
+
+    user_option(user_id)
+    if org_id is not None:
+        user_option(org_id, "--org")
+    dataset = uuid_option(dataset_id, "--dataset")
+    if bool(ids) == all_:
+        raise click.UsageError("give either --id ID (repeatable) or --all")
+    wanted = list(dict.fromkeys(notification_id_option(v) for v in ids)) if ids else None
+    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset)
+    if as_json:
+        echo_json({"marked": marked})
+    elif wanted is None:
+        click.echo(f"Marked {marked} notification{'s' if marked != 1 else ''} of {user_id} read.")
+    else:
+        click.echo(f"Marked {marked} of {len(wanted)} given notification{'s' if len(wanted) != 1 else ''} "
+                   f"of {user_id} read" + (
+                       "." if marked == len(wanted)
+                       else f"; the other {len(wanted) - marked} are unknown, someone else's, "
+                            "outside the filters or already read."))
+
+
+@cli.command()
+@click.option("--older-than", "older_than", required=True, metavar="DURATION",
+              help="Age of what to delete, e.g. 30d, 12h, 90m, 45s, 1d12h.")
+@click.option("--read-only", is_flag=True, help="Keep unread notifications.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_app
+def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> None:
+    """Delete notifications created longer ago than DURATION."""
+    from notifications import queries, transfer
+    from notifications.serialize import iso_naive
+
+    try:
+        seconds = transfer.parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    before = queries.now_us() - seconds * 1_000_000
+    result = queries.purge(before, read_only=read_only, dry_run=dry_run)
+    cutoff = iso_naive(before) + "Z"
+    if as_json:
+        echo_json({**result, "before": cutoff, "read_only": read_only, "dry_run": dry_run})
+        return
+    n = result["deleted"]
+    what = f"{n} {'read ' if read_only else ''}notification{'s' if n != 1 else ''}"
+    if not read_only:
+        what += f" ({result['unread']} unread)"
+    click.echo(f"{'Would delete' if dry_run else 'Deleted'} {what} created before {cutoff}.")
+
+
+@cli.command()
+@click.option("--user", "user_id", default=None, help="Only this user's notifications.")
+@click.option("--since", default=None, metavar="DATE",
+              help="Only notifications created at or after DATE (ISO-8601, UTC) or a duration ago (7d).")
+@click.option("--output", "-o", default="-", show_default=True, metavar="FILE",
+              help="Where to write; - is standard output.")
+@with_app
+def export(user_id: str | None, since: str | None, output: str) -> None:
+    """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
+    from notifications import queries, transfer
+
+    if user_id is not None:
+        user_option(user_id)
+    since_us = None
+    if since is not None:
+        try:
+            since_us = transfer.parse_since(since, queries.now_us())
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    if output != "-" and os.path.isdir(output):
+        raise click.BadParameter(f"{output!r} is a directory; name a file", param_hint="--output")
+    target = os.path.realpath(output) if output != "-" else output
+    # Write a regular file under a temporary name and rename it when complete; anything
+    # else (a pipe, /dev/null) is written in place: renaming would replace it.
+    atomic = target != "-" and (not os.path.exists(target) or os.path.isfile(target))
+    try:
+        out = click.open_file(target, "wb", atomic=atomic)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}", param_hint="--output") from None
+    count = 0
+    buffer: list[str] = []
+    try:
+        with out:
+            for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False):
+                buffer.append(transfer.export_line(row))
+                if len(buffer) >= 10_000:
+                    out.write(("\n".join(buffer) + "\n").encode())
+                    count += len(buffer)
+                    buffer.clear()
+            if buffer:
+                out.write(("\n".join(buffer) + "\n").encode())
+                count += len(buffer)
+    except BrokenPipeError:
+        # The reader went away (export | head): stop quietly, as shell tools do, and keep
+        # Python from complaining about the closed pipe again at exit.
+        _silence_stdout()
+        sys.exit(1)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"Exported {count} notification{'s' if count != 1 else ''}"
+               + (f" to {output}." if output != "-" else "."), err=True)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null after its reader has gone."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (tests): nothing to flush at exit
+
+
+#: How many skipped lines ``import --skip-invalid`` describes one by one.
+_SHOWN_SKIPS = 20
+
+
+@cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--skip-invalid", is_flag=True, help="Import the valid lines and count the others.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_app
+def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
+    """Read notifications from a JSON Lines FILE (- for standard input), all or none.
+
+    A record whose id, or whose user and dedupe_key, is already stored is skipped as a
+    duplicate, so importing an export twice stores it once. Records without an id get a
+    new one.
+    """
+    from notifications import queries, transfer
+
+    skipped = 0
+    importer = queries.Importer()
+    try:
+        batch: list[tuple[Any, ...]] = []
+        number = 0
+        for number, raw in enumerate(file, 1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
+            if not raw.strip():
+                continue
+            try:
+                batch.append((number, *transfer.import_row(raw)))
+            except transfer.LineError as exc:
+                if not skip_invalid:
+                    raise click.ClickException(
+                        f"line {number}: {exc}; nothing was imported "
+                        "(fix the line, or use --skip-invalid to import the others)"
+                    ) from None
+                skipped += 1
+                if skipped <= _SHOWN_SKIPS:
+                    click.echo(f"skipped line {number}: {exc}", err=True)
+                continue
+            if len(batch) >= 10_000:
+                importer.stage(batch)
+                batch = []
+        importer.stage(batch)
+        imported = importer.copy()
+        duplicates = importer.staged - imported
+    finally:
+        importer.close()
+    if skipped > _SHOWN_SKIPS:
+        click.echo(f"... and {skipped - _SHOWN_SKIPS} more invalid lines", err=True)
+    if as_json:
+        echo_json({"imported": imported, "duplicates": duplicates, "invalid": skipped, "lines": number})
+        return
+    message = f"Imported {imported} notification{'s' if imported != 1 else ''}"
+    if duplicates:
+        message += f"; skipped {duplicates} already stored (same id, or same user and dedupe_key)"
+    if skipped:
+        message += f"; skipped {skipped} invalid line{'s' if skipped != 1 else ''}"
+    click.echo(message + ".")
 
 
 def main() -> None:

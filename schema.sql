@@ -11,7 +11,7 @@
 CREATE TABLE IF NOT EXISTS notifications (
     -- Monotonic, never reused (AUTOINCREMENT), so it is safe as the SSE event id even
     -- after old rows are purged.
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq             INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,
     id              VARCHAR(36)  NOT NULL,
     user_id         VARCHAR(255) NOT NULL,
     organization_id VARCHAR(255),
@@ -62,8 +62,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_dedupe
     WHERE dedupe_key IS NOT NULL;
 
 -- Named monotonic counters (currently `read`, bumped once per mark-read operation).
+-- NOT NULL is spelled out: SQLite lets a non-INTEGER primary key hold NULL otherwise.
 CREATE TABLE IF NOT EXISTS counters (
-    name  VARCHAR(64) PRIMARY KEY,
+    name  VARCHAR(64) NOT NULL PRIMARY KEY,
     value BIGINT      NOT NULL DEFAULT 0
 );
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, database, stream, views, web
+from . import auth, config, database, ingest, stream, views, web
 
 __all__ = ["create_app"]
 
@@ -26,4 +26,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     stream.init_app(app)
     web.init_app(app)
     views.init_app(app)
+    ingest.init_app(app)
     return app

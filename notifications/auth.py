@@ -11,6 +11,7 @@ from .tokens import AuthError, KeySettings, Principal, bearer_token, decode
 def init_app(app: Flask) -> None:
     """Load the verification keys; refuse to run without one unless told otherwise."""
     settings = KeySettings.from_config(app.config)
+    settings.check_public_key()
     missing = settings.missing_keys()
     if missing and app.config["REQUIRE_KEY"]:
         raise ConfigError(

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 0.25,
     "STREAM_LIMIT": 5,
     "INGEST_TOKEN": None,
+    # Largest request body in bytes (Flask's own setting); larger bodies get 413.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
     "OPEN_USER": None,
     "OPEN_ORGANIZATION": None,
     "CORS_ORIGINS": None,
@@ -32,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "REQUIRE_KEY": True,
 }
 
-_INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000)}
+_INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
+         "MAX_CONTENT_LENGTH": (1024, 1024**3)}
 _FLOATS = {
     "PING_INTERVAL": (0.05, 3600.0),
     "KEEPALIVE_INTERVAL": (0.05, 3600.0),

@@ -9,13 +9,17 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from .config import ConfigError
 from .models import db
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
 SCHEMA_VERSION = 2
 #: Milliseconds a connection waits for another writer before giving up.
 BUSY_TIMEOUT_MS = 30_000
+#: WAL pages (4 KiB each) after which a commit checkpoints the WAL into the database.
+WAL_AUTOCHECKPOINT_PAGES = 16_384
 
 T = TypeVar("T")
 
@@ -47,6 +51,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoint every 64 MB of WAL instead of 4 MB: a batch of inserts dirties pages all
+        # over the per-user indexes, and with the default nearly every commit paid a
+        # checkpoint and its fsyncs (measured: about 40 % more inserts per second on disk).
+        cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -74,14 +82,26 @@ def init_app(app: Flask) -> None:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///"):])), exist_ok=True)
+        directory = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"NOTIFICATIONS_DATABASE_URL: cannot create the directory {directory}: "
+                f"{exc.strerror or exc}"
+            ) from None
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": False})
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        # An unknown scheme or a driver that is not installed is a setting to fix.
+        raise ConfigError(f"NOTIFICATIONS_DATABASE_URL cannot be used: {exc}") from None
     with app.app_context():
-        if is_sqlite():
-            _configure_sqlite(db.engine)
-        ensure_schema(db.engine)
+        engine = db.engine
+        if is_sqlite(engine):
+            _configure_sqlite(engine)
+        app.extensions["notifications.schema_found"] = ensure_schema(engine)
 
 
 def schema_version(engine: Engine) -> int:

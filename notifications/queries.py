@@ -8,11 +8,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 
 from . import signals
 from .database import reading, writing
 from .models import counters_table as counters
+from .models import db
 from .models import notifications_table as t
 from .models import stream_leases_table as leases
 
@@ -20,7 +21,7 @@ from .models import stream_leases_table as leases
 COLUMNS = (
     t.c.seq, t.c.id, t.c.user_id, t.c.organization_id, t.c.dataset_id, t.c.kind,
     t.c.entity_type, t.c.entity_id, t.c.title, t.c.body, t.c.link,
-    t.c.metadata, t.c.created_at, t.c.read_at,
+    t.c.metadata, t.c.created_at, t.c.read_at, t.c.dedupe_key,
 )
 INSERT_FIELDS = (
     "id", "user_id", "organization_id", "dataset_id", "kind", "entity_type", "entity_id",
@@ -226,10 +227,12 @@ def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("kind", "entity_type", "entity_id", "title"):
         row[name] = row[name] if row[name] is not None else ""
     metadata = row["metadata"]
-    row["metadata"] = metadata if isinstance(metadata, str) else json.dumps(
-        metadata or {}, separators=(",", ":"), ensure_ascii=False
-    )
+    row["metadata"] = metadata if isinstance(metadata, str) else _dumps(metadata or {})
     return row
+
+
+#: Compact JSON as stored; one encoder for every call (json.dumps with options builds one each time).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 _INSERT_SQL = (
@@ -240,8 +243,6 @@ _INSERT_SQL = (
 
 def insert_rows(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert complete rows (see :func:`new_row`) in the caller's transaction."""
-    from sqlalchemy import text
-
     batch = list(rows)
     if batch:
         conn.execute(text(_INSERT_SQL), batch)
@@ -432,3 +433,237 @@ def active_leases(user_id: str) -> int:
             select(func.count()).select_from(leases)
             .where(leases.c.user_id == user_id, leases.c.expires_at > now_us())
         ).scalar_one()
+# --- ingest, administration, export and import --------------------------------------
+
+#: Like the plain insert, but a row whose id or (user_id, dedupe_key) is already stored
+#: is skipped. The unique indexes decide, so concurrent retries cannot both win.
+#: Positional, for the driver's executemany: no per-row work in SQLAlchemy on the hot path.
+_INSERT_NEW_SQL = (
+    f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)}) ON CONFLICT DO NOTHING"
+)
+
+
+def _driver_sql(conn: Connection, sql: str) -> str:
+    """Adapt a ``?``-placeholder statement to the driver's parameter style."""
+    return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+#: Pairs per look-up query: keeps the OR chain well under SQLite's expression depth.
+_LOOKUP_CHUNK = 200
+
+
+def _existing_ids(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(pairs), _LOOKUP_CHUNK):
+        chunk = pairs[start:start + _LOOKUP_CHUNK]
+        # One equality pair per OR branch: each is an index search on ux_notifications_dedupe
+        # (a row-value IN list would scan that whole index instead).
+        rows = conn.execute(
+            select(t.c.user_id, t.c.dedupe_key, t.c.id).where(
+                t.c.dedupe_key.is_not(None),
+                or_(*(and_(t.c.user_id == user, t.c.dedupe_key == key) for user, key in chunk)),
+            )
+        ).all()
+        found.update({(user, key): id_ for user, key, id_ in rows})
+    return found
+
+
+def ingest_notifications(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], int]:
+    """Store new notifications in one transaction, skipping repeated dedupe keys.
+
+    Return the ids in input order (the stored id for a duplicate) and how many rows
+    were created.
+    """
+    rows = [new_row(item) for item in items]
+    if not rows:
+        return [], 0
+    keyed = [r for r in rows if r["dedupe_key"] is not None]
+    with writing() as conn:
+        inserted = conn.exec_driver_sql(
+            _driver_sql(conn, _INSERT_NEW_SQL), [tuple(r[f] for f in INSERT_FIELDS) for r in rows]
+        ).rowcount
+        existing: dict[tuple[str, str], str] = {}
+        # All rows stored means no duplicates: the common case needs no look-up.
+        if keyed and inserted != len(rows):
+            pairs = list(dict.fromkeys((r["user_id"], r["dedupe_key"]) for r in keyed))
+            existing = _existing_ids(conn, pairs)
+    ids = [
+        existing.get((r["user_id"], r["dedupe_key"]), r["id"]) if r["dedupe_key"] is not None
+        else r["id"]
+        for r in rows
+    ]
+    created = sum(1 for row, id_ in zip(rows, ids) if row["id"] == id_)
+    if created:
+        signals.changed()
+    return ids, created
+
+
+def mark_read_for_user(
+    user_id: str,
+    ids: Sequence[str] | None = None,
+    *,
+    organization_id: str | None = None,
+    dataset_id: str | None = None,
+) -> int:
+    """Mark a user's unread notifications read (all, or only ``ids``); return how many."""
+    conditions: list[Any] = [t.c.user_id == user_id]
+    if organization_id is not None:
+        conditions.append(t.c.organization_id == organization_id)
+    if dataset_id is not None:
+        conditions.append(t.c.dataset_id == dataset_id)
+    if ids is not None:
+        if not ids:
+            return 0
+        conditions.append(t.c.id.in_(list(ids)))
+    with writing() as conn:
+        changed = _mark(conn, and_(*conditions))
+    if changed:
+        signals.changed()
+    return changed
+
+
+def _purge_filter(before_us: int, read_only: bool) -> list[Any]:
+    conditions: list[Any] = [t.c.created_at < before_us]
+    if read_only:
+        conditions.append(t.c.read_at.is_not(None))
+    return conditions
+
+
+def purge(before_us: int, *, read_only: bool = False, dry_run: bool = False,
+          chunk: int = 5000) -> dict[str, int]:
+    """Delete notifications created before ``before_us``; return deleted and unread counts.
+
+    Deletes in short transactions of ``chunk`` rows so writers never wait long. Deleting
+    unread rows changes unread counts without a read, so the ``read`` counter is bumped:
+    watchers of that counter recount, as they do after a mark-read.
+    """
+    conditions = _purge_filter(before_us, read_only)
+    unread_flag = func.coalesce(t.c.read_at.is_(None), False).cast(t.c.seq.type)
+    if dry_run:
+        with reading() as conn:
+            total, unread = conn.execute(
+                select(func.count(), func.sum(unread_flag)).where(*conditions)
+            ).one()
+        return {"deleted": total, "unread": int(unread or 0)}
+    deleted = unread_deleted = 0
+    cursor = 0
+    while True:
+        with writing() as conn:
+            page = (
+                select(t.c.seq, unread_flag.label("unread")).where(t.c.seq > cursor, *conditions)
+                .order_by(t.c.seq).limit(chunk).subquery()
+            )
+            last, count, unread = conn.execute(
+                select(func.max(page.c.seq), func.count(), func.sum(page.c.unread))
+            ).one()
+            if not count:
+                break
+            conn.execute(delete(t).where(t.c.seq > cursor, t.c.seq <= last, *conditions))
+            if unread:
+                _bump_read_counter(conn)
+                note_deleted_unread(conn)
+        deleted += count
+        unread_deleted += int(unread or 0)
+        cursor = last
+        signals.changed()
+    return {"deleted": deleted, "unread": unread_deleted}
+
+
+def export_rows(
+    *, user_id: str | None = None, since_us: int | None = None, chunk: int = 10_000,
+    decode_metadata: bool = True,
+) -> Iterable[dict[str, Any]]:
+    """Yield matching notifications in storage order from one consistent snapshot.
+
+    With ``decode_metadata=False`` metadata stays the stored JSON text (faster to copy out).
+    """
+    conditions: list[Any] = []
+    if user_id is not None:
+        conditions.append(t.c.user_id == user_id)
+    if since_us is not None:
+        conditions.append(t.c.created_at >= since_us)
+    cursor = 0
+    with reading() as conn:
+        # One transaction for every page: the export is a snapshot even while others write.
+        with conn.begin():
+            while True:
+                result = conn.execute(
+                    select(*COLUMNS).where(t.c.seq > cursor, *conditions)
+                    .order_by(t.c.seq).limit(chunk)
+                )
+                names = list(result.keys())
+                rows = result.all()
+                if not rows:
+                    return
+                for row in rows:
+                    data = dict(zip(names, row))
+                    if decode_metadata:
+                        data["metadata"] = json.loads(data["metadata"]) if data["metadata"] else {}
+                    yield data
+                cursor = rows[-1].seq
+
+
+#: Staging column types that are not TEXT.
+_STAGE_TYPES = {"created_at": "BIGINT", "read_at": "BIGINT"}
+
+
+class Importer:
+    """Stage validated rows, then copy them into the table, skipping stored ids.
+
+    Staging goes to a temporary table on this connection, which takes no lock on the
+    database, so a file that turns out to be invalid half-way leaves nothing behind. The
+    copy then runs in short transactions, in file order.
+    """
+
+    def __init__(self) -> None:
+        self.conn = db.engine.connect()
+        self.staged = 0
+        columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'TEXT')}" for name in INSERT_FIELDS)
+        self.conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE import_staging (line INTEGER PRIMARY KEY, {columns})"
+        )
+        self.conn.commit()
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self._stage_sql = (
+            f"INSERT INTO import_staging (line, {', '.join(INSERT_FIELDS)}) "
+            f"VALUES ({', '.join([mark] * (len(INSERT_FIELDS) + 1))})"
+        )
+
+    def stage(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Stage rows: the line number, then the values in ``INSERT_FIELDS`` order."""
+        if rows:
+            with self.conn.begin():
+                self.conn.exec_driver_sql(self._stage_sql, list(rows))
+            self.staged += len(rows)
+
+    def copy(self, chunk: int = 50_000) -> int:
+        """Copy the staged rows into the table; return how many were new."""
+        fields = ", ".join(INSERT_FIELDS)
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO notifications ({fields}) SELECT {fields} FROM import_staging "
+            f"WHERE line > {mark} AND line <= {mark} ORDER BY line ON CONFLICT DO NOTHING"
+        )
+        last = self.conn.exec_driver_sql("SELECT max(line) FROM import_staging").scalar() or 0
+        self.conn.commit()
+        inserted = 0
+        self.conn.execution_options(immediate=True)
+        start = 0
+        while start < last:
+            with self.conn.begin():
+                inserted += self.conn.exec_driver_sql(sql, (start, start + chunk)).rowcount
+            start += chunk
+            signals.changed()
+        self.conn.execution_options(immediate=False)
+        return inserted
+
+    def close(self) -> None:
+        """Drop the staging table and release the connection."""
+        try:
+            self.conn.rollback()
+            self.conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+            self.conn.commit()
+        finally:
+            self.conn.close()
+

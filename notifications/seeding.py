@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .database import writing
+from .database import reading, writing
 from .queries import INSERT_FIELDS, now_us
 
 DATASET_NAMES = (
@@ -22,6 +22,8 @@ PEOPLE = ("Ana", "Bruno", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Iv
 PROJECTS = ("Edge rules", "Billing API", "Data platform", "Mobile app", "Search relevance")
 CHANGES = ("Refactor sshd", "Bump TLS defaults", "Add retry budget", "Drop legacy auth",
            "Tune cache TTLs", "Split ingest workers")
+#: Page cache (KiB) of the connection that seeds: enough for the indexes of a million rows.
+SEED_CACHE_KIB = 256 * 1024
 #: Share of each user's notifications that are monitor alerts (the rest are inbox items).
 ALERT_SHARE = 0.5
 
@@ -91,7 +93,9 @@ def generate(
                 metadata = {"batch_id": _uuid(rng), "is_alert": is_alert, "view_name": view_name,
                             "dataset_name": dataset_name, "result_count": count}
                 title = f"{count} new results in '{view_name}'" if rng.random() < 0.5 else ""
-                yield (_uuid(rng), user_id, org_id, dataset_id, "monitor.alert", "saved_view",
+                # Monitor alerts belong to a dataset, not to an organization's inbox: the
+                # organization variant shows only inbox items, as the API it mirrors does.
+                yield (_uuid(rng), user_id, None, dataset_id, "monitor.alert", "saved_view",
                        view_id, title, None, None, dumps(metadata), None, created, read_at)
             else:
                 kind, title, body, link, metadata = _inbox_item(rng)
@@ -123,6 +127,10 @@ def seed(
     def flush() -> None:
         nonlocal written
         with writing() as conn:
+            if conn.dialect.name == "sqlite":
+                # Random UUIDs land all over the unique index on ``id``: a page cache that
+                # holds the indexes saves most of the reads (about a fifth of the run time).
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{SEED_CACHE_KIB}")
             conn.exec_driver_sql(_INSERT, batch) if conn.dialect.paramstyle == "qmark" else \
                 conn.exec_driver_sql(_INSERT.replace("?", "%s"), batch)
         written += len(batch)
@@ -137,4 +145,7 @@ def seed(
             flush()
     if batch:
         flush()
+    with reading() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
     return written

@@ -23,11 +23,15 @@ def from_datetime(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def iso_naive(us: int | None) -> str | None:
     """Dataset variant time: naive UTC with exactly six fractional digits."""
     if us is None:
         return None
-    return to_datetime(us).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    # isoformat, unlike strftime("%Y"), always writes four-digit years, and is faster.
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds")
 
 
 def iso_z(us: int | None) -> str | None:
@@ -108,4 +112,5 @@ def full_record(row: dict[str, Any]) -> dict[str, Any]:
         "metadata": row["metadata"],
         "created_at": iso_naive(row["created_at"]) + "Z",
         "read_at": (iso_naive(row["read_at"]) + "Z") if row["read_at"] is not None else None,
+        "dedupe_key": row.get("dedupe_key"),
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt.algorithms import get_default_algorithms
 
 
 class AuthError(Exception):
@@ -51,6 +52,24 @@ class KeySettings:
         if algorithm.startswith("HS"):
             return self.secret
         return self.public_key
+
+    def check_public_key(self) -> None:
+        """Raise ConfigError unless the public key verifies one accepted asymmetric algorithm."""
+        asymmetric = [a for a in self.algorithms if not a.startswith("HS")]
+        if not asymmetric or not self.public_key:
+            return
+        for algorithm in asymmetric:
+            try:
+                get_default_algorithms()[algorithm].prepare_key(self.public_key)
+                return
+            except (jwt.InvalidKeyError, ValueError, TypeError):
+                continue
+        from .config import ConfigError
+
+        raise ConfigError(
+            "NOTIFICATIONS_JWT_PUBLIC_KEY is not a PEM public key usable with "
+            f"{', '.join(asymmetric)} (NOTIFICATIONS_JWT_ALGORITHMS)"
+        )
 
     def missing_keys(self) -> list[str]:
         """Name the settings an accepted algorithm would need but that are unset."""
@@ -122,8 +141,9 @@ def decode(token: str, settings: KeySettings) -> Principal:
         raise AuthError(f"Could not validate credentials: token has no '{exc.claim}' claim") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"Could not validate credentials: {exc}") from None
-    except (ValueError, TypeError):
-        # Keys that cannot be used for this algorithm surface as plain errors.
+    except (jwt.InvalidKeyError, ValueError, TypeError):
+        # A configured key that does not fit this token's algorithm (say an RSA key and an
+        # ES256 token) is the token's problem, not a server error.
         raise AuthError("Could not validate credentials: invalid signature") from None
     return principal_from_claims(claims, settings.org_claim)
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from .errors import ValidationFailed
+from .serialize import from_datetime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,3 +135,160 @@ def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
             "input": _jsonable(data),
         }])
     return parse(model, data, "body")
+
+
+# --- producing notifications (ingest API, CLI import) --------------------------------
+
+#: Most notifications one ingest request may carry.
+MAX_INGEST_BATCH = 1000
+
+
+#: Deepest nesting of metadata accepted: enough for any real payload, and far from the
+#: recursion limit that encoding it inside a request (or a stream greenlet) would hit.
+MAX_METADATA_DEPTH = 32
+
+
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse metadata that has no exact JSON form (NaN, Infinity) or nests too deep."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("metadata must not contain NaN or Infinity")
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"metadata must not nest deeper than {MAX_METADATA_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, float)))
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    """Read a time without offset as UTC and bring every time to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range") from None
+
+
+def _iso_text(value: Any) -> Any:
+    """Take times as ISO-8601 text only: a bare number is ambiguous (seconds? milliseconds?)."""
+    if not isinstance(value, (str, datetime)):
+        raise ValueError("time must be an ISO-8601 string, for example 2026-03-31T17:02:12Z")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
+ShortText = Annotated[str, Field(max_length=255)]
+
+
+class NotificationFields(BaseModel):
+    """The fields of a notification that a producer may set."""
+
+    user_id: str = Field(min_length=1, max_length=255, description="Recipient (the token's sub).")
+    organization_id: str | None = Field(None, min_length=1, max_length=255)
+    dataset_id: UUID | None = None
+    kind: ShortText | None = Field(None, description="For example review.created.")
+    entity_type: ShortText | None = Field(None, description="For example saved_view.")
+    entity_id: ShortText | None = None
+    title: str | None = None
+    body: str | None = Field(
+        None, validation_alias=AliasChoices("body", "message"),
+        description="Body text; `message` is accepted as another name.",
+    )
+    link: str | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    created_at: UtcDatetime | None = Field(
+        None, description="ISO-8601; a time without offset is UTC. Defaults to now."
+    )
+    dedupe_key: str | None = Field(
+        None, min_length=1, max_length=255,
+        description="A second notification with the same user and key is not stored again.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_body(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "body" in data and "message" in data:
+            raise ValueError("give either body or message, not both")
+        return data
+
+    def row_fields(self) -> dict[str, Any]:
+        """Return the fields as :func:`queries.new_row` takes them."""
+        return {
+            "user_id": self.user_id,
+            "organization_id": self.organization_id,
+            "dataset_id": str(self.dataset_id) if self.dataset_id is not None else None,
+            "kind": self.kind,
+            "entity_type": self.entity_type,
+            "entity_id": self.entity_id,
+            "title": self.title,
+            "body": self.body,
+            "link": self.link,
+            "metadata": self.metadata,
+            "created_at": from_datetime(self.created_at) if self.created_at is not None else None,
+            "dedupe_key": self.dedupe_key,
+        }
+
+
+class IngestNotification(NotificationFields):
+    """One notification sent to the ingest API; unknown fields are refused (typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestBatch(BaseModel):
+    """Several notifications sent to the ingest API, stored all or none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notifications: list[IngestNotification] = Field(max_length=MAX_INGEST_BATCH)
+
+
+class ImportRecord(NotificationFields):
+    """One JSON Lines record of ``export``/``import``; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: UUID | None = Field(None, description="Kept when given; a new UUID otherwise.")
+    read_at: UtcDatetime | None = None
+
+    def row_fields(self) -> dict[str, Any]:
+        fields = super().row_fields()
+        fields["id"] = str(self.id) if self.id is not None else None
+        fields["read_at"] = from_datetime(self.read_at) if self.read_at is not None else None
+        return fields
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Decode strict JSON: no NaN or Infinity, which have no place in stored metadata."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
+def parse_ingest_body(raw: bytes) -> list[IngestNotification]:
+    """Decode and validate an ingest body: one object or ``{"notifications": [...]}``."""
+    if not raw.strip():
+        raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+    try:
+        data = load_json(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValidationFailed([{
+            "type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}", "input": None,
+        }]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed([{
+            "type": "model_attributes_type", "loc": ["body"],
+            "msg": "Input should be a valid dictionary or object to extract fields from",
+            "input": _jsonable(data),
+        }])
+    if "notifications" in data:
+        return list(parse(IngestBatch, data, "body").notifications)
+    return [parse(IngestNotification, data, "body")]

@@ -205,3 +205,32 @@ def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any)
     assert "event: reset" in next(bogus)
     bogus.close()
     hub.shutdown()
+
+
+def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) -> None:
+    """Version 2 added stream_leases and the purge counter; init-db adds them, keeping data."""
+    from notifications import create_app
+    from notifications.database import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE notifications (seq INTEGER PRIMARY KEY AUTOINCREMENT, id VARCHAR(36) NOT NULL,
+            user_id VARCHAR(255) NOT NULL, organization_id VARCHAR(255), dataset_id VARCHAR(36),
+            kind VARCHAR(255) NOT NULL DEFAULT '', entity_type VARCHAR(255) NOT NULL DEFAULT '',
+            entity_id VARCHAR(255) NOT NULL DEFAULT '', title TEXT NOT NULL DEFAULT '', body TEXT,
+            link TEXT, metadata TEXT NOT NULL DEFAULT '{}', dedupe_key VARCHAR(255),
+            created_at BIGINT NOT NULL, read_at BIGINT, read_seq BIGINT);
+        CREATE TABLE counters (name VARCHAR(64) PRIMARY KEY, value BIGINT NOT NULL DEFAULT 0);
+        INSERT INTO counters VALUES ('read', 7);
+        INSERT INTO notifications (id, user_id, created_at) VALUES ('kept', 'alice', 1);
+        PRAGMA user_version = 1;
+    """)
+    conn.close()
+    create_app({"DATABASE_URL": f"sqlite:///{path}", "REQUIRE_KEY": False})
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("SELECT count(*) FROM stream_leases").fetchone()[0] == 0
+    assert dict(conn.execute("SELECT name, value FROM counters")) == {"read": 7, "purge": 0}
+    assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
+    conn.close()

@@ -1,0 +1,220 @@
+"""Benchmark: the ingest API over HTTP, in batches, against ``notifications serve``.
+
+Starts a real server (gunicorn + gevent workers) on a free port with a fresh SQLite
+database, pushes ready-made JSON batches from several client threads, and compares the
+rate with the baseline measured in the same run: ``queries.insert_rows`` in-process, one
+transaction per batch, no HTTP and no validation.
+
+    python bench/ingest_http.py [--total 200000] [--batch 500] [--workers 2] [--clients 4]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TOKEN = "bench-ingest-token"
+DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
+
+
+def notification(i: int, keyed: bool) -> dict[str, Any]:
+    """One realistic monitor alert (about 400 bytes of JSON)."""
+    item: dict[str, Any] = {
+        "user_id": f"usr_{i % 1000:04d}", "organization_id": f"org_{i % 7}", "dataset_id": DATASET,
+        "kind": "monitor.alert", "entity_type": "saved_view", "entity_id": str(uuid.UUID(int=i)),
+        "title": f"{i % 5000} new results in 'icecream'", "message": "New rows match the saved view",
+        "metadata": {"view_name": "icecream", "dataset_name": "Ice cream", "result_count": i % 5000,
+                     "batch_id": str(uuid.UUID(int=i // 500)), "is_alert": True},
+    }
+    if keyed:
+        item["dedupe_key"] = f"alert-{i}"
+    return item
+
+
+def bodies(total: int, batch: int, keyed: bool) -> list[bytes]:
+    return [
+        json.dumps({"notifications": [notification(i, keyed) for i in range(start, min(start + batch, total))]}).encode()
+        for start in range(0, total, batch)
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).with_name("notifications")
+    return [str(script)] if script.exists() else [shutil.which("notifications") or "notifications"]
+
+
+class Server:
+    def __init__(self, db: Path, workers: int) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")}
+        env.update(NOTIFICATIONS_DATABASE_URL=f"sqlite:///{db}", NOTIFICATIONS_JWT_SECRET="x" * 40,
+                   NOTIFICATIONS_INGEST_TOKEN=TOKEN)
+        self.log = open(db.with_suffix(".log"), "wb")
+        self.proc = subprocess.Popen([*command(), "serve", "--port", str(self.port), "--workers", str(workers)],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit("server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
+    """POST every payload from ``clients`` threads; return seconds and notifications created."""
+    queue = list(reversed(payloads))
+    lock = threading.Lock()
+    created = 0
+    failures: list[str] = []
+
+    def client() -> None:
+        nonlocal created
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        while True:
+            with lock:
+                if not queue:
+                    break
+                body = queue.pop()
+            conn.request("POST", "/internal/v1/notifications", body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            if response.status != 201:
+                failures.append(f"{response.status} {data[:200]!r}")
+                break
+            with lock:
+                created += json.loads(data)["created"]
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"ingest failed: {failures[0]}")
+    return elapsed, created
+
+
+def baseline(db: Path, total: int, batch: int) -> float:
+    """Seconds for queries.insert_rows in-process, one transaction per batch."""
+    from notifications import create_app, queries
+    from notifications.database import writing
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
+    items = [notification(i, False) for i in range(total)]
+    for item in items:
+        item["body"] = item.pop("message")
+    with app.app_context():
+        started = time.perf_counter()
+        for start in range(0, total, batch):
+            rows = [queries.new_row(item) for item in items[start:start + batch]]
+            with writing() as conn:
+                queries.insert_rows(conn, rows)
+        return time.perf_counter() - started
+
+
+def raw_baseline(db: Path, total: int, batch: int) -> float:
+    """Seconds for plain sqlite3 executemany of ready-made tuples: the floor of any writer."""
+    import sqlite3
+
+    from notifications import create_app, queries
+    from notifications.database import WAL_AUTOCHECKPOINT_PAGES
+    from notifications.queries import INSERT_FIELDS
+
+    create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})  # creates the schema
+    rows = []
+    for i in range(total):
+        item = notification(i, False)
+        item["body"] = item.pop("message")
+        row = queries.new_row(item)
+        rows.append(tuple(row[f] for f in INSERT_FIELDS))
+    sql = (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+           f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)})")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # as the service does
+    started = time.perf_counter()
+    for start in range(0, total, batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, rows[start:start + batch])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--total", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--dir", default=None,
+                        help="Where the databases live (default: the system temp dir; try /dev/shm "
+                             "to take the disk out of the figures).")
+    args = parser.parse_args()
+
+    results: list[tuple[str, int, float]] = []
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        base = baseline(Path(tmp) / "baseline.db", args.total, args.batch)
+        results.append(("baseline: queries.insert_rows in-process", args.total, base))
+        raw = raw_baseline(Path(tmp) / "raw.db", args.total, args.batch)
+        results.append(("floor: sqlite3 executemany of ready tuples", args.total, raw))
+        for keyed in (False, True):
+            payloads = bodies(args.total, args.batch, keyed)
+            server = Server(Path(tmp) / f"ingest-{keyed}.db", args.workers)
+            try:
+                seconds, created = push(server.port, payloads, args.clients)
+            finally:
+                server.stop()
+            assert created == args.total, (created, args.total)
+            label = f"HTTP ingest, batches of {args.batch}" + (", every item with dedupe_key" if keyed else "")
+            results.append((label, created, seconds))
+
+    base_rate = args.total / base
+    print(f"\ningest benchmark: {args.workers} gevent worker(s), {args.clients} client threads, "
+          f"{os.cpu_count()} CPUs, databases in {args.dir or tempfile.gettempdir()}, "
+          f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)\n")
+    print(f"| {'scenario':<58} | {'notifications':>13} | {'seconds':>7} | {'per second':>10} | {'vs baseline':>11} |")
+    print(f"|{'-' * 60}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 13}|")
+    for label, count, seconds in results:
+        rate = count / seconds
+        print(f"| {label:<58} | {count:>13,} | {seconds:>7.2f} | {rate:>10,.0f} | {rate / base_rate:>10.0%} |")
+
+
+if __name__ == "__main__":
+    main()

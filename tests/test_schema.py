@@ -1,0 +1,309 @@
+"""Storage: schema.sql and the ORM agree, pragmas, schema versions, indexes on hot paths."""
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, event, inspect
+
+from cli import AppContext, cli
+from conftest import DATASET, SECRET, notifications_command
+from notifications import create_app, queries
+from notifications.database import SCHEMA_VERSION, SchemaError, schema_sql
+from notifications.models import db
+from notifications.queries import Scope
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def affinity(declared: str) -> str:
+    """SQLite's type affinity rules (https://sqlite.org/datatype3.html, 3.1)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not upper or "BLOB" in upper:
+        return "BLOB"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Tables, columns and indexes of a SQLite file, via the inspector and sqlite_master."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        inspector = inspect(engine)
+        tables: dict[str, Any] = {}
+        for table in sorted(inspector.get_table_names()):
+            if table.startswith("sqlite_"):
+                continue
+            columns = {
+                c["name"]: (affinity(str(c["type"])), bool(c["nullable"]) and not c["primary_key"],
+                            int(c["primary_key"]), c["default"])
+                for c in inspector.get_columns(table)
+            }
+            indexes = {
+                ix["name"]: (tuple(ix["column_names"]), bool(ix["unique"]))
+                for ix in inspector.get_indexes(table)
+            }
+            tables[table] = {"columns": columns, "indexes": indexes,
+                             "pk": tuple(inspector.get_pk_constraint(table)["constrained_columns"])}
+    finally:
+        engine.dispose()
+    with sqlite3.connect(path) as conn:
+        wheres = {}
+        for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        ):
+            match = re.search(r"\bWHERE\b(.*)$", sql, re.S | re.I)
+            wheres[name] = " ".join(match.group(1).split()).lower() if match else None
+        autoincrement = {
+            name for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")
+            if sql and "AUTOINCREMENT" in sql.upper()
+        }
+        declared_nullable = {
+            (table, row[1]): not row[3]
+            for table in tables
+            for row in conn.execute(f"PRAGMA table_info({table})")
+        }
+    return {"tables": tables, "wheres": wheres, "autoincrement": autoincrement,
+            "declared_nullable": declared_nullable}
+
+
+def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> None:
+    from_sql = tmp_path / "from_sql.db"
+    with sqlite3.connect(from_sql) as conn:
+        conn.executescript((ROOT / "schema.sql").read_text())
+    from_models = tmp_path / "from_models.db"
+    engine = create_engine(f"sqlite:///{from_models}")
+    db.metadata.create_all(engine)
+    engine.dispose()
+
+    sql_side, orm_side = describe(from_sql), describe(from_models)
+    assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases"}
+    for table in sql_side["tables"]:
+        assert sql_side["tables"][table]["columns"] == orm_side["tables"][table]["columns"], table
+        assert list(sql_side["tables"][table]["columns"]) == list(
+            orm_side["tables"][table]["columns"]), f"column order of {table}"
+        assert sql_side["tables"][table]["indexes"] == orm_side["tables"][table]["indexes"], table
+        assert sql_side["tables"][table]["pk"] == orm_side["tables"][table]["pk"], table
+    assert sql_side["tables"] == orm_side["tables"]
+    assert sql_side["wheres"] == orm_side["wheres"]
+    assert sql_side["autoincrement"] == orm_side["autoincrement"] == {"notifications"}
+    assert sql_side["declared_nullable"] == orm_side["declared_nullable"]
+    # The partial indexes the hot paths rely on are really partial.
+    assert sql_side["wheres"]["ix_notifications_unread"] == "read_at is null"
+    assert sql_side["wheres"]["ix_notifications_read_seq"] == "read_seq is not null"
+    assert sql_side["wheres"]["ux_notifications_dedupe"] == "dedupe_key is not null"
+
+
+def test_packaged_schema_is_the_top_level_file() -> None:
+    assert schema_sql() == (ROOT / "schema.sql").read_text()
+
+
+def test_app_creates_the_schema_of_schema_sql(app: Any, db_url: str, tmp_path: Path) -> None:
+    reference = tmp_path / "reference.db"
+    with sqlite3.connect(reference) as conn:
+        conn.executescript(schema_sql())
+    assert describe(Path(db_url[len("sqlite:///"):])) == describe(reference)
+
+
+# --- pragmas and versions ------------------------------------------------------------
+
+
+def test_pragmas_on_every_connection(app: Any) -> None:
+    with app.app_context():
+        connections = [db.engine.connect() for _ in range(3)]
+        try:
+            for conn in connections:
+                pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+                assert pragma("journal_mode") == "wal"
+                assert pragma("busy_timeout") >= 5000
+                assert pragma("synchronous") == 1  # NORMAL
+                assert pragma("foreign_keys") == 1
+        finally:
+            for conn in connections:
+                conn.close()
+        db.engine.dispose()
+        with db.engine.connect() as fresh:
+            assert fresh.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+            assert fresh.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_schema_version_is_stored(app: Any, db_url: str) -> None:
+    with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+        assert conn.execute("SELECT value FROM counters WHERE name = 'read'").fetchone() == (0,)
+
+
+@pytest.fixture
+def newer_db(tmp_path: Path) -> str:
+    path = tmp_path / "newer.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(schema_sql())
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    return f"sqlite:///{path}"
+
+
+def test_newer_schema_is_refused_by_the_app(newer_db: str) -> None:
+    with pytest.raises(SchemaError) as caught:
+        create_app({"DATABASE_URL": newer_db, "JWT_SECRET": SECRET})
+    message = str(caught.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in message
+    assert "upgrade the service" in message
+    assert "\n" not in message
+
+
+def test_newer_schema_is_refused_by_the_cli(newer_db: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", newer_db)
+    for args in (["init-db"], ["list"], ["stats"], ["send", "--user", "a"]):
+        result = CliRunner().invoke(cli, args, obj=AppContext())
+        assert result.exit_code == 1, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and "schema version" in lines[0]
+
+
+def test_newer_schema_is_refused_by_the_installed_command(newer_db: str) -> None:
+    import os
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
+           "NOTIFICATIONS_DATABASE_URL": newer_db, "NOTIFICATIONS_JWT_SECRET": SECRET}
+    for args in (["list"], ["serve", "--port", "0"]):
+        result = subprocess.run([*notifications_command(), *args], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr + result.stdout
+        error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert len(error_lines) == 1 and "schema version" in error_lines[0]
+
+
+def test_init_db_is_idempotent_and_keeps_data(runner: Any, make: Any, app: Any) -> None:
+    rows = make(n=3)
+    assert runner.invoke("init-db").exit_code == 0
+    for _ in range(2):
+        result = runner.invoke("init-db")
+        assert result.exit_code == 0 and f"up to date (schema version {SCHEMA_VERSION})" in result.output
+    with app.app_context():
+        assert queries.unread_count(Scope("alice")) == 3
+        assert queries.get_notification(rows[0]["id"]) is not None
+
+
+def test_init_db_on_a_fresh_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "sub" / "dir" / "fresh.db"
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", f"sqlite:///{path}")
+    result = CliRunner().invoke(cli, ["init-db"], obj=AppContext())
+    assert result.exit_code == 0, result.output
+    assert f"initialised (schema version 0 -> {SCHEMA_VERSION})" in result.output
+    again = CliRunner().invoke(cli, ["init-db"], obj=AppContext())
+    assert again.exit_code == 0 and "up to date" in again.output
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# --- query plans ---------------------------------------------------------------------
+
+
+@contextmanager
+def captured(app: Any) -> Iterator[list[tuple[str, Any]]]:
+    """Collect the statements the service runs (SQL and parameters)."""
+    statements: list[tuple[str, Any]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        if not executemany:
+            statements.append((statement, parameters))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            yield statements
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+
+
+def plans(app: Any, statements: list[tuple[str, Any]]) -> list[tuple[str, list[str]]]:
+    result = []
+    with app.app_context(), db.engine.connect() as conn:
+        for statement, parameters in statements:
+            if "notifications" not in statement or statement.lstrip().upper().startswith(
+                ("BEGIN", "PRAGMA", "COMMIT")
+            ):
+                continue
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            result.append((statement, [r[-1] for r in rows]))
+    return result
+
+
+@pytest.fixture
+def populated(app: Any) -> Any:
+    """A few users, organizations and datasets, with statistics as after ANALYZE-free use."""
+    from notifications import seeding
+
+    with app.app_context():
+        seeding.seed(users=20, per_user=50, orgs=3, datasets=4, random_seed=1)
+        queries.create_notifications([
+            {"user_id": "alice", "organization_id": "acme", "dataset_id": DATASET}
+            for _ in range(5)
+        ])
+    return app
+
+
+HOT_PATHS: list[tuple[str, Callable[[], Any]]] = [
+    ("dataset first page", lambda: queries.list_notifications(Scope("alice"), limit=20)),
+    ("dataset first page with org", lambda: queries.list_notifications(
+        Scope("alice", "acme"), limit=20)),
+    ("dataset first page of a dataset", lambda: queries.list_notifications(
+        Scope("alice"), limit=20, dataset_id=DATASET)),
+    ("dataset unread page", lambda: queries.list_notifications(
+        Scope("alice"), limit=20, unread_only=True)),
+    ("org first page", lambda: queries.list_notifications(
+        Scope("alice", "acme", exact_org=True), limit=50, with_unread=True)),
+    ("unread count", lambda: queries.unread_count(Scope("alice"))),
+    ("unread count of a dataset", lambda: queries.unread_count(Scope("alice"), DATASET)),
+    ("org unread count", lambda: queries.unread_count(Scope("alice", "acme", exact_org=True))),
+    ("read all", lambda: queries.mark_all_read(Scope("alice"))),
+    ("read all of a dataset", lambda: queries.mark_all_read(Scope("alice"), DATASET)),
+    ("org read all", lambda: queries.mark_all_read(Scope("alice", "acme", exact_org=True))),
+    ("mark one", lambda: queries.mark_one_read(Scope("alice"), DATASET)),
+    ("mark ids", lambda: queries.mark_ids_read(Scope("alice", "acme", True), [DATASET])),
+]
+
+
+@pytest.mark.parametrize("run", [h[1] for h in HOT_PATHS], ids=[h[0] for h in HOT_PATHS])
+def test_hot_paths_use_indexes(populated: Any, run: Callable[[], Any]) -> None:
+    with captured(populated) as statements:
+        with populated.app_context():
+            run()
+    explained = plans(populated, statements)
+    assert explained, "no statement touched notifications"
+    for statement, plan in explained:
+        assert not any(step.startswith("SCAN notifications") for step in plan), (statement, plan)
+        if statement.lstrip().upper().startswith("SELECT") and "ORDER BY" in statement:
+            assert not any("TEMP B-TREE" in step for step in plan), (statement, plan)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT seq, id FROM notifications WHERE seq > ? ORDER BY seq LIMIT 100",
+        "SELECT seq, id FROM notifications WHERE read_seq > ? ORDER BY read_seq LIMIT 100",
+        "SELECT max(seq) FROM notifications",
+    ],
+)
+def test_changes_after_sequence_use_indexes(populated: Any, statement: str) -> None:
+    explained = plans(populated, [(statement, (5,) if "?" in statement else ())])
+    for _, plan in explained:
+        assert not any(step.startswith("SCAN notifications") for step in plan), plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan
