@@ -308,16 +308,11 @@ def test_organization_stream_follows_the_unread_count(live_server: Any) -> None:
     requests.post(server.url("/api/v1/org/notifications/mark-read"),
                   headers=server.headers("alice", "acme"), timeout=5)
     assert streams[1].quiet(0.4) == []
-    # A purge of unread rows (another process) is counted too.
+    # A purge of unread rows (the CLI, another process) is counted too.
     send(server, "alice", "--org", "acme", "--title", "to purge")
     for stream in streams:
         assert json.loads(stream.next()["data"]) == {"unread": 1}
-    db = sqlite3.connect(server.db_path, isolation_level=None)
-    db.execute("BEGIN IMMEDIATE")
-    db.execute("DELETE FROM notifications WHERE user_id = 'alice' AND read_at IS NULL")
-    db.execute("UPDATE counters SET value = value + 1 WHERE name = 'purge'")
-    db.execute("COMMIT")
-    db.close()
+    server.cli("purge", "--older-than", "0d")
     for stream in streams:
         assert json.loads(stream.next()["data"]) == {"unread": 0}
     for stream in streams:
@@ -451,3 +446,26 @@ def test_a_stalled_client_does_not_delay_the_others(live_server: Any) -> None:
     assert requests.get(server.url("/healthz"), timeout=1).status_code == 200
     reader.close()
     stalled.close()
+
+
+def test_writes_in_the_same_process_wake_the_watcher_at_once(live_server: Any) -> None:
+    """With a 5 s poll, only the in-process signal can deliver within a second."""
+    server = live_server(workers=1, env={**FAST, "NOTIFICATIONS_POLL_INTERVAL": "5",
+                                         "NOTIFICATIONS_INGEST_TOKEN": "ingest-token"})
+    stream, _ = connect_dataset(server)
+    inbox = org_stream(server)
+    assert json.loads(inbox.next()["data"]) == {"unread": 0}
+    started = time.monotonic()
+    response = requests.post(server.url("/internal/v1/notifications"),
+                             headers={"Authorization": "Bearer ingest-token"},
+                             json={"user_id": "alice", "organization_id": "acme", "title": "now"},
+                             timeout=5)
+    assert response.status_code == 201, response.text
+    assert json.loads(stream.next(timeout=1)["data"])["title"] == "now"
+    assert json.loads(inbox.next(timeout=1)["data"]) == {"unread": 1}
+    requests.post(server.url("/api/v1/org/notifications/mark-read"),
+                  headers=server.headers("alice", "acme"), timeout=5)
+    assert json.loads(inbox.next(timeout=1)["data"]) == {"unread": 0}
+    assert time.monotonic() - started < 2
+    stream.close()
+    inbox.close()
