@@ -9,8 +9,9 @@ Runs everything on this machine, against real servers in subprocesses:
 2. Idle database work: the watcher's checks and queries per second with few and with N
    idle streams (read from the worker's shutdown statistics line).
 3. Latency from commit to the client's receipt with 1,000 streams open: writes made by
-   another process (this one, through the service's own query functions) reach dataset
-   streams; writes made inside the worker (POST mark-read) reach organization streams.
+   another process (this one, through the service's own query functions) and by the
+   worker itself (the ingest API) reach dataset streams; reads made inside the worker
+   (POST mark-read) reach organization streams as a new unread count.
 
 Usage: python bench/stream_bench.py [--streams 10000] [--latency-streams 1000] [--samples 200]
 """
@@ -297,7 +298,8 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
     log = open(tmp / f"service-{port}.log", "wb")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
            "NOTIFICATIONS_DATABASE_URL": os.environ["NOTIFICATIONS_DATABASE_URL"],
-           "NOTIFICATIONS_JWT_SECRET": SECRET, "NOTIFICATIONS_STREAM_LIMIT": "5"}
+           "NOTIFICATIONS_JWT_SECRET": SECRET, "NOTIFICATIONS_STREAM_LIMIT": "5",
+           "NOTIFICATIONS_INGEST_TOKEN": "bench-ingest"}
     proc = subprocess.Popen([str(Path(sys.executable).with_name("notifications")), "serve",
                              "--port", str(port), "--workers", "1"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -326,6 +328,25 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
             # A random pause, so writes are not in step with the watcher's polls.
             gevent.sleep(random.uniform(0.01, 0.3))
 
+        ingest: list[float] = []
+        for k in range(samples):
+            i = (k * 7919 + 1) % half
+            stream = dataset[i]
+            stream.waiter = gevent.event.Event()
+            body = f'{{"user_id": "ds-user-{i}", "title": "bench"}}'
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sent = time.monotonic()
+                sock.sendall(
+                    f"POST /internal/v1/notifications HTTP/1.1\r\nHost: bench\r\n"
+                    f"Authorization: Bearer bench-ingest\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+                if stream.waiter.wait(5):
+                    ingest.append(stream.events[-1] - sent)
+                while sock.recv(65536):
+                    pass
+            stream.waiter = None
+            gevent.sleep(random.uniform(0.01, 0.05))
+
         same: list[float] = []
         for k in range(min(samples, half)):
             i = (k * 7919) % half
@@ -345,7 +366,7 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
             gevent.sleep(0.01)
         for s in dataset + org:
             s.close()
-        for name, values in (("other", other), ("same", same)):
+        for name, values in (("other", other), ("same", same), ("ingest", ingest)):
             results[f"{name}_n"] = len(values)
             results[f"{name}_p50_ms"] = percentile(values, 50) * 1000
             results[f"{name}_p99_ms"] = percentile(values, 99) * 1000
@@ -392,8 +413,11 @@ def main() -> None:
          f"p50 {latency['other_p50_ms']:.0f} ms / p99 {latency['other_p99_ms']:.0f} ms",
          f"{latency['other_n']:.0f} samples; dataset streams; poll interval 250 ms"),
         (f"latency, same-process write ({args.latency_streams} streams open)",
+         f"p50 {latency['ingest_p50_ms']:.0f} ms / p99 {latency['ingest_p99_ms']:.0f} ms",
+         f"{latency['ingest_n']:.0f} samples; ingest API -> dataset streams, from request start"),
+        (f"latency, same-process read ({args.latency_streams} streams open)",
          f"p50 {latency['same_p50_ms']:.0f} ms / p99 {latency['same_p99_ms']:.0f} ms",
-         f"{latency['same_n']:.0f} samples; organization streams, from request start"),
+         f"{latency['same_n']:.0f} samples; mark-read -> organization unread, from request start"),
     ]
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
