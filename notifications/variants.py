@@ -190,7 +190,6 @@ class OrganizationVariant(Variant):
             "request_id": request_id,
         }
 
-
     def stream_response(self, scope: Scope) -> Response:
         """Stream the unread count (on connect and on change) and keep-alive comments."""
         hub = hub_of()
