@@ -136,8 +136,10 @@ def _demo_banner(app: Any, host: str, port: int) -> None:
     if dataset is not None:
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications?limit=5"')
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/unread-count"')
+        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/stream"')
     if org is not None:
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications"')
+        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications/stream"')
     click.echo("")
 
 
