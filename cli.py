@@ -136,8 +136,10 @@ def _demo_banner(app: Any, host: str, port: int) -> None:
     if dataset is not None:
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications?limit=5"')
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/unread-count"')
+        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/stream"')
     if org is not None:
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications"')
+        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications/stream"')
     click.echo("")
 
 
@@ -349,6 +351,57 @@ def stats(top: int, as_json: bool) -> None:
             click.echo(f"\ntop {title}:")
             for entry in data[key]:
                 click.echo(f"  {entry['id']}  {entry['total']}  (unread {entry['unread']})")
+
+
+@cli.command()
+@click.option("--user", "user_id", default=None, help="Only this user.")
+@click.option("--org", "org_id", default=None, help="Only this organization.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+@click.option("--interval", type=click.FloatRange(0.01, 60), default=None,
+              help="Seconds between checks (default NOTIFICATIONS_POLL_INTERVAL).")
+@with_app
+def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float | None) -> None:
+    """Follow new notifications live, one line each, until Ctrl-C."""
+    import time
+
+    from flask import current_app
+
+    from notifications import queries
+    from notifications.database import is_sqlite
+    from notifications.models import db
+    from notifications.serialize import full_record
+
+    if user_id is not None:
+        user_option(user_id)
+    if org_id is not None:
+        user_option(org_id, "--org")
+    pause = interval or current_app.config["POLL_INTERVAL"]
+    try:
+        last_seq, _ = queries.stream_position()
+        # A connection of our own whose data_version moves only when someone commits,
+        # so an idle tail costs one PRAGMA per interval, not a query.
+        watch = db.engine.raw_connection() if is_sqlite() else None
+        version = None
+        click.echo("Following new notifications; press Ctrl-C to stop.", err=True)
+        while True:
+            if watch is not None:
+                current = queries.data_version(watch.dbapi_connection)
+                if current == version:
+                    time.sleep(pause)
+                    continue
+                version = current
+            head, _ = queries.stream_position()
+            while last_seq < head:
+                rows = queries.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
+                for row in rows:
+                    echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
+                last_seq = rows[-1]["seq"] if len(rows) == queries.CHANGE_BATCH else head
+            sys.stdout.flush()
+            if watch is None:
+                time.sleep(pause)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a tail ends: no traceback, no "Aborted!".
+        click.echo("", err=True)
 
 
 # --- data management ----------------------------------------------------------------

@@ -69,3 +69,21 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 
 INSERT OR IGNORE INTO counters (name, value) VALUES ('read', 0);
+-- Bumped when unread rows are deleted (purge), so streams recount unread totals.
+INSERT OR IGNORE INTO counters (name, value) VALUES ('purge', 0);
+
+-- Open organization streams, one row each, so the per-user stream limit holds across
+-- every worker of the node. The worker holding a lease refreshes `expires_at`; a lease
+-- of a worker that died simply expires, so a crash never locks a user out.
+CREATE TABLE IF NOT EXISTS stream_leases (
+    id         VARCHAR(32)  NOT NULL PRIMARY KEY,
+    user_id    VARCHAR(255) NOT NULL,
+    owner      VARCHAR(128) NOT NULL,
+    expires_at BIGINT       NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS ix_stream_leases_user
+    ON stream_leases (user_id, expires_at);
+
+CREATE INDEX IF NOT EXISTS ix_stream_leases_owner
+    ON stream_leases (owner);

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, cors, database, ingest, openapi, views, web
+from . import auth, config, cors, database, ingest, openapi, stream, views, web
 
 __all__ = ["create_app"]
 
@@ -23,6 +23,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     database.init_app(app)
     auth.init_app(app)
+    stream.init_app(app)
     web.init_app(app)
     cors.init_app(app)
     views.init_app(app)

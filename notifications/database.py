@@ -15,7 +15,7 @@ from .config import ConfigError
 from .models import db
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Milliseconds a connection waits for another writer before giving up.
 BUSY_TIMEOUT_MS = 30_000
 #: WAL pages (4 KiB each) after which a commit checkpoints the WAL into the database.
@@ -61,7 +61,12 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get("immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if immediate:
+            # The only statement that waits for another process's write lock (inside
+            # SQLite's busy handler, a C sleep): keep it off the gevent hub.
+            blocking(connection.connection.dbapi_connection.execute, "BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
 
 
 def is_sqlite(engine: Engine | None = None) -> bool:
@@ -145,16 +150,99 @@ def ensure_schema(engine: Engine) -> int:
                 text("INSERT INTO counters (name, value) VALUES ('schema_version', :v)"),
                 {"v": SCHEMA_VERSION},
             )
-            conn.execute(
-                text("INSERT INTO counters (name, value) SELECT 'read', 0 WHERE NOT EXISTS "
-                     "(SELECT 1 FROM counters WHERE name = 'read')")
-            )
+            for name in ("read", "purge"):
+                conn.execute(
+                    text("INSERT INTO counters (name, value) SELECT :n, 0 WHERE NOT EXISTS "
+                         "(SELECT 1 FROM counters WHERE name = :n)"), {"n": name}
+                )
     return found
+
+
+# --- keeping the gevent hub free ------------------------------------------------------
+#
+# Under gunicorn's gevent worker every request is a greenlet on one OS thread, and a
+# sqlite3 call is a C call that does not yield: a write waiting for another process's
+# lock would freeze every stream of the worker. Such calls run in gevent's threadpool.
+# SQLAlchemy's pool guards itself with (monkey-patched) threading locks, so connections
+# are always checked out and returned on the hub's thread; only the driver-level work
+# crosses to a native thread.
+
+
+def _native(module: str, name: str) -> Any:
+    from gevent import monkey
+
+    return monkey.get_original(module, name)
+
+
+def on_hub() -> bool:
+    """Tell whether this code runs on a monkey-patched gevent hub shared by greenlets."""
+    from gevent import monkey
+    from gevent._hub_local import get_hub_if_exists
+
+    if not monkey.is_module_patched("threading"):
+        return False
+    # Threadpool threads have no hub of their own; the main thread's hub is "main".
+    hub = get_hub_if_exists()
+    return hub is not None and hub.main_hub
+
+
+_lock_pool: Any = None
+_lock_pool_pid = 0
+
+
+def _lock_waiters() -> Any:
+    """Return this process's threadpool for statements that wait for the write lock.
+
+    It is separate from the hub's threadpool (used by :func:`run`), so reads are never
+    queued behind writes that wait for another process's lock.
+    """
+    global _lock_pool, _lock_pool_pid
+    if _lock_pool is None or _lock_pool_pid != os.getpid():
+        from gevent.threadpool import ThreadPool
+
+        _lock_pool, _lock_pool_pid = ThreadPool(8), os.getpid()
+    return _lock_pool
+
+
+def _capture(fn: Callable[..., T], *args: Any) -> tuple[bool, Any]:
+    # Exceptions come back as values: gevent would print a traceback for every one that
+    # escapes a threadpool task, although the caller handles it.
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
+
+
+def _outcome(result: tuple[bool, Any]) -> Any:
+    ok, value = result
+    if ok:
+        return value
+    raise value
+
+
+def blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Call a function that may block in C; on the gevent hub, in a threadpool."""
+    if not on_hub():
+        return fn(*args)
+    return _outcome(_lock_waiters().apply(_capture, (fn, *args)))
+
+
+_bound = _native("_thread", "_local")()
 
 
 @contextmanager
 def reading() -> Iterator[Connection]:
     """Yield a connection for reads that share one snapshot; never holds a write lock."""
+    conn = getattr(_bound, "conn", None)
+    if conn is not None:
+        # A read nested in another block of the same function shares its transaction.
+        outer = conn.in_transaction()
+        try:
+            yield conn
+        finally:
+            if not outer and conn.in_transaction():
+                conn.rollback()
+        return
     with db.engine.connect() as conn:
         yield conn
 
@@ -162,12 +250,52 @@ def reading() -> Iterator[Connection]:
 @contextmanager
 def writing() -> Iterator[Connection]:
     """Yield a connection inside a write transaction that commits on success."""
+    conn = getattr(_bound, "conn", None)
+    if conn is not None:
+        if getattr(_bound, "in_write", False):
+            yield conn  # nested: part of the enclosing write transaction
+            return
+        if conn.in_transaction():
+            conn.rollback()  # an enclosing read's snapshot cannot be upgraded safely
+        conn.execution_options(immediate=True)
+        _bound.in_write = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            _bound.in_write = False
+            conn.execution_options(immediate=False)
+        return
     with db.engine.connect() as conn:
         conn.execution_options(immediate=True)
         with conn.begin():
             yield conn
+            if on_hub() and conn.dialect.name == "sqlite":
+                # COMMIT may run a WAL checkpoint (disk writes and fsync): off the hub
+                # too. The driver then sees no open transaction, so SQLAlchemy's own
+                # commit that follows is a no-op.
+                blocking(conn.connection.dbapi_connection.execute, "COMMIT")
+
+
+def _run_bound(conn: Connection, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    _bound.conn = conn
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _bound.conn = None
 
 
 def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a database function; the seam where blocking work leaves the event loop."""
-    return fn(*args, **kwargs)
+    """Run a database function; on the gevent hub, whole, in the threadpool.
+
+    The connection is checked out here (on the hub's thread) and lent to ``fn``, whose
+    ``reading()`` / ``writing()`` blocks use it instead of the pool.
+    """
+    if not on_hub():
+        return fn(*args, **kwargs)
+    import gevent
+
+    with db.engine.connect() as conn:
+        return _outcome(
+            gevent.get_hub().threadpool.apply(_capture, (_run_bound, conn, fn, args, kwargs))
+        )

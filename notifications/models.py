@@ -66,5 +66,22 @@ class Counter(db.Model):
     value: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
 
 
+class StreamLease(db.Model):
+    """One open organization stream, counted against its user's stream limit."""
+
+    __tablename__ = "stream_leases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    expires_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        Index("ix_stream_leases_user", "user_id", "expires_at"),
+        Index("ix_stream_leases_owner", "owner"),
+    )
+
+
 notifications_table = Notification.__table__
 counters_table = Counter.__table__
+stream_leases_table = StreamLease.__table__

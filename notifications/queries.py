@@ -8,13 +8,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 
 from . import signals
 from .database import reading, writing
 from .models import counters_table as counters
 from .models import db
 from .models import notifications_table as t
+from .models import stream_leases_table as leases
 
 #: Columns every read returns, under their public names.
 COLUMNS = (
@@ -259,6 +260,179 @@ def create_notifications(items: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     return [row_dict(r) for r in stored]
 
 
+# --- real-time streams -------------------------------------------------------------
+
+#: Most new rows a stream watcher reads in one query.
+CHANGE_BATCH = 1000
+
+
+def data_version(dbapi_connection: Any) -> int:
+    """Return SQLite's change counter of one connection: it moves when another commits."""
+    return dbapi_connection.execute("PRAGMA data_version").fetchone()[0]
+
+
+def stream_position() -> tuple[int, int]:
+    """Return the newest sequence number and the value of the ``read`` counter."""
+    with reading() as conn:
+        seq = conn.execute(select(func.max(t.c.seq))).scalar() or 0
+        read = conn.execute(
+            select(counters.c.value).where(counters.c.name == "read")
+        ).scalar() or 0
+    return int(seq), int(read)
+
+
+@dataclass
+class Changes:
+    """What changed after a watcher's position: new rows and read-state changes."""
+
+    rows: list[dict[str, Any]]
+    read_pairs: set[tuple[str, str | None]]
+    last_seq: int
+    last_read: int
+    more: bool
+    #: Value of the ``purge`` counter: when it moves, unread rows were deleted.
+    purges: int = 0
+
+
+def changes_since(last_seq: int, last_read: int, limit: int = CHANGE_BATCH) -> Changes:
+    """Return rows with ``seq > last_seq`` and the (user, organization) pairs read since."""
+    with reading() as conn:
+        rows = conn.execute(
+            select(*COLUMNS).where(t.c.seq > last_seq).order_by(t.c.seq).limit(limit)
+        ).all()
+        read = conn.execute(
+            select(counters.c.value).where(counters.c.name == "read")
+        ).scalar() or 0
+        purges = conn.execute(
+            select(counters.c.value).where(counters.c.name == "purge")
+        ).scalar() or 0
+        pairs: set[tuple[str, str | None]] = set()
+        if read > last_read:
+            pairs = {
+                (r[0], r[1]) for r in conn.execute(
+                    select(t.c.user_id, t.c.organization_id).distinct()
+                    .where(t.c.read_seq > last_read, t.c.read_seq <= read)
+                )
+            }
+    new_rows = [row_dict(r) for r in rows]
+    return Changes(
+        rows=new_rows,
+        read_pairs=pairs,
+        last_seq=new_rows[-1]["seq"] if new_rows else last_seq,
+        last_read=max(int(read), last_read),
+        more=len(new_rows) == limit,
+        purges=int(purges),
+    )
+
+
+def note_deleted_unread(conn: Connection) -> None:
+    """Record, in the caller's transaction, that unread rows were deleted (purge).
+
+    Streams cannot see a deleted row; this counter tells their watchers to recount.
+    """
+    conn.execute(
+        update(counters).where(counters.c.name == "purge").values(value=counters.c.value + 1)
+    )
+
+
+def unread_counts(pairs: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], int]:
+    """Count unread rows of each (user, exact organization) pair, in one snapshot."""
+    counts = {}
+    with reading() as conn:
+        for user_id, org_id in pairs:
+            org = t.c.organization_id.is_(None) if org_id is None else t.c.organization_id == org_id
+            counts[(user_id, org_id)] = conn.execute(
+                select(func.count()).select_from(t)
+                .where(t.c.user_id == user_id, org, t.c.read_at.is_(None))
+            ).scalar_one()
+    return counts
+
+
+def replay(scope: Scope, dataset_id: str | None, after: int, upto: int,
+           limit: int) -> list[dict[str, Any]]:
+    """Return the caller's rows with ``after < seq <= upto`` in order (at most ``limit``)."""
+    with reading() as conn:
+        rows = conn.execute(
+            select(*COLUMNS)
+            .where(_filters(scope, dataset_id), t.c.seq > after, t.c.seq <= upto)
+            .order_by(t.c.seq).limit(limit)
+        ).all()
+    return [row_dict(r) for r in rows]
+
+
+def rows_after(last_seq: int, upto: int, *, user_id: str | None = None,
+               organization_id: str | None = None,
+               limit: int = CHANGE_BATCH) -> list[dict[str, Any]]:
+    """Return rows with ``last_seq < seq <= upto`` in order, optionally for one user/org."""
+    conditions: list[Any] = [t.c.seq > last_seq, t.c.seq <= upto]
+    if user_id is not None:
+        conditions.append(t.c.user_id == user_id)
+    if organization_id is not None:
+        conditions.append(t.c.organization_id == organization_id)
+    with reading() as conn:
+        rows = conn.execute(
+            select(*COLUMNS).where(*conditions).order_by(t.c.seq).limit(limit)
+        ).all()
+    return [row_dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    """Outcome of asking for a stream slot."""
+
+    lease_id: str | None
+    active: int
+    retry_after: int
+
+
+def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int) -> LeaseResult:
+    """Take one of ``limit`` stream slots of a user, counting live leases of every worker."""
+    now = now_us()
+    with writing() as conn:
+        conn.execute(delete(leases).where(leases.c.user_id == user_id, leases.c.expires_at <= now))
+        active, earliest = conn.execute(
+            select(func.count(), func.min(leases.c.expires_at)).where(leases.c.user_id == user_id)
+        ).one()
+        if active >= limit:
+            # When a slot may free up at the latest: the oldest lease lapses unless renewed.
+            wait = -(-(int(earliest) - now) // 1_000_000)
+            return LeaseResult(None, int(active), max(1, wait))
+        lease_id = uuid.uuid4().hex
+        conn.execute(insert(leases).values(
+            id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us
+        ))
+    return LeaseResult(lease_id, int(active) + 1, 0)
+
+
+def release_leases(lease_ids: Sequence[str]) -> int:
+    """Drop the given leases (streams that ended)."""
+    if not lease_ids:
+        return 0
+    with writing() as conn:
+        return conn.execute(delete(leases).where(leases.c.id.in_(list(lease_ids)))).rowcount
+
+
+def renew_leases(owner: str, ttl_us: int) -> int:
+    """Push back the expiry of every lease held by ``owner`` (a live worker)."""
+    with writing() as conn:
+        return conn.execute(
+            update(leases).where(leases.c.owner == owner).values(expires_at=now_us() + ttl_us)
+        ).rowcount
+
+
+def release_owner(owner: str) -> int:
+    """Drop every lease of ``owner`` (a worker shutting down)."""
+    with writing() as conn:
+        return conn.execute(delete(leases).where(leases.c.owner == owner)).rowcount
+
+
+def active_leases(user_id: str) -> int:
+    """Count a user's unexpired stream leases."""
+    with reading() as conn:
+        return conn.execute(
+            select(func.count()).select_from(leases)
+            .where(leases.c.user_id == user_id, leases.c.expires_at > now_us())
+        ).scalar_one()
 # --- ingest, administration, export and import --------------------------------------
 
 #: Like the plain insert, but a row whose id or (user_id, dedupe_key) is already stored
@@ -388,6 +562,7 @@ def purge(before_us: int, *, read_only: bool = False, dry_run: bool = False,
             conn.execute(delete(t).where(t.c.seq > cursor, t.c.seq <= last, *conditions))
             if unread:
                 _bump_read_counter(conn)
+                note_deleted_unread(conn)
         deleted += count
         unread_deleted += int(unread or 0)
         cursor = last

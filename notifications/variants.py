@@ -4,16 +4,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from flask import request
+from flask import Response, current_app, request
 from pydantic import BaseModel
 
 from . import queries
 from .auth import current_principal
-from .errors import ApiError, Forbidden, ValidationFailed
+from .errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
 from .queries import Scope
 from .schemas import DetailError, DetailValidationError, OrganizationError
 from .serialize import dataset_notification, organization_record
-from .validation import DatasetListQuery, OrganizationListQuery, Query
+from .stream import dataset_events, event_stream, hub_of, organization_events
+from .validation import (
+    DatasetListQuery,
+    DatasetStreamQuery,
+    OrganizationListQuery,
+    Query,
+    parse_query,
+)
+
+#: Reconnection delay suggested to stream clients, in milliseconds.
+STREAM_RETRY_MS = 3000
+#: Most missed notifications replayed on reconnect; a larger gap gets ``event: reset``.
+REPLAY_LIMIT = 1000
 
 
 def detail_body(error: ApiError) -> dict[str, Any]:
@@ -54,6 +66,10 @@ class Variant:
         """Return the JSON body of an error response."""
         raise NotImplementedError
 
+    def stream_response(self, scope: Scope) -> Response:
+        """Open this variant's event stream for an authorised caller."""
+        raise NotImplementedError
+
 
 class DatasetVariant(Variant):
     """Monitoring alerts about datasets (FastAPI-style errors, naive UTC times)."""
@@ -64,6 +80,7 @@ class DatasetVariant(Variant):
         Route("/notifications/unread-count", "unread_count", ("GET",)),
         Route("/notifications/<notification_id>/read", "mark_one_read", ("POST",)),
         Route("/notifications/read-all", "read_all", ("POST",)),
+        Route("/notifications/stream", "stream", ("GET",)),
     )
     list_query = DatasetListQuery
     error_model = DetailError
@@ -89,6 +106,24 @@ class DatasetVariant(Variant):
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         return detail_body(error)
+
+    def stream_response(self, scope: Scope) -> Response:
+        """Stream ``notification`` events (replaying after Last-Event-ID) and pings."""
+        query = parse_query(DatasetStreamQuery, request.args)
+        last_event_id, reset = query.last_event_id, False
+        # The header is what a browser sends on its own reconnect: it wins over the query.
+        header = request.headers.get("Last-Event-ID", "").strip()
+        if header:
+            if header.isascii() and header.isdigit():
+                last_event_id = int(header)
+            else:
+                reset = True  # not an id this service hands out
+        events = dataset_events(
+            hub_of(), scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
+            ping_interval=current_app.config["PING_INTERVAL"], retry_ms=STREAM_RETRY_MS,
+            replay_limit=REPLAY_LIMIT, reset=reset, sock=request.environ.get("gunicorn.socket"),
+        )
+        return event_stream(events)
 
 
 #: Organization-variant wording of validation failures, by pydantic error type.
@@ -127,6 +162,7 @@ class OrganizationVariant(Variant):
     routes = (
         Route("/notifications", "list_notifications", ("GET",)),
         Route("/notifications/mark-read", "mark_read", ("POST",)),
+        Route("/notifications/stream", "stream", ("GET",)),
     )
     list_query = OrganizationListQuery
     error_model = OrganizationError
@@ -162,6 +198,28 @@ class OrganizationVariant(Variant):
             "details": details,
             "request_id": request_id,
         }
+
+    def stream_response(self, scope: Scope) -> Response:
+        """Stream the unread count (on connect and on change) and keep-alive comments."""
+        hub = hub_of()
+        limit = current_app.config["STREAM_LIMIT"]
+        lease = hub.acquire_lease(scope.user_id, limit)
+        if lease.lease_id is None:
+            raise TooManyStreams(details={"limit": limit, "active": lease.active},
+                                 headers={"Retry-After": str(lease.retry_after)})
+        lease_id = lease.lease_id
+        try:
+            response = event_stream(organization_events(
+                hub, (scope.user_id, scope.organization_id),
+                keepalive_interval=current_app.config["KEEPALIVE_INTERVAL"],
+                sock=request.environ.get("gunicorn.socket"),
+            ))
+        except BaseException:
+            hub.release_lease(lease_id)
+            raise
+        # Runs when the server closes the response: client gone, or shutdown.
+        response.call_on_close(lambda: hub.release_lease(lease_id))
+        return response
 
 
 VARIANTS: dict[str, type[Variant]] = {v.name: v for v in (DatasetVariant, OrganizationVariant)}

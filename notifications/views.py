@@ -73,12 +73,19 @@ def mark_read() -> dict[str, Any]:
     return variant.list_body(scope, variant.list_query())
 
 
+def stream() -> Any:
+    """Open the caller's live notification stream (Server-Sent Events)."""
+    variant = current_variant()
+    return variant.stream_response(variant.authorize())
+
+
 VIEWS = {
     "list_notifications": list_notifications,
     "unread_count": unread_count,
     "mark_one_read": mark_one_read,
     "read_all": read_all,
     "mark_read": mark_read,
+    "stream": stream,
 }
 
 

@@ -51,9 +51,11 @@ def keyless_runner(db_url: str) -> Any:
 def test_init_db(runner: Any) -> None:
     result = runner.invoke("init-db")
     assert result.exit_code == 0
-    assert "initialised (schema version 0 -> 1)" in result.output
+    from notifications.database import SCHEMA_VERSION
+
+    assert f"initialised (schema version 0 -> {SCHEMA_VERSION})" in result.output
     again = runner.invoke("init-db")
-    assert again.exit_code == 0 and "up to date (schema version 1)" in again.output
+    assert again.exit_code == 0 and f"up to date (schema version {SCHEMA_VERSION})" in again.output
 
 
 # --- token ---------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
     engine.dispose()
 
     sql_side, orm_side = describe(from_sql), describe(from_models)
-    assert set(sql_side["tables"]) == {"notifications", "counters"}
+    assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases"}
     for table in sql_side["tables"]:
         assert sql_side["tables"][table]["columns"] == orm_side["tables"][table]["columns"], table
         assert list(sql_side["tables"][table]["columns"]) == list(
@@ -193,7 +193,7 @@ def test_init_db_is_idempotent_and_keeps_data(runner: Any, make: Any, app: Any) 
     assert runner.invoke("init-db").exit_code == 0
     for _ in range(2):
         result = runner.invoke("init-db")
-        assert result.exit_code == 0 and "up to date (schema version 1)" in result.output
+        assert result.exit_code == 0 and f"up to date (schema version {SCHEMA_VERSION})" in result.output
     with app.app_context():
         assert queries.unread_count(Scope("alice")) == 3
         assert queries.get_notification(rows[0]["id"]) is not None
@@ -204,7 +204,7 @@ def test_init_db_on_a_fresh_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", f"sqlite:///{path}")
     result = CliRunner().invoke(cli, ["init-db"], obj=AppContext())
     assert result.exit_code == 0, result.output
-    assert "initialised (schema version 0 -> 1)" in result.output
+    assert f"initialised (schema version 0 -> {SCHEMA_VERSION})" in result.output
     again = CliRunner().invoke(cli, ["init-db"], obj=AppContext())
     assert again.exit_code == 0 and "up to date" in again.output
     with sqlite3.connect(path) as conn:

@@ -1,0 +1,429 @@
+"""Stream bench: memory per open stream, delivery latency and idle database work.
+
+Runs everything on this machine, against real servers in subprocesses:
+
+1. Memory: N concurrent streams on ONE gevent worker, resident memory per stream of
+   ``/api/v1/notifications/stream`` next to a bare gevent endpoint that only streams
+   comments (same gunicorn settings, same Flask), measured in the same run. Pings are
+   checked for lateness on a sample of the streams.
+2. Idle database work: the watcher's checks and queries per second with few and with N
+   idle streams (read from the worker's shutdown statistics line).
+3. Latency from commit to the client's receipt with 1,000 streams open: writes made by
+   another process (this one, through the service's own query functions) and by the
+   worker itself (the ingest API) reach dataset streams; reads made inside the worker
+   (POST mark-read) reach organization streams as a new unread count.
+
+Usage: python bench/stream_bench.py [--streams 10000] [--latency-streams 1000] [--samples 200]
+"""
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+import jwt  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
+#: Client sockets come from several loopback addresses so 20,000+ connections in one run
+#: do not run out of ephemeral ports.
+SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def token(user: str, org: str | None = None) -> str:
+    now = int(time.time())
+    claims = {"sub": user, "iat": now, "exp": now + 3600}
+    if org:
+        claims["organization_id"] = org
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def worker_pid(master: int) -> int:
+    """Return the pid of the (single) gunicorn worker of a master process."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("worker did not start")
+
+
+def wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if b"200" in sock.recv(100):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+class Stream:
+    """One client connection; a greenlet reads it and notes when events arrive."""
+
+    __slots__ = ("sock", "pings", "events", "waiter", "reader", "marker")
+
+    def __init__(self, port: int, path: str, bearer: str | None, source: str,
+                 marker: bytes = b"", track: bool = False) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60,
+                                             source_address=(source, 0))
+        auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("connection closed before headers")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
+        self.sock.settimeout(None)
+        self.pings: list[float] | None = [] if track else None
+        self.events: list[float] = []
+        self.waiter: gevent.event.Event | None = None
+        self.marker = marker
+        self.reader = gevent.spawn(self._read)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                now = time.monotonic()
+                if self.pings is not None and (b"ping" in data or b"keep-alive" in data):
+                    self.pings.append(now)
+                if self.marker and self.marker in data:
+                    self.events.append(now)
+                    if self.waiter is not None:
+                        self.waiter.set()
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.reader.kill(block=False)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def open_many(count: int, factory, concurrency: int = 200) -> list[Stream]:
+    pool = Pool(concurrency)
+    streams = pool.map(factory, range(count))
+    return streams
+
+
+def ping_lateness(streams: list[Stream], interval: float, since: float) -> float:
+    """Return the worst gap between consecutive pings after ``since``, minus the interval, in ms.
+
+    Only pings after every stream is connected count: while thousands of connections are
+    being accepted, the worker is busy with that, not idle.
+    """
+    worst = 0.0
+    for stream in streams:
+        pings = [p for p in stream.pings or [] if p >= since]
+        for a, b in zip(pings, pings[1:]):
+            worst = max(worst, b - a - interval)
+    return worst * 1000
+
+
+def start_service(tmp: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    log = open(tmp / f"service-{port}.log", "wb")
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
+                "NOTIFICATIONS_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+                "NOTIFICATIONS_JWT_SECRET": SECRET, **env}
+    script = Path(sys.executable).with_name("notifications")
+    proc = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", "1"],
+                            env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    wait_ready(port)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def watcher_stats(log: Path) -> dict[str, float]:
+    text = log.read_text(errors="replace")
+    found = re.findall(r"stream watcher stats: uptime=([\d.]+)s ticks=(\d+) checks=(\d+) "
+                       r"queries=(\d+) peak_streams=(\d+)", text)
+    if not found:
+        raise RuntimeError(f"no statistics line in {log}")
+    uptime, ticks, checks, queries, peak = map(float, found[-1])
+    return {"uptime": uptime, "checks": checks, "queries": queries, "peak": peak,
+            "per_second": (checks + queries) / uptime}
+
+
+def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
+    """Open n streams on the bare server and on the service; return KB per stream each."""
+    results: dict[str, float] = {}
+    # --- bare ---
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_stream_server.py"),
+                             str(port), str(interval)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port)
+        pid = worker_pid(bare.pid)
+        warm = open_many(200, lambda i: Stream(port, "/stream", None, SOURCES[i % len(SOURCES)]))
+        for s in warm:
+            s.close()
+        time.sleep(1)
+        before = rss_kb(pid)
+        t0 = time.monotonic()
+        streams = open_many(n, lambda i: Stream(port, "/stream", None, SOURCES[i % len(SOURCES)],
+                                                track=i % 100 == 0))
+        results["bare_connect_s"] = time.monotonic() - t0
+        steady = time.monotonic()
+        time.sleep(max(3 * interval, 3))
+        results["bare_kb"] = (rss_kb(pid) - before) / n
+        results["bare_late_ms"] = ping_lateness([s for s in streams if s.pings is not None],
+                                                interval, steady)
+        for s in streams:
+            s.close()
+    finally:
+        stop(bare)
+
+    # --- the service ---
+    port = free_port()
+    proc = start_service(tmp, port, {"NOTIFICATIONS_PING_INTERVAL": str(interval)})
+    try:
+        pid = worker_pid(proc.pid)
+        tokens = [token(f"user-{i}") for i in range(n)]
+        warm = open_many(200, lambda i: Stream(port, "/api/v1/notifications/stream", tokens[i],
+                                               SOURCES[i % len(SOURCES)]))
+        for s in warm:
+            s.close()
+        time.sleep(1)
+        before = rss_kb(pid)
+        t0 = time.monotonic()
+        streams = open_many(n, lambda i: Stream(port, "/api/v1/notifications/stream", tokens[i],
+                                                SOURCES[i % len(SOURCES)], track=i % 100 == 0))
+        results["service_connect_s"] = time.monotonic() - t0
+        steady = time.monotonic()
+        time.sleep(max(3 * interval, 3))
+        results["service_kb"] = (rss_kb(pid) - before) / n
+        results["service_late_ms"] = ping_lateness([s for s in streams if s.pings is not None],
+                                                   interval, steady)
+        # Idle: nothing is written; the watcher's work is what the log line reports.
+        time.sleep(5)
+        for s in streams:
+            s.close()
+    finally:
+        stop(proc)
+    stats = watcher_stats(tmp / f"service-{port}.log")
+    results["idle_db_per_s_many"] = stats["per_second"]
+    results["idle_queries_many"] = stats["queries"]
+    return results
+
+
+def measure_idle_few(tmp: Path, interval: float, few: int = 10, seconds: float = 8) -> dict[str, float]:
+    port = free_port()
+    proc = start_service(tmp, port, {"NOTIFICATIONS_PING_INTERVAL": str(interval)})
+    try:
+        streams = [Stream(port, "/api/v1/notifications/stream", token(f"user-{i}"),
+                          SOURCES[i % len(SOURCES)]) for i in range(few)]
+        time.sleep(seconds)
+        for s in streams:
+            s.close()
+    finally:
+        stop(proc)
+    stats = watcher_stats(tmp / f"service-{port}.log")
+    return {"idle_db_per_s_few": stats["per_second"], "idle_queries_few": stats["queries"]}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
+    """With n streams open (half dataset, half organization), time commit -> receipt."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["NOTIFICATIONS_DATABASE_URL"] = f"sqlite:///{tmp / 'latency.db'}"
+    os.environ["NOTIFICATIONS_JWT_SECRET"] = SECRET
+    from notifications import create_app, queries
+
+    app = create_app()
+    half = n // 2
+    with app.app_context():
+        # One unread inbox item per organization user, so a mark-read changes a count.
+        queries.create_notifications({"user_id": f"org-user-{i}", "organization_id": "acme",
+                                      "title": "seed"} for i in range(half))
+    port = free_port()
+    log = open(tmp / f"service-{port}.log", "wb")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
+           "NOTIFICATIONS_DATABASE_URL": os.environ["NOTIFICATIONS_DATABASE_URL"],
+           "NOTIFICATIONS_JWT_SECRET": SECRET, "NOTIFICATIONS_STREAM_LIMIT": "5",
+           "NOTIFICATIONS_INGEST_TOKEN": "bench-ingest"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("notifications")), "serve",
+                             "--port", str(port), "--workers", "1"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    results: dict[str, float] = {}
+    try:
+        wait_ready(port)
+        dataset = open_many(half, lambda i: Stream(
+            port, "/api/v1/notifications/stream", token(f"ds-user-{i}"),
+            SOURCES[i % len(SOURCES)], marker=b"event: notification"))
+        org = open_many(half, lambda i: Stream(
+            port, "/api/v1/org/notifications/stream", token(f"org-user-{i}", "acme"),
+            SOURCES[i % len(SOURCES)], marker=b'{"unread": 0}'))
+        time.sleep(2)
+
+        other: list[float] = []
+        for k in range(samples):
+            stream = dataset[(k * 7919) % half]
+            stream.waiter = gevent.event.Event()
+            with app.app_context():
+                queries.create_notifications([{"user_id": f"ds-user-{(k * 7919) % half}",
+                                               "title": "bench"}])
+            committed = time.monotonic()
+            if stream.waiter.wait(5):
+                other.append(stream.events[-1] - committed)
+            stream.waiter = None
+            # A random pause, so writes are not in step with the watcher's polls.
+            gevent.sleep(random.uniform(0.01, 0.3))
+
+        ingest: list[float] = []
+        for k in range(samples):
+            i = (k * 7919 + 1) % half
+            stream = dataset[i]
+            stream.waiter = gevent.event.Event()
+            body = f'{{"user_id": "ds-user-{i}", "title": "bench"}}'
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sent = time.monotonic()
+                sock.sendall(
+                    f"POST /internal/v1/notifications HTTP/1.1\r\nHost: bench\r\n"
+                    f"Authorization: Bearer bench-ingest\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+                if stream.waiter.wait(5):
+                    ingest.append(stream.events[-1] - sent)
+                while sock.recv(65536):
+                    pass
+            stream.waiter = None
+            gevent.sleep(random.uniform(0.01, 0.05))
+
+        same: list[float] = []
+        for k in range(min(samples, half)):
+            i = (k * 7919) % half
+            stream = org[i]
+            stream.waiter = gevent.event.Event()
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sent = time.monotonic()
+                sock.sendall(
+                    f"POST /api/v1/org/notifications/mark-read HTTP/1.1\r\nHost: bench\r\n"
+                    f"Authorization: Bearer {token(f'org-user-{i}', 'acme')}\r\n"
+                    f"Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                if stream.waiter.wait(5):
+                    same.append(stream.events[-1] - sent)
+                while sock.recv(65536):
+                    pass
+            stream.waiter = None
+            gevent.sleep(0.01)
+        for s in dataset + org:
+            s.close()
+        for name, values in (("other", other), ("same", same), ("ingest", ingest)):
+            results[f"{name}_n"] = len(values)
+            results[f"{name}_p50_ms"] = percentile(values, 50) * 1000
+            results[f"{name}_p99_ms"] = percentile(values, 99) * 1000
+    finally:
+        stop(proc)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--latency-streams", type=int, default=1_000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--ping", type=float, default=3.0, help="ping interval, seconds")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, args.streams * 2 + 1000))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if args.streams + 500 > wanted:
+        sys.exit(f"open-file limit {wanted} is too low for {args.streams} streams")
+
+    tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    try:
+        memory = measure_memory(tmp, args.streams, args.ping)
+        few = measure_idle_few(tmp, args.ping)
+        latency = measure_latency(tmp, args.latency_streams, args.samples)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    ratio = memory["service_kb"] / memory["bare_kb"] if memory["bare_kb"] > 0 else float("nan")
+    rows = [
+        ("streams held on one gevent worker", f"{args.streams}", ""),
+        ("RSS per stream, bare comment stream", f"{memory['bare_kb']:.1f} KB",
+         f"connect {memory['bare_connect_s']:.1f}s, worst ping lateness {memory['bare_late_ms']:.0f} ms"),
+        ("RSS per stream, /api/v1/notifications/stream", f"{memory['service_kb']:.1f} KB",
+         f"{ratio:.2f}x bare; connect {memory['service_connect_s']:.1f}s, "
+         f"worst ping lateness {memory['service_late_ms']:.0f} ms"),
+        ("DB statements/s, 10 idle streams", f"{few['idle_db_per_s_few']:.2f}",
+         f"real queries: {few['idle_queries_few']:.0f} (the rest: PRAGMA data_version)"),
+        (f"DB statements/s, {args.streams} idle streams", f"{memory['idle_db_per_s_many']:.2f}",
+         f"real queries: {memory['idle_queries_many']:.0f}"),
+        (f"latency, other-process write ({args.latency_streams} streams open)",
+         f"p50 {latency['other_p50_ms']:.0f} ms / p99 {latency['other_p99_ms']:.0f} ms",
+         f"{latency['other_n']:.0f} samples; dataset streams; poll interval 250 ms"),
+        (f"latency, same-process write ({args.latency_streams} streams open)",
+         f"p50 {latency['ingest_p50_ms']:.0f} ms / p99 {latency['ingest_p99_ms']:.0f} ms",
+         f"{latency['ingest_n']:.0f} samples; ingest API -> dataset streams, from request start"),
+        (f"latency, same-process read ({args.latency_streams} streams open)",
+         f"p50 {latency['same_p50_ms']:.0f} ms / p99 {latency['same_p99_ms']:.0f} ms",
+         f"{latency['same_n']:.0f} samples; mark-read -> organization unread, from request start"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"{'measure'.ljust(width)}  {'value'.ljust(vwidth)}  notes")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value.ljust(vwidth)}  {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Stream building blocks without a server: change queries, leases, early refusals, tail."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from typing import Any
+
+from conftest import notifications_command
+from notifications import queries
+from notifications.queries import Scope
+
+
+def test_changes_since_reports_new_rows_and_reads(app: Any, make: Any) -> None:
+    with app.app_context():
+        seq, read = queries.stream_position()
+        rows = make("alice", 2, organization_id="acme") + make("bob", 1)
+        changes = queries.changes_since(seq, read)
+        assert [r["seq"] for r in changes.rows] == [r["seq"] for r in rows]
+        assert changes.read_pairs == set() and not changes.more
+        queries.mark_ids_read(Scope("alice", "acme", exact_org=True), [rows[0]["id"]])
+        later = queries.changes_since(changes.last_seq, changes.last_read)
+        assert later.rows == [] and later.read_pairs == {("alice", "acme")}
+        assert later.last_read == changes.last_read + 1
+        assert queries.unread_counts([("alice", "acme"), ("bob", None)]) == {
+            ("alice", "acme"): 1, ("bob", None): 1,
+        }
+        batch = queries.changes_since(seq, read, limit=2)
+        assert len(batch.rows) == 2 and batch.more
+
+
+def test_replay_is_scoped_filtered_and_bounded(app: Any, make: Any) -> None:
+    dataset = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
+    with app.app_context():
+        mine = make("alice", 3, dataset_id=dataset)
+        make("alice", 1, organization_id="other")
+        make("bob", 1, dataset_id=dataset)
+        head, _ = queries.stream_position()
+        scope = Scope("alice", "acme")
+        replayed = queries.replay(scope, dataset, mine[0]["seq"], head, 10)
+        assert [r["id"] for r in replayed] == [r["id"] for r in mine[1:]]
+        assert len(queries.replay(scope, None, 0, head, 2)) == 2
+
+
+def test_leases_count_across_owners_and_expire(app: Any) -> None:
+    with app.app_context():
+        first = queries.acquire_lease("alice", "worker-a", 2, 30_000_000)
+        second = queries.acquire_lease("alice", "worker-b", 2, 30_000_000)
+        assert first.lease_id and second.lease_id and second.active == 2
+        refused = queries.acquire_lease("alice", "worker-a", 2, 30_000_000)
+        assert refused.lease_id is None and refused.active == 2
+        assert 1 <= refused.retry_after <= 30
+        assert queries.acquire_lease("bob", "worker-a", 2, 30_000_000).lease_id
+        queries.release_leases([first.lease_id])
+        assert queries.active_leases("alice") == 1
+        # A lease that was not renewed (its worker died) stops counting.
+        short = queries.acquire_lease("alice", "dead", 2, 1)
+        time.sleep(0.01)
+        assert queries.active_leases("alice") == 1 and short.lease_id
+        assert queries.acquire_lease("alice", "worker-a", 2, 30_000_000).lease_id
+        assert queries.renew_leases("worker-a", 60_000_000) == 2
+        assert queries.release_owner("worker-a") == 2
+        assert queries.active_leases("alice") == 1
+
+
+def test_schema_and_model_agree_on_stream_leases(app: Any, db_url: str) -> None:
+    from notifications.models import StreamLease
+
+    conn = sqlite3.connect(db_url[len("sqlite:///"):])
+    columns = {row[1]: (row[2].upper(), bool(row[3])) for row in
+               conn.execute("PRAGMA table_info(stream_leases)")}
+    indexes = {row[1] for row in conn.execute("PRAGMA index_list(stream_leases)")
+               if not row[1].startswith("sqlite_autoindex")}
+    conn.close()
+    table = StreamLease.__table__
+    assert set(columns) == {c.name for c in table.columns}
+    for column in table.columns:
+        assert columns[column.name][1] == (not column.nullable or column.primary_key)
+    assert indexes == {i.name for i in table.indexes}
+
+
+def test_streams_refuse_before_the_first_byte(client: Any, auth: Any, app: Any) -> None:
+    assert client.get("/api/v1/notifications/stream").status_code == 401
+    response = client.get("/api/v1/notifications/stream?dataset_id=nope", headers=auth.headers())
+    assert response.status_code == 422 and response.json["detail"][0]["loc"] == ["query", "dataset_id"]
+    response = client.get("/api/v1/notifications/stream?last_event_id=-1", headers=auth.headers())
+    assert response.status_code == 422
+    response = client.get("/api/v1/org/notifications/stream", headers=auth.headers("alice"))
+    assert response.status_code == 403 and response.json["code"] == "forbidden"
+    response = client.get("/api/v1/org/notifications/stream")
+    assert response.status_code == 401 and response.json["code"] == "unauthorized"
+    with app.app_context():
+        for _ in range(app.config["STREAM_LIMIT"]):
+            assert queries.acquire_lease("alice", "elsewhere", 5, 30_000_000).lease_id
+    response = client.get("/api/v1/org/notifications/stream", headers=auth.headers("alice", "acme"))
+    assert response.status_code == 429
+    assert response.json["code"] == "sse_connection_limit_exceeded"
+    assert response.json["details"] == {"limit": 5, "active": 5}
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_tail_follows_new_notifications_and_stops_on_ctrl_c(db_url: str, app: Any, make: Any) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
+           "NOTIFICATIONS_DATABASE_URL": db_url}
+    make("alice", 1, title="old")
+    proc = subprocess.Popen(
+        [*notifications_command(), "tail", "--user", "alice", "--json", "--interval", "0.05"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert "Following" in proc.stderr.readline()
+        make("bob", 1, title="not alice")
+        made = make("alice", 2, title="new", organization_id="acme")
+        lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [line["id"] for line in lines] == [row["id"] for row in made]
+        assert lines[0]["title"] == "new" and lines[0]["organization_id"] == "acme"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_tail_prints_human_lines(runner: Any, app: Any) -> None:
+    result = runner.invoke("tail", "--user", "")
+    assert result.exit_code != 0 and "--user" in result.output
+
+
+def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: Any) -> None:
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=60,
+                                   retry_ms=3000, replay_limit=10)
+    assert next(events) == "retry: 3000\n\n"
+    assert next(events).startswith("id: ")
+    (sub,) = hub.dataset_subs["alice"]
+    for seq in range(1, stream.MAX_PENDING + 50):
+        sub.push((seq, f"frame {seq}"))
+    assert list(sub.items) == [stream.OVERFLOW]
+    reset = next(events)
+    assert "event: reset" in reset and "frame" not in reset
+    events.close()
+    assert "alice" not in hub.dataset_subs
+    hub.shutdown()
+
+
+def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> None:
+    from notifications.database import writing
+
+    with app.app_context():
+        seq, read = queries.stream_position()
+        before = queries.changes_since(seq, read).purges
+        with writing() as conn:
+            queries.note_deleted_unread(conn)
+        assert queries.changes_since(seq, read).purges == before + 1
+
+
+def test_run_lends_one_connection_to_nested_blocks(app: Any, make: Any) -> None:
+    """database.run's bound connection: nested blocks share it without losing writes."""
+    from notifications import database
+
+    def nested() -> int:
+        with database.writing() as conn:
+            queries.insert_rows(conn, [queries.new_row({"user_id": "nested"})])
+            with database.reading() as inner:
+                assert inner is conn
+            with database.writing() as inner:
+                assert inner is conn
+        with database.reading() as conn:
+            return len(queries.rows_after(0, 10**9, user_id="nested"))
+
+    with app.app_context():
+        engine = database.db.engine
+    with engine.connect() as conn:
+        assert database._run_bound(conn, nested, (), {}) == 1
+        assert not conn.in_transaction()
+    assert database._bound.conn is None
+
+
+def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
+    """A client reconnecting to a worker whose watcher has not polled yet loses nothing."""
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    hub.start()
+    seen = make("alice", 2)  # committed, but this watcher has not looked yet
+    events = stream.dataset_events(hub, Scope("alice"), None, seen[-1]["seq"],
+                                   ping_interval=60, retry_ms=3000, replay_limit=10)
+    assert next(events) == "retry: 3000\n\n"
+    assert next(events) == f"id: {seen[-1]['seq']}\n\n"
+    later = make("alice", 1)
+    with app.app_context():
+        hub.tick()  # delivers all three; the two the client has are skipped
+    frame = next(events)
+    assert frame.startswith(f"id: {later[0]['seq']}\n") and frame.count("event: notification") == 1
+    events.close()
+
+    bogus = stream.dataset_events(hub, Scope("alice"), None, 10**9, ping_interval=60,
+                                  retry_ms=3000, replay_limit=10)
+    next(bogus)
+    assert "event: reset" in next(bogus)
+    bogus.close()
+    hub.shutdown()
+
+
+def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) -> None:
+    """Version 2 added stream_leases and the purge counter; init-db adds them, keeping data."""
+    from notifications import create_app
+    from notifications.database import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE notifications (seq INTEGER PRIMARY KEY AUTOINCREMENT, id VARCHAR(36) NOT NULL,
+            user_id VARCHAR(255) NOT NULL, organization_id VARCHAR(255), dataset_id VARCHAR(36),
+            kind VARCHAR(255) NOT NULL DEFAULT '', entity_type VARCHAR(255) NOT NULL DEFAULT '',
+            entity_id VARCHAR(255) NOT NULL DEFAULT '', title TEXT NOT NULL DEFAULT '', body TEXT,
+            link TEXT, metadata TEXT NOT NULL DEFAULT '{}', dedupe_key VARCHAR(255),
+            created_at BIGINT NOT NULL, read_at BIGINT, read_seq BIGINT);
+        CREATE TABLE counters (name VARCHAR(64) PRIMARY KEY, value BIGINT NOT NULL DEFAULT 0);
+        INSERT INTO counters VALUES ('read', 7);
+        INSERT INTO notifications (id, user_id, created_at) VALUES ('kept', 'alice', 1);
+        PRAGMA user_version = 1;
+    """)
+    conn.close()
+    create_app({"DATABASE_URL": f"sqlite:///{path}", "REQUIRE_KEY": False})
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("SELECT count(*) FROM stream_leases").fetchone()[0] == 0
+    assert dict(conn.execute("SELECT name, value FROM counters")) == {"read": 7, "purge": 0}
+    assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
+    conn.close()
