@@ -209,3 +209,42 @@ def test_oversized_requests_through_gunicorn(logged_server: Any) -> None:
                            data=b"[" * 50_000, headers=headers, timeout=10)
     assert nested.status_code == 422
     assert " 500 " not in server.log()
+
+
+def test_streams_answer_as_described_cross_origin(logged_server: Any) -> None:
+    """A page on an allowed origin opens both streams with the cookie; errors match the document."""
+    server = logged_server
+    document = requests.get(server.url("/openapi.json"), timeout=5).json()
+    for path in ("/api/v1/notifications/stream", "/api/v1/org/notifications/stream"):
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]
+        assert list(content) == ["text/event-stream"]
+    cookies = {"session": server.auth.token("alice", "acme")}
+    preflight = requests.options(server.url("/api/v1/notifications/stream"), headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "last-event-id"}, timeout=5)
+    assert preflight.status_code == 204
+    assert "Last-Event-ID" in preflight.headers["Access-Control-Allow-Headers"]
+    for path, first in (("/api/v1/org/notifications/stream", "event: unread"),
+                        ("/api/v1/notifications/stream", "retry:")):
+        with requests.get(server.url(path), cookies=cookies, stream=True, timeout=10,
+                          headers={"Origin": ORIGIN, "Accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            assert stream.headers["Access-Control-Allow-Origin"] == ORIGIN
+            assert stream.headers["Access-Control-Allow-Credentials"] == "true"
+            assert stream.headers["X-Request-Id"]
+            line = next(stream.iter_lines(decode_unicode=True))
+            assert line.startswith(first), line
+            request_id = stream.headers["X-Request-Id"]
+    bad = requests.get(server.url("/api/v1/notifications/stream?dataset_id=nope"),
+                       cookies=cookies, timeout=5)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "dataset_id"]
+    forbidden = requests.get(server.url("/api/v1/org/notifications/stream"), timeout=5,
+                             cookies={"session": server.auth.token("alice")})
+    assert forbidden.status_code == 403 and forbidden.json()["code"] == "forbidden"
+    # A stream's log line is written when it closes, with the user and the request id.
+    deadline = time.monotonic() + 5
+    while f"request_id={request_id}" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = next(x for x in server.log().splitlines() if f"request_id={request_id}" in x)
+    assert " GET /api/v1/notifications/stream 200 " in line and "user=alice" in line
