@@ -23,7 +23,6 @@ from conftest import DATASET, require
 PAGE = """<!doctype html>
 <html><body><script>
 const API = %(api)s;
-const STREAMS = %(streams)s;
 function firstEvent(url, name) {
   return new Promise((resolve, reject) => {
     const source = new EventSource(url, {withCredentials: true});
@@ -48,11 +47,9 @@ function firstEvent(url, name) {
     out.markRead = {status: r.status, body: await r.json()};
     r = await fetch(API + "/api/v1/org/notifications?limit=0", {credentials: "include"});
     out.error = {status: r.status, body: await r.json()};
-    if (STREAMS) {
-      out.unread = await firstEvent(API + "/api/v1/org/notifications/stream", "unread");
-      out.notification = await firstEvent(
-        API + "/api/v1/notifications/stream?last_event_id=0", "notification");
-    }
+    out.unread = await firstEvent(API + "/api/v1/org/notifications/stream", "unread");
+    out.notification = await firstEvent(
+      API + "/api/v1/notifications/stream?last_event_id=0", "notification");
   } catch (e) {
     out.failure = String(e);
   }
@@ -92,10 +89,9 @@ class PageServer:
         self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def open(self, server: Any, token: str, streams: bool, tmp_path: Path) -> dict[str, Any]:
+    def open(self, server: Any, token: str, tmp_path: Path) -> dict[str, Any]:
         """Load the page in headless Chromium and return what it reported."""
-        self.page = PAGE % {"api": json.dumps(server.base_url), "token": json.dumps(token),
-                            "streams": json.dumps(streams)}
+        self.page = PAGE % {"api": json.dumps(server.base_url), "token": json.dumps(token)}
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         assert chromium
         browser = subprocess.Popen(
@@ -142,11 +138,9 @@ def test_page_on_an_allowed_origin_lists_marks_and_streams_with_the_cookie(
     server = live_server(workers=1, env={"NOTIFICATIONS_CORS_ORIGINS": allowed.origin})
     server.cli("send", "--user", "alice", "--org", "acme", "--title", "hello",
                "--dataset", DATASET, "--metadata", '{"is_alert": true}')
-    paths = requests.get(server.url("/openapi.json"), timeout=5).json()["paths"]
-    streams = "/api/v1/org/notifications/stream" in paths
     token = server.auth.token("alice", "acme")
 
-    result = allowed.open(server, token, streams, tmp_path / "allowed")
+    result = allowed.open(server, token, tmp_path / "allowed")
     assert "failure" not in result, result
     assert result["org"]["status"] == 200
     assert result["org"]["body"]["items"][0]["title"] == "hello"
@@ -156,11 +150,10 @@ def test_page_on_an_allowed_origin_lists_marks_and_streams_with_the_cookie(
     assert result["markRead"]["status"] == 200 and result["markRead"]["body"]["unread"] == 0
     assert result["error"]["status"] == 422
     assert result["error"]["body"]["code"] == "validation_failed"
-    if streams:
-        assert result["unread"] == {"unread": 0}
-        assert result["notification"]["title"] == "hello"
+    assert result["unread"] == {"unread": 0}
+    assert result["notification"]["title"] == "hello"
 
-    refused = other.open(server, token, streams, tmp_path / "other")
+    refused = other.open(server, token, tmp_path / "other")
     assert refused == {"failure": "TypeError: Failed to fetch"}
 
 
