@@ -20,43 +20,23 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from common import command, environment, serving
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 
 
-def command() -> list[str]:
-    """The installed ``notifications`` script next to this Python, else on PATH."""
-    script = Path(sys.executable).with_name("notifications")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("notifications")
-    if not found:
-        sys.exit("notifications is not installed: pip install -e . first")
-    return [found]
-
-
-def environment(db_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")}
-    env["NOTIFICATIONS_DATABASE_URL"] = f"sqlite:///{db_path}"
-    env["NOTIFICATIONS_JWT_SECRET"] = SECRET
-    return env
-
-
 def cli(db_path: Path, *args: str) -> str:
-    result = subprocess.run([*command(), *args], env=environment(db_path), capture_output=True,
-                            text=True, check=False)
+    """Run the installed CLI on ``db_path`` and return its output; exit if it fails."""
+    result = subprocess.run([*command(), *args], env=environment(db_path, JWT_SECRET=SECRET),
+                            capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"notifications {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -69,45 +49,6 @@ def seed(db_path: Path, users: int, per_user: int) -> float:
     cli(db_path, "seed", "--users", str(users), "--per-user", str(per_user), "--orgs", "10",
         "--datasets", "20", "--random-seed", "1", "--json")
     return time.perf_counter() - started
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serving(db_path: Path) -> Iterator[str]:
-    """Run ``notifications serve --workers 1`` on a free port until the block ends."""
-    port = free_port()
-    log = open(db_path.with_suffix(".log"), "wb")
-    proc = subprocess.Popen([*command(), "serve", "--port", str(port), "--workers", "1"],
-                            env=environment(db_path), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                sys.exit(f"server exited: {db_path.with_suffix('.log').read_text()}")
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("server did not start")
-            time.sleep(0.1)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def some_user(db_path: Path) -> tuple[str, str]:
@@ -171,10 +112,11 @@ def main() -> None:
         seed_seconds = seed(large, args.users, args.per_user)
         size_mb = large.stat().st_size / 1e6
 
-        with serving(small) as small_base, serving(large) as large_base:
+        with serving(small, small.with_suffix(".log"), JWT_SECRET=SECRET) as small_server, \
+                serving(large, large.with_suffix(".log"), JWT_SECRET=SECRET) as large_server:
             targets = {}
-            for name, base, path in ((f"{small_rows:,} rows", small_base, small),
-                                     (f"{large_rows:,} rows", large_base, large)):
+            for name, base, path in ((f"{small_rows:,} rows", small_server.url, small),
+                                     (f"{large_rows:,} rows", large_server.url, large)):
                 user, org = some_user(path)
                 token = cli(path, "token", "--user", user, "--org", org).strip()
                 targets[name] = (base, {"Authorization": f"Bearer {token}"})

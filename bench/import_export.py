@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,20 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).with_name("notifications")
-    return [str(script)] if script.exists() else [shutil.which("notifications") or "notifications"]
+from common import command, environment
 
 
 def run(db: Path, *args: str) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")}
-    env["NOTIFICATIONS_DATABASE_URL"] = f"sqlite:///{db}"
     started = time.perf_counter()
-    result = subprocess.run([*command(), *args], env=env, capture_output=True, text=True)
+    result = subprocess.run([*command(), *args], env=environment(db), capture_output=True,
+                            text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{args[0]} failed: {result.stderr}")

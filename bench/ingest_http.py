@@ -13,11 +13,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,8 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import serving
+
 TOKEN = "bench-ingest-token"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
 
@@ -45,50 +40,18 @@ def notification(i: int, keyed: bool) -> dict[str, Any]:
     return item
 
 
+def stored(i: int) -> dict[str, Any]:
+    """Alert ``i`` as ``queries.new_row`` takes it (the stored ``body``, not the API's ``message``)."""
+    item = notification(i, False)
+    item["body"] = item.pop("message")
+    return item
+
+
 def bodies(total: int, batch: int, keyed: bool) -> list[bytes]:
     return [
         json.dumps({"notifications": [notification(i, keyed) for i in range(start, min(start + batch, total))]}).encode()
         for start in range(0, total, batch)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).with_name("notifications")
-    return [str(script)] if script.exists() else [shutil.which("notifications") or "notifications"]
-
-
-class Server:
-    def __init__(self, db: Path, workers: int) -> None:
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")}
-        env.update(NOTIFICATIONS_DATABASE_URL=f"sqlite:///{db}", NOTIFICATIONS_JWT_SECRET="x" * 40,
-                   NOTIFICATIONS_INGEST_TOKEN=TOKEN)
-        self.log = open(db.with_suffix(".log"), "wb")
-        self.proc = subprocess.Popen([*command(), "serve", "--port", str(self.port), "--workers", str(workers)],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise SystemExit("server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        self.log.close()
 
 
 def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
@@ -135,9 +98,7 @@ def baseline(db: Path, total: int, batch: int) -> float:
     from notifications.database import writing
 
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
-    items = [notification(i, False) for i in range(total)]
-    for item in items:
-        item["body"] = item.pop("message")
+    items = [stored(i) for i in range(total)]
     with app.app_context():
         started = time.perf_counter()
         for start in range(0, total, batch):
@@ -158,9 +119,7 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
     create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})  # creates the schema
     rows = []
     for i in range(total):
-        item = notification(i, False)
-        item["body"] = item.pop("message")
-        row = queries.new_row(item)
+        row = queries.new_row(stored(i))
         rows.append(tuple(row[f] for f in INSERT_FIELDS))
     sql = (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
            f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)})")
@@ -196,11 +155,10 @@ def main() -> None:
         results.append(("floor: sqlite3 executemany of ready tuples", args.total, raw))
         for keyed in (False, True):
             payloads = bodies(args.total, args.batch, keyed)
-            server = Server(Path(tmp) / f"ingest-{keyed}.db", args.workers)
-            try:
+            db = Path(tmp) / f"ingest-{keyed}.db"
+            with serving(db, db.with_suffix(".log"), args.workers, JWT_SECRET="x" * 40,
+                         INGEST_TOKEN=TOKEN) as server:
                 seconds, created = push(server.port, payloads, args.clients)
-            finally:
-                server.stop()
             assert created == args.total, (created, args.total)
             label = f"HTTP ingest, batches of {args.batch}" + (", every item with dedupe_key" if keyed else "")
             results.append((label, created, seconds))

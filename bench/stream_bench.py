@@ -22,35 +22,28 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import jwt  # noqa: E402
+from common import ROOT, free_port, serving, stop, wait_ready  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 #: Client sockets come from several loopback addresses so 20,000+ connections in one run
 #: do not run out of ephemeral ports.
 SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def token(user: str, org: str | None = None) -> str:
@@ -77,20 +70,6 @@ def worker_pid(master: int) -> int:
             return int(children[0])
         time.sleep(0.1)
     raise RuntimeError("worker did not start")
-
-
-def wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if b"200" in sock.recv(100):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server on {port} did not start")
 
 
 class Stream:
@@ -163,28 +142,6 @@ def ping_lateness(streams: list[Stream], interval: float, since: float) -> float
     return worst * 1000
 
 
-def start_service(tmp: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    log = open(tmp / f"service-{port}.log", "wb")
-    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
-                "NOTIFICATIONS_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-                "NOTIFICATIONS_JWT_SECRET": SECRET, **env}
-    script = Path(sys.executable).with_name("notifications")
-    proc = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", "1"],
-                            env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    wait_ready(port)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def watcher_stats(log: Path) -> dict[str, float]:
     text = log.read_text(errors="replace")
     found = re.findall(r"stream watcher stats: uptime=([\d.]+)s ticks=(\d+) checks=(\d+) "
@@ -205,7 +162,7 @@ def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
                              str(port), str(interval)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(port)
+        wait_ready(port, bare)
         pid = worker_pid(bare.pid)
         warm = open_many(200, lambda i: Stream(port, "/stream", None, SOURCES[i % len(SOURCES)]))
         for s in warm:
@@ -227,10 +184,9 @@ def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
         stop(bare)
 
     # --- the service ---
-    port = free_port()
-    proc = start_service(tmp, port, {"NOTIFICATIONS_PING_INTERVAL": str(interval)})
-    try:
-        pid = worker_pid(proc.pid)
+    log = tmp / "memory.log"
+    with serving(tmp / "bench.db", log, JWT_SECRET=SECRET, PING_INTERVAL=str(interval)) as server:
+        port, pid = server.port, worker_pid(server.pid)
         tokens = [token(f"user-{i}") for i in range(n)]
         warm = open_many(200, lambda i: Stream(port, "/api/v1/notifications/stream", tokens[i],
                                                SOURCES[i % len(SOURCES)]))
@@ -251,26 +207,21 @@ def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
         time.sleep(5)
         for s in streams:
             s.close()
-    finally:
-        stop(proc)
-    stats = watcher_stats(tmp / f"service-{port}.log")
+    stats = watcher_stats(log)
     results["idle_db_per_s_many"] = stats["per_second"]
     results["idle_queries_many"] = stats["queries"]
     return results
 
 
 def measure_idle_few(tmp: Path, interval: float, few: int = 10, seconds: float = 8) -> dict[str, float]:
-    port = free_port()
-    proc = start_service(tmp, port, {"NOTIFICATIONS_PING_INTERVAL": str(interval)})
-    try:
-        streams = [Stream(port, "/api/v1/notifications/stream", token(f"user-{i}"),
+    log = tmp / "idle.log"
+    with serving(tmp / "bench.db", log, JWT_SECRET=SECRET, PING_INTERVAL=str(interval)) as server:
+        streams = [Stream(server.port, "/api/v1/notifications/stream", token(f"user-{i}"),
                           SOURCES[i % len(SOURCES)]) for i in range(few)]
         time.sleep(seconds)
         for s in streams:
             s.close()
-    finally:
-        stop(proc)
-    stats = watcher_stats(tmp / f"service-{port}.log")
+    stats = watcher_stats(log)
     return {"idle_db_per_s_few": stats["per_second"], "idle_queries_few": stats["queries"]}
 
 
@@ -280,31 +231,49 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
+def post(port: int, path: str, bearer: str, body: str = "") -> float:
+    """Send one POST on a fresh connection, read the answer; return when it was sent."""
+    kind = "Content-Type: application/json\r\n" if body else ""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sent = time.monotonic()
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {bearer}\r\n"
+                     f"{kind}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+        while sock.recv(65536):
+            pass
+    return sent
+
+
+def delivery(stream: Stream, act: Callable[[], float], timeout: float = 5) -> float | None:
+    """Return seconds from the moment ``act`` reports to ``stream``'s next marker, or None."""
+    stream.waiter = gevent.event.Event()
+    try:
+        start = act()
+        return stream.events[-1] - start if stream.waiter.wait(timeout) else None
+    finally:
+        stream.waiter = None
+
+
 def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
     """With n streams open (half dataset, half organization), time commit -> receipt."""
-    sys.path.insert(0, str(ROOT))
-    os.environ["NOTIFICATIONS_DATABASE_URL"] = f"sqlite:///{tmp / 'latency.db'}"
-    os.environ["NOTIFICATIONS_JWT_SECRET"] = SECRET
     from notifications import create_app, queries
 
-    app = create_app()
+    db = tmp / "latency.db"
+    app = create_app({"DATABASE_URL": f"sqlite:///{db}", "JWT_SECRET": SECRET})
     half = n // 2
     with app.app_context():
         # One unread inbox item per organization user, so a mark-read changes a count.
         queries.create_notifications({"user_id": f"org-user-{i}", "organization_id": "acme",
                                       "title": "seed"} for i in range(half))
-    port = free_port()
-    log = open(tmp / f"service-{port}.log", "wb")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
-           "NOTIFICATIONS_DATABASE_URL": os.environ["NOTIFICATIONS_DATABASE_URL"],
-           "NOTIFICATIONS_JWT_SECRET": SECRET, "NOTIFICATIONS_STREAM_LIMIT": "5",
-           "NOTIFICATIONS_INGEST_TOKEN": "bench-ingest"}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("notifications")), "serve",
-                             "--port", str(port), "--workers", "1"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    results: dict[str, float] = {}
-    try:
-        wait_ready(port)
+
+    def write(user: str) -> float:
+        """Store one notification from this process; return when it was committed."""
+        with app.app_context():
+            queries.create_notifications([{"user_id": user, "title": "bench"}])
+        return time.monotonic()
+
+    with serving(db, tmp / "latency.log", JWT_SECRET=SECRET, STREAM_LIMIT="5",
+                 INGEST_TOKEN="bench-ingest") as server:
+        port = server.port
         dataset = open_many(half, lambda i: Stream(
             port, "/api/v1/notifications/stream", token(f"ds-user-{i}"),
             SOURCES[i % len(SOURCES)], marker=b"event: notification"))
@@ -313,64 +282,35 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
             SOURCES[i % len(SOURCES)], marker=b'{"unread": 0}'))
         time.sleep(2)
 
-        other: list[float] = []
+        other: list[float | None] = []
         for k in range(samples):
-            stream = dataset[(k * 7919) % half]
-            stream.waiter = gevent.event.Event()
-            with app.app_context():
-                queries.create_notifications([{"user_id": f"ds-user-{(k * 7919) % half}",
-                                               "title": "bench"}])
-            committed = time.monotonic()
-            if stream.waiter.wait(5):
-                other.append(stream.events[-1] - committed)
-            stream.waiter = None
+            i = (k * 7919) % half
+            other.append(delivery(dataset[i], lambda: write(f"ds-user-{i}")))
             # A random pause, so writes are not in step with the watcher's polls.
             gevent.sleep(random.uniform(0.01, 0.3))
 
-        ingest: list[float] = []
+        ingest: list[float | None] = []
         for k in range(samples):
             i = (k * 7919 + 1) % half
-            stream = dataset[i]
-            stream.waiter = gevent.event.Event()
-            body = f'{{"user_id": "ds-user-{i}", "title": "bench"}}'
-            with socket.create_connection(("127.0.0.1", port)) as sock:
-                sent = time.monotonic()
-                sock.sendall(
-                    f"POST /internal/v1/notifications HTTP/1.1\r\nHost: bench\r\n"
-                    f"Authorization: Bearer bench-ingest\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
-                if stream.waiter.wait(5):
-                    ingest.append(stream.events[-1] - sent)
-                while sock.recv(65536):
-                    pass
-            stream.waiter = None
+            ingest.append(delivery(dataset[i], lambda: post(
+                port, "/internal/v1/notifications", "bench-ingest",
+                f'{{"user_id": "ds-user-{i}", "title": "bench"}}')))
             gevent.sleep(random.uniform(0.01, 0.05))
 
-        same: list[float] = []
+        same: list[float | None] = []
         for k in range(min(samples, half)):
             i = (k * 7919) % half
-            stream = org[i]
-            stream.waiter = gevent.event.Event()
-            with socket.create_connection(("127.0.0.1", port)) as sock:
-                sent = time.monotonic()
-                sock.sendall(
-                    f"POST /api/v1/org/notifications/mark-read HTTP/1.1\r\nHost: bench\r\n"
-                    f"Authorization: Bearer {token(f'org-user-{i}', 'acme')}\r\n"
-                    f"Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
-                if stream.waiter.wait(5):
-                    same.append(stream.events[-1] - sent)
-                while sock.recv(65536):
-                    pass
-            stream.waiter = None
+            same.append(delivery(org[i], lambda: post(
+                port, "/api/v1/org/notifications/mark-read", token(f"org-user-{i}", "acme"))))
             gevent.sleep(0.01)
         for s in dataset + org:
             s.close()
-        for name, values in (("other", other), ("same", same), ("ingest", ingest)):
-            results[f"{name}_n"] = len(values)
-            results[f"{name}_p50_ms"] = percentile(values, 50) * 1000
-            results[f"{name}_p99_ms"] = percentile(values, 99) * 1000
-    finally:
-        stop(proc)
+    results: dict[str, float] = {}
+    for name, timed in (("other", other), ("same", same), ("ingest", ingest)):
+        values = [v for v in timed if v is not None]
+        results[f"{name}_n"] = len(values)
+        results[f"{name}_p50_ms"] = percentile(values, 50) * 1000
+        results[f"{name}_p99_ms"] = percentile(values, 99) * 1000
     return results
 
 
