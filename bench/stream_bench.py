@@ -153,56 +153,54 @@ def watcher_stats(log: Path) -> dict[str, float]:
             "per_second": (checks + queries) / uptime}
 
 
+def hold(port: int, pid: int, n: int, interval: float, path: str,
+         bearer: Callable[[int], str | None], name: str) -> tuple[dict[str, float], list[Stream]]:
+    """Warm the worker up, then open n streams on it and let them settle.
+
+    Return the connect time, the resident memory per stream and the worst ping lateness
+    (keys prefixed with ``name``), and the open streams.
+    """
+    def connect(i: int, track: bool = False) -> Stream:
+        return Stream(port, path, bearer(i), SOURCES[i % len(SOURCES)], track=track)
+
+    for s in open_many(200, connect):
+        s.close()
+    time.sleep(1)
+    before = rss_kb(pid)
+    t0 = time.monotonic()
+    streams = open_many(n, lambda i: connect(i, track=i % 100 == 0))
+    steady = time.monotonic()
+    time.sleep(max(3 * interval, 3))
+    return {
+        f"{name}_connect_s": steady - t0,
+        f"{name}_kb": (rss_kb(pid) - before) / n,
+        f"{name}_late_ms": ping_lateness([s for s in streams if s.pings is not None], interval,
+                                         steady),
+    }, streams
+
+
 def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
     """Open n streams on the bare server and on the service; return KB per stream each."""
-    results: dict[str, float] = {}
-    # --- bare ---
     port = free_port()
     bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_stream_server.py"),
                              str(port), str(interval)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(port, bare)
-        pid = worker_pid(bare.pid)
-        warm = open_many(200, lambda i: Stream(port, "/stream", None, SOURCES[i % len(SOURCES)]))
-        for s in warm:
-            s.close()
-        time.sleep(1)
-        before = rss_kb(pid)
-        t0 = time.monotonic()
-        streams = open_many(n, lambda i: Stream(port, "/stream", None, SOURCES[i % len(SOURCES)],
-                                                track=i % 100 == 0))
-        results["bare_connect_s"] = time.monotonic() - t0
-        steady = time.monotonic()
-        time.sleep(max(3 * interval, 3))
-        results["bare_kb"] = (rss_kb(pid) - before) / n
-        results["bare_late_ms"] = ping_lateness([s for s in streams if s.pings is not None],
-                                                interval, steady)
+        results, streams = hold(port, worker_pid(bare.pid), n, interval, "/stream",
+                                lambda i: None, "bare")
         for s in streams:
             s.close()
     finally:
         stop(bare)
 
-    # --- the service ---
     log = tmp / "memory.log"
+    # Tokens are made before timing; the 200 warm-up streams use the first ones too.
+    tokens = [token(f"user-{i}") for i in range(max(n, 200))]
     with serving(tmp / "bench.db", log, JWT_SECRET=SECRET, PING_INTERVAL=str(interval)) as server:
-        port, pid = server.port, worker_pid(server.pid)
-        tokens = [token(f"user-{i}") for i in range(n)]
-        warm = open_many(200, lambda i: Stream(port, "/api/v1/notifications/stream", tokens[i],
-                                               SOURCES[i % len(SOURCES)]))
-        for s in warm:
-            s.close()
-        time.sleep(1)
-        before = rss_kb(pid)
-        t0 = time.monotonic()
-        streams = open_many(n, lambda i: Stream(port, "/api/v1/notifications/stream", tokens[i],
-                                                SOURCES[i % len(SOURCES)], track=i % 100 == 0))
-        results["service_connect_s"] = time.monotonic() - t0
-        steady = time.monotonic()
-        time.sleep(max(3 * interval, 3))
-        results["service_kb"] = (rss_kb(pid) - before) / n
-        results["service_late_ms"] = ping_lateness([s for s in streams if s.pings is not None],
-                                                   interval, steady)
+        service, streams = hold(server.port, worker_pid(server.pid), n, interval,
+                                "/api/v1/notifications/stream", tokens.__getitem__, "service")
+        results.update(service)
         # Idle: nothing is written; the watcher's work is what the log line reports.
         time.sleep(5)
         for s in streams:
