@@ -222,3 +222,30 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: Path,
+                 timeout: float = 30) -> None:
+    """Wait until ``base_url``'s /healthz answers 200; fail with the log if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log_path.read_text(errors="replace")
+        try:
+            if requests.get(base_url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{base_url} did not become ready:\n{log_path.read_text(errors='replace')}")
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """End a process started with ``start_new_session=True`` and its children: TERM, then KILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
-import signal
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import DATASET, require
+from conftest import DATASET, require, stop_group
 
 #: The page: set the session cookie (cookies ignore ports, so the service on another port of
 #: the same host receives it), call the APIs with credentials, open both streams, and post
@@ -103,12 +101,7 @@ class PageServer:
         try:
             return self.results.get(timeout=45)
         finally:
-            os.killpg(browser.pid, signal.SIGTERM)
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(browser.pid, signal.SIGKILL)
-                browser.wait()
+            stop_group(browser, timeout=10)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import DATASET, OTHER_DATASET, SECRET, LiveServer, free_port, notifications_command
+from conftest import (DATASET, OTHER_DATASET, SECRET, Auth, LiveServer, free_port,
+                      notifications_command, stop_group, wait_healthy)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVELOPE = ["code", "message", "detail", "hint", "details", "request_id"]
@@ -311,36 +311,20 @@ def test_gunicorn_serves_app_module(tmp_path: Path) -> None:
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'g.db'}"
     env = clean_env(NOTIFICATIONS_DATABASE_URL=db_url, NOTIFICATIONS_JWT_SECRET=SECRET)
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([*command, "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
-                             "app:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*command, "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
+                                 "app:app"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-            time.sleep(0.1)
+        wait_healthy(base, proc, log_path)
         subprocess.run([*notifications_command(), "send", "--user", "g", "--org", "acme"],
                        env=env, check=True, capture_output=True, timeout=60)
-        from conftest import Auth
-
         headers = Auth().headers("g", "acme")
         assert requests.get(base + "/api/v1/notifications", headers=headers).json()["total"] == 1
         assert requests.get(base + "/api/v1/org/notifications",
                             headers=headers).json()["unread"] == 1
         assert requests.get(base + "/api/v1/notifications").status_code == 401
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        stop_group(proc)
