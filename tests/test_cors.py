@@ -9,9 +9,6 @@ from notifications import create_app
 from notifications.config import ConfigError
 
 ALLOWED = "http://localhost:5173"
-CORS_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
-                "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
-                "Access-Control-Max-Age", "Access-Control-Expose-Headers")
 
 
 @pytest.fixture
@@ -21,6 +18,17 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 def cors_headers(response: Any) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.startswith("Access-Control-")}
+
+
+def assert_no_cors(client: Any, origin: str, headers: dict[str, str]) -> Any:
+    """Assert a request and a preflight from ``origin`` get no CORS header; return the request's."""
+    response = client.get("/api/v1/notifications", headers={"Origin": origin, **headers})
+    assert response.status_code == 200
+    assert cors_headers(response) == {}
+    preflight = client.options("/api/v1/notifications", headers={
+        "Origin": origin, "Access-Control-Request-Method": "GET"})
+    assert cors_headers(preflight) == {}
+    return response
 
 
 @pytest.mark.parametrize("path", ["/api/v1/notifications", "/api/v1/org/notifications",
@@ -49,12 +57,7 @@ def test_errors_carry_cors_headers_so_the_browser_can_read_them(client: Any) -> 
 @pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost:5174", "null",
                                     "http://localhost:5173.evil.example"])
 def test_unlisted_origin_gets_no_cors_headers(client: Any, auth: Any, origin: str) -> None:
-    response = client.get("/api/v1/notifications", headers={"Origin": origin, **auth.headers()})
-    assert response.status_code == 200
-    assert cors_headers(response) == {}
-    preflight = client.options("/api/v1/notifications", headers={
-        "Origin": origin, "Access-Control-Request-Method": "GET"})
-    assert cors_headers(preflight) == {}
+    assert_no_cors(client, origin, auth.headers())
 
 
 @pytest.mark.parametrize(("path", "method"), [
@@ -85,12 +88,8 @@ def test_preflight_of_unknown_path_is_not_found(client: Any) -> None:
 
 def test_no_cors_headers_at_all_when_unset(app_config: dict[str, Any], auth: Any) -> None:
     client = create_app({**app_config, "CORS_ORIGINS": ""}).test_client()
-    response = client.get("/api/v1/notifications", headers={"Origin": ALLOWED, **auth.headers()})
-    assert cors_headers(response) == {}
+    response = assert_no_cors(client, ALLOWED, auth.headers())
     assert "Vary" not in response.headers
-    preflight = client.options("/api/v1/notifications", headers={
-        "Origin": ALLOWED, "Access-Control-Request-Method": "GET"})
-    assert cors_headers(preflight) == {}
 
 
 @pytest.mark.parametrize(("value", "message"), [
