@@ -235,7 +235,8 @@ def post(port: int, path: str, bearer: str, body: str = "") -> float:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sent = time.monotonic()
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {bearer}\r\n"
-                     f"{kind}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+                     f"{kind}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                     f"{body}".encode())
         while sock.recv(65536):
             pass
     return sent
