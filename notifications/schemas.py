@@ -72,8 +72,6 @@ class ReadAllResult(Body):
 class ValidationErrorEntry(Body):
     """One invalid field, FastAPI style."""
 
-    model_config = ConfigDict(extra="forbid")
-
     type: str = Field(examples=["less_than_equal"])
     loc: list[str | int] = Field(examples=[["query", "limit"]])
     msg: str
