@@ -20,18 +20,21 @@ from pydantic.json_schema import models_json_schema
 
 from . import schemas, validation
 from .variants import Variant
+from .web import MAX_PATH_LENGTH, MAX_QUERY_LENGTH
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REF = "#/components/schemas/{model}"
 
 #: Why each error status is answered; the body is the error model of the API that answers.
+#: Limits are filled in from the configuration and from :mod:`web`.
 ERROR_REASONS = {
     400: "Malformed request.",
     401: "Missing, malformed, expired or otherwise invalid credentials.",
     403: "The credentials are valid but not allowed here.",
     404: "Not found (a foreign id is indistinguishable from a missing one).",
-    413: "The request body is larger than the limit (1 MiB).",
-    414: "The query string is longer than the limit (8 KiB).",
+    413: "The request body is larger than the limit ({max_body} bytes).",
+    414: "The query string (at most {max_query} bytes) or the path (at most {max_path} bytes) "
+         "is too long.",
     422: "A parameter or the body is invalid.",
     429: "Too many open streams for this user; retry after Retry-After seconds.",
     503: "The database does not answer.",
@@ -65,14 +68,15 @@ class Operation:
 
 
 _DATASET_EVENTS = (
-    "Server-Sent Events. `event: notification` carries the full notification object "
-    "(schema `DatasetNotification`) as JSON in `data` and `id: <sequence>`; `event: ping` "
+    "Server-Sent Events. On connect, `retry:` and a bare `id: <sequence>` (the current "
+    "position; nothing is dispatched). `event: notification` carries the full notification "
+    "object (schema `DatasetNotification`) as JSON in `data` and `id: <sequence>`; `event: ping` "
     "with an empty `data:` line every few seconds; `event: error` with `{\"detail\": ...}` "
     "(schema `DetailError`) when the server hits an internal error (the connection stays "
     "open); `event: reset` when the gap since `Last-Event-ID` is too old to replay."
 )
 _DATASET_EXAMPLE = (
-    "retry: 3000\n\nevent: ping\ndata: \n\nid: 1042\nevent: notification\n"
+    "retry: 3000\n\nid: 1041\n\nevent: ping\ndata:\n\nid: 1042\nevent: notification\n"
     'data: {"id": "e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57", "user_id": "alice", '
     '"entity_type": "saved_view", "entity_id": "v1", "title": "", "message": null, '
     '"metadata": {"is_alert": true}, "dataset_id": "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac", '
@@ -232,7 +236,9 @@ class _Builder:
                         validation_model: type[BaseModel]) -> dict[str, Any]:
         model = validation_model if status == 422 else error_model
         response: dict[str, Any] = {
-            "description": ERROR_REASONS.get(status, "Error."),
+            "description": ERROR_REASONS.get(status, "Error.").format(
+                max_body=self.app.config["MAX_CONTENT_LENGTH"], max_query=MAX_QUERY_LENGTH,
+                max_path=MAX_PATH_LENGTH),
             "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
             "content": {"application/json": {"schema": self.ref(model)}},
         }
