@@ -57,6 +57,15 @@ function firstEvent(url, name) {
 """
 
 
+def headless(profile: Path, *args: str) -> list[str]:
+    """Return a headless Chromium command line with its own profile directory."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", *args]
+
+
 class PageServer:
     """Serve one page on its own origin and collect what it reports."""
 
@@ -90,12 +99,8 @@ class PageServer:
     def open(self, server: Any, token: str, tmp_path: Path) -> dict[str, Any]:
         """Load the page in headless Chromium and return what it reported."""
         self.page = PAGE % {"api": json.dumps(server.base_url), "token": json.dumps(token)}
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        assert chromium
         browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", self.origin + "/"],
+            headless(tmp_path / "chromium", self.origin + "/"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         try:
@@ -109,7 +114,14 @@ class PageServer:
 
 
 @pytest.fixture
-def pages() -> Any:
+def chromium() -> None:
+    """Skip (or fail where outside programs are required) when Chromium is missing."""
+    require(shutil.which("chromium") is not None or shutil.which("chromium-browser") is not None,
+            "Chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def pages(chromium: None) -> Any:
     """Factory of page servers, each on its own origin, closed after the test."""
     opened: list[PageServer] = []
 
@@ -117,8 +129,6 @@ def pages() -> Any:
         opened.append(PageServer())
         return opened[-1]
 
-    require(shutil.which("chromium") is not None or shutil.which("chromium-browser") is not None,
-            "Chromium is not installed (apt-get install chromium)")
     yield make
     for page in opened:
         page.close()
@@ -151,17 +161,13 @@ def test_page_on_an_allowed_origin_lists_marks_and_streams_with_the_cookie(
 
 
 def test_docs_page_renders_every_operation_from_local_files(
-    pages: Any, live_server: Any, tmp_path: Path,
+    chromium: None, live_server: Any, tmp_path: Path,
 ) -> None:
     server = live_server(workers=1)
     paths = requests.get(server.url("/openapi.json"), timeout=5).json()["paths"]
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium
     dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
-         "--virtual-time-budget=15000", "--dump-dom", server.url("/docs")],
+        headless(tmp_path / "chromium", "--virtual-time-budget=15000", "--dump-dom",
+                 server.url("/docs")),
         capture_output=True, text=True, timeout=90,
     ).stdout
     for path in paths:
