@@ -150,7 +150,8 @@ def _log_line(fields: dict[str, Any], log_format: str) -> None:
 
 
 def _finish_request(response: Response) -> Response:
-    response.headers["X-Request-Id"] = request_id()
+    rid = request_id()
+    response.headers["X-Request-Id"] = rid
     secrets = _secrets()
     principal = g.get("principal")
     started = g.get("started", time.perf_counter())
@@ -162,7 +163,7 @@ def _finish_request(response: Response) -> Response:
         "status": response.status_code,
         "duration_ms": 0.0,
         "user_id": principal.user_id if principal else None,
-        "request_id": request_id(),
+        "request_id": rid,
         "remote_addr": request.remote_addr,
     }
     log_format = current_app.config["LOG_FORMAT"]
@@ -202,10 +203,6 @@ def error_response(error: ApiError) -> Response:
     return response
 
 
-def _handle_api_error(error: ApiError) -> Response:
-    return error_response(error)
-
-
 def _handle_http_error(error: HTTPException) -> Response:
     if isinstance(error, RequestEntityTooLarge):
         return error_response(body_too_large(current_app.config["MAX_CONTENT_LENGTH"]))
@@ -220,17 +217,18 @@ def _handle_http_error(error: HTTPException) -> Response:
 
 
 def _handle_unexpected(error: Exception) -> Response:
+    secrets = _secrets()
+    trace = redact(traceback.format_exc(), secrets)
     if current_app.config["LOG_FORMAT"] == "json":
         error_log.error(json.dumps({
             "level": "error",
             "event": "unhandled_error",
             "request_id": request_id(),
-            "error": redact(f"{type(error).__name__}: {error}", _secrets()),
-            "traceback": redact(traceback.format_exc(), _secrets()),
+            "error": redact(f"{type(error).__name__}: {error}", secrets),
+            "traceback": trace,
         }))
     else:
-        error_log.error("unhandled error (request_id=%s)\n%s", request_id(),
-                        redact(traceback.format_exc(), _secrets()).rstrip())
+        error_log.error("unhandled error (request_id=%s)\n%s", request_id(), trace.rstrip())
     return error_response(ApiError())
 
 
@@ -250,6 +248,6 @@ def init_app(app: Flask) -> None:
     app.request_class = Request
     app.before_request(_start_request)
     app.after_request(_finish_request)
-    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
