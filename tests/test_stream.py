@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import sqlite3
 import threading
 import time
@@ -93,6 +94,14 @@ class SSEClient:
 
     def close(self) -> None:
         self.response.close()
+
+
+def wait_for(condition: Any, what: str, timeout: float = 20) -> None:
+    """Wait until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
+        time.sleep(0.02)
 
 
 def workers_with_streams(server: Any) -> set[int]:
@@ -423,6 +432,47 @@ def test_sigterm_ends_open_streams_quickly(live_server: Any) -> None:
     for stream in streams:
         # The server ended the response: the client sees the end of the stream.
         assert stream.next(timeout=2, skip=("ping", "keep-alive", "id")).get("closed")
+
+
+#: Installed as ``sitecustomize`` in the server: the second worker stops at the very start of
+#: its boot, before it has signal handlers of its own, until the test lets it go on.
+HOLD_SECOND_WORKER = """
+import os, pathlib, time
+from gunicorn.workers.ggevent import GeventWorker
+
+boot = GeventWorker.init_process
+
+def init_process(self):
+    if self.age == 2:
+        hold = pathlib.Path(os.environ["HOLD_DIR"])
+        (hold / "held").touch()
+        deadline = time.monotonic() + 20
+        while not (hold / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    boot(self)
+
+GeventWorker.init_process = init_process
+"""
+
+
+def test_a_worker_still_booting_does_not_lose_sigterm(live_server: Any, tmp_path: Any) -> None:
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "sitecustomize.py").write_text(HOLD_SECOND_WORKER)
+    server = live_server(workers=2, env={
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(hold), os.environ.get("PYTHONPATH")])),
+        "HOLD_DIR": str(hold),
+    })
+    wait_for(lambda: (hold / "held").exists(), "the second worker to start booting")
+    started = time.monotonic()
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    # Both the test's SIGTERM and the one the arbiter passes on reach the held worker.
+    wait_for(lambda: "Handling signal: term" in server.log_path.read_text(), "the arbiter")
+    time.sleep(0.3)
+    (hold / "go").touch()
+    server.proc.wait(timeout=15)
+    assert time.monotonic() - started < 5, "a worker that was booting waited for graceful_timeout"
+    assert server.log_path.read_text().count("Worker exiting") == 2
 
 
 def test_a_stalled_client_does_not_delay_the_others(live_server: Any) -> None:
