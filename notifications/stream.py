@@ -350,16 +350,20 @@ class StreamHub:
         next_renewal = time.monotonic() + LEASE_RENEW
         with self.app.app_context():
             while not self.stopping:
-                self._lease_wake.wait(max(0.0, next_renewal - time.monotonic()))
-                self._lease_wake.clear()
+                if not self.released:
+                    self._lease_wake.wait(max(0.0, next_renewal - time.monotonic()))
+                    self._lease_wake.clear()
+                # Work is dropped only once done: a lease whose delete failed would
+                # otherwise be renewed with the others for the life of the process.
                 try:
                     if self.released:
-                        batch, self.released = list(self.released), set()
-                        run(queries.release_leases, batch)
+                        batch = set(self.released)
+                        run(queries.release_leases, list(batch))
+                        self.released -= batch
                     if time.monotonic() >= next_renewal:
-                        next_renewal = time.monotonic() + LEASE_RENEW
                         if self.leases:
                             run(queries.renew_leases, self.owner, int(LEASE_TTL * 1e6))
+                        next_renewal = time.monotonic() + LEASE_RENEW
                 except Exception:
                     log.warning("stream lease upkeep failed; retrying", exc_info=True)
                     gevent.sleep(1.0)

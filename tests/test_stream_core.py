@@ -234,3 +234,32 @@ def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) 
     assert dict(conn.execute("SELECT name, value FROM counters")) == {"read": 7, "purge": 0}
     assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
     conn.close()
+
+
+def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: Any) -> None:
+    """Otherwise the worker would renew it with its live leases, holding the slot for good."""
+    import gevent
+    from sqlalchemy.exc import OperationalError
+
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    with app.app_context():
+        lease = hub.acquire_lease("alice", 5)
+    release, calls = queries.release_leases, []
+
+    def fails_once(lease_ids: list[str]) -> int:
+        calls.append(lease_ids)
+        if len(calls) == 1:
+            raise OperationalError("DELETE FROM stream_leases", {}, Exception("disk I/O error"))
+        return release(lease_ids)
+
+    monkeypatch.setattr(queries, "release_leases", fails_once)
+    hub.release_lease(lease.lease_id)
+    deadline = time.monotonic() + 5
+    with app.app_context():
+        while queries.active_leases("alice") and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert queries.active_leases("alice") == 0
+    assert calls == [[lease.lease_id]] * 2
+    hub.shutdown()
