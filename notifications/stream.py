@@ -201,19 +201,22 @@ class StreamHub:
 
     def start(self) -> None:
         """Start the watcher of this process (once; again after a fork)."""
-        if self.started and self._pid == os.getpid():
-            return
-        if self._pid != os.getpid() or self._start_lock is None:
+        if self._pid != os.getpid():
             # A forked child has none of its parent's greenlets or connections.
-            self._start_lock = gevent.lock.RLock()
             self._pid = os.getpid()
-            self.started = False
+            self._start_lock = None
+            self.started = self.stopping = False
+        if self.started:
+            return
+        if self._start_lock is None:
+            self._start_lock = gevent.lock.RLock()
         with self._start_lock:
             if not self.started:
                 self._start()
 
     def _start(self) -> None:
-        self.stopping = False
+        # ``stopping`` is left as it is: a worker told to stop before its first stream
+        # (shutdown() came first) ends the streams that still come in at once.
         self.started_at = time.monotonic()
         with self.app.app_context():
             self.last_seq, self.last_read = queries.stream_position()

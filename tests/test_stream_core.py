@@ -263,3 +263,20 @@ def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: A
         assert queries.active_leases("alice") == 0
     assert calls == [[lease.lease_id]] * 2
     hub.shutdown()
+
+
+def test_streams_opened_after_shutdown_end_at_once(app: Any) -> None:
+    """A worker told to stop before its first stream: a stream request still being served
+    must not hold up the exit until gunicorn's graceful_timeout."""
+    from itertools import islice
+
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    hub.shutdown()
+    events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=0.01,
+                                   retry_ms=3000, replay_limit=10)
+    assert [e.split("\n")[0] for e in islice(events, 5)] == ["retry: 3000", "id: 0"]
+    inbox = stream.organization_events(hub, ("alice", "acme"), keepalive_interval=0.01)
+    assert list(islice(inbox, 5)) == []
+    assert not hub.dataset_subs and not hub.org_subs
