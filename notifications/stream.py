@@ -151,6 +151,26 @@ class Subscriber:
             self.event.wait(max(0.0, timeout))
         self.event.clear()
 
+    def wake_ups(self, interval: float) -> Iterator[bool]:
+        """Yield at each wake-up whether a heartbeat is due (one per ``interval``).
+
+        It ends when the server closes the stream (then it stops reading from the client)
+        or when the client has gone.
+        """
+        next_beat = time.monotonic() + interval
+        while True:
+            self.wait(next_beat - time.monotonic())
+            if self.closed:
+                self.hang_up()
+                return
+            if self.client_gone():
+                return
+            due = time.monotonic() >= next_beat
+            yield due
+            if due:
+                # Counted from when the caller has sent it, as a slow socket may delay it.
+                next_beat = time.monotonic() + interval
+
     def matches(self, row: dict[str, Any]) -> bool:
         """Tell whether a new row belongs on this (dataset) stream."""
         scope = self.scope
@@ -539,31 +559,22 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
                     yield "".join(notification_frame(row) for row in missed)
                 else:
                     yield sse.last_id(frontier)
-        next_ping = time.monotonic() + ping_interval
-        while True:
-            sub.wait(next_ping - time.monotonic())
-            if sub.closed:
-                sub.hang_up()
-                return
-            if sub.client_gone():
-                return
-            if sub.items:
-                frames = []
-                while sub.items:
-                    item = sub.items.popleft()
-                    if item is OVERFLOW:
-                        frames.append(reset_frame(hub.last_seq))
-                        sent = max(sent, hub.last_seq)
-                        continue
-                    seq, frame = item
-                    if seq is None or seq > sent:
-                        frames.append(frame)
-                        sent = max(sent, seq or 0)
-                if frames:
-                    yield "".join(frames)
-            if time.monotonic() >= next_ping:
+        for ping_due in sub.wake_ups(ping_interval):
+            frames = []
+            while sub.items:
+                item = sub.items.popleft()
+                if item is OVERFLOW:
+                    frames.append(reset_frame(hub.last_seq))
+                    sent = max(sent, hub.last_seq)
+                    continue
+                seq, frame = item
+                if seq is None or seq > sent:
+                    frames.append(frame)
+                    sent = max(sent, seq or 0)
+            if frames:
+                yield "".join(frames)
+            if ping_due:
                 yield PING
-                next_ping = time.monotonic() + ping_interval
     finally:
         hub.unsubscribe(sub)
 
@@ -582,23 +593,15 @@ def organization_events(hub: StreamHub, key: tuple[str, str | None], *,
     sub = hub.subscribe_organization(key, sock)
     try:
         last: int | None = None
-        next_keepalive = time.monotonic() + keepalive_interval
-        while True:
-            sub.wait(next_keepalive - time.monotonic())
-            if sub.closed:
-                sub.hang_up()
-                return
-            if sub.client_gone():
-                return
+        for keepalive_due in sub.wake_ups(keepalive_interval):
             count = None
             while sub.items:
                 count = sub.items.popleft()
             if count is not None and count != last:
                 last = count
                 yield sse.event(json.dumps({"unread": count}), name="unread")
-            if time.monotonic() >= next_keepalive:
+            if keepalive_due:
                 yield KEEP_ALIVE
-                next_keepalive = time.monotonic() + keepalive_interval
     finally:
         hub.unsubscribe(sub)
 
