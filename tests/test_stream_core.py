@@ -280,3 +280,15 @@ def test_streams_opened_after_shutdown_end_at_once(app: Any) -> None:
     inbox = stream.organization_events(hub, ("alice", "acme"), keepalive_interval=0.01)
     assert list(islice(inbox, 5)) == []
     assert not hub.dataset_subs and not hub.org_subs
+
+
+def test_a_last_event_id_header_no_id_could_have_gets_a_reset(client: Any, auth: Any) -> None:
+    """A browser sends back whatever id it last saw; one of thousands of digits is no 500."""
+    for header in ("1" * 5000, "9" * 20, "12a"):
+        response = client.get("/api/v1/notifications/stream",
+                              headers={**auth.headers(), "Last-Event-ID": header})
+        assert response.status_code == 200
+        frames = response.iter_encoded()
+        assert next(frames) == b"retry: 3000\n\n"
+        assert next(frames).startswith(b"id: 0\nevent: reset\n")
+        response.close()
