@@ -183,13 +183,18 @@ class Subscriber:
         return self.dataset_id is None or row["dataset_id"] == self.dataset_id
 
 
+def _owner_name() -> str:
+    """Name this process as the owner of stream leases, unique across the node's workers."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class StreamHub:
     """The per-process watcher, its subscribers and the leases of its streams."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.poll_interval: float = app.config["POLL_INTERVAL"]
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = _owner_name()
         self.dataset_subs: dict[str, set[Subscriber]] = {}
         self.org_subs: dict[tuple[str, str | None], set[Subscriber]] = {}
         self.counts: dict[tuple[str, str | None], int] = {}
@@ -222,8 +227,10 @@ class StreamHub:
     def start(self) -> None:
         """Start the watcher of this process (once; again after a fork)."""
         if self._pid != os.getpid():
-            # A forked child has none of its parent's greenlets or connections.
+            # A forked child has none of its parent's greenlets or connections, and its
+            # leases are its own (an app built before the fork, gunicorn --preload).
             self._pid = os.getpid()
+            self.owner = _owner_name()
             self._start_lock = None
             self.started = self.stopping = False
         if self.started:

@@ -292,3 +292,22 @@ def test_a_last_event_id_header_no_id_could_have_gets_a_reset(client: Any, auth:
         assert next(frames) == b"retry: 3000\n\n"
         assert next(frames).startswith(b"id: 0\nevent: reset\n")
         response.close()
+
+
+def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
+        app: Any, monkeypatch: Any) -> None:
+    """gunicorn --preload builds the app before the fork: one worker's shutdown must not
+    drop (nor its renewals keep) the other workers' leases."""
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    built_by = hub.owner
+    worker_pid = os.getpid() + 1
+    monkeypatch.setattr(os, "getpid", lambda: worker_pid)
+    with app.app_context():
+        lease = hub.acquire_lease("alice", 5)
+    assert hub.owner != built_by and f":{worker_pid}:" in hub.owner
+    with app.app_context():
+        assert queries.release_owner(built_by) == 0
+        assert queries.release_owner(hub.owner) == 1 and lease.lease_id
+    hub.shutdown()
