@@ -1,11 +1,34 @@
 """Run the app under gunicorn with gevent workers, from Python."""
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+#: Signals that tell a worker to stop.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+
+
+class _Arbiter(Arbiter):
+    """gunicorn's arbiter, except that a booting worker cannot lose a stop signal."""
+
+    def spawn_worker(self) -> int:
+        """Fork a worker with the stop signals held back until it can handle them."""
+        # Until a new worker installs its own handlers it runs the arbiter's, which queue
+        # the signal in the worker's copy of the arbiter, where nothing reads it: a SIGTERM
+        # in that window was lost, and the worker lived on until graceful_timeout killed
+        # it. Blocked across the fork, the signal stays pending in the worker until
+        # :func:`worker_started` takes it.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().spawn_worker()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class Server(BaseApplication):
@@ -27,9 +50,27 @@ class Server(BaseApplication):
         """Build the app inside the worker, after gevent has patched the process."""
         return self.factory()
 
+    def run(self) -> None:
+        """Serve until stopped (as gunicorn's own ``run``, with :class:`_Arbiter`)."""
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)
+
+
+def worker_started(worker: Any) -> None:
+    """Take the stop signals held back since the fork, and watch for the stop (gunicorn hook).
+
+    It runs once the worker's own signal handlers are installed and its app is built.
+    """
+    end_streams_on_exit(worker)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
 
 def end_streams_on_exit(worker: Any) -> None:
-    """End a worker's open streams as soon as it is told to stop (gunicorn hook).
+    """End a worker's open streams as soon as it is told to stop.
 
     Streams never finish on their own, so without this a graceful shutdown (SIGTERM)
     would wait the whole ``graceful_timeout`` for them.
@@ -72,5 +113,5 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # error page; lifting it (gunicorn still caps the line at 1 MiB) lets the app answer
         # query strings over 8 KiB with a 414 in the variant's error format.
         "limit_request_line": 0,
-        "post_worker_init": end_streams_on_exit,
+        "post_worker_init": worker_started,
     }).run()

@@ -151,6 +151,26 @@ class Subscriber:
             self.event.wait(max(0.0, timeout))
         self.event.clear()
 
+    def wake_ups(self, interval: float) -> Iterator[bool]:
+        """Yield at each wake-up whether a heartbeat is due (one per ``interval``).
+
+        It ends when the server closes the stream (then it stops reading from the client)
+        or when the client has gone.
+        """
+        next_beat = time.monotonic() + interval
+        while True:
+            self.wait(next_beat - time.monotonic())
+            if self.closed:
+                self.hang_up()
+                return
+            if self.client_gone():
+                return
+            due = time.monotonic() >= next_beat
+            yield due
+            if due:
+                # Counted from when the caller has sent it, as a slow socket may delay it.
+                next_beat = time.monotonic() + interval
+
     def matches(self, row: dict[str, Any]) -> bool:
         """Tell whether a new row belongs on this (dataset) stream."""
         scope = self.scope
@@ -163,13 +183,18 @@ class Subscriber:
         return self.dataset_id is None or row["dataset_id"] == self.dataset_id
 
 
+def _owner_name() -> str:
+    """Name this process as the owner of stream leases, unique across the node's workers."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class StreamHub:
     """The per-process watcher, its subscribers and the leases of its streams."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.poll_interval: float = app.config["POLL_INTERVAL"]
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = _owner_name()
         self.dataset_subs: dict[str, set[Subscriber]] = {}
         self.org_subs: dict[tuple[str, str | None], set[Subscriber]] = {}
         self.counts: dict[tuple[str, str | None], int] = {}
@@ -201,19 +226,24 @@ class StreamHub:
 
     def start(self) -> None:
         """Start the watcher of this process (once; again after a fork)."""
-        if self.started and self._pid == os.getpid():
-            return
-        if self._pid != os.getpid() or self._start_lock is None:
-            # A forked child has none of its parent's greenlets or connections.
-            self._start_lock = gevent.lock.RLock()
+        if self._pid != os.getpid():
+            # A forked child has none of its parent's greenlets or connections, and its
+            # leases are its own (an app built before the fork, gunicorn --preload).
             self._pid = os.getpid()
-            self.started = False
+            self.owner = _owner_name()
+            self._start_lock = None
+            self.started = self.stopping = False
+        if self.started:
+            return
+        if self._start_lock is None:
+            self._start_lock = gevent.lock.RLock()
         with self._start_lock:
             if not self.started:
                 self._start()
 
     def _start(self) -> None:
-        self.stopping = False
+        # ``stopping`` is left as it is: a worker told to stop before its first stream
+        # (shutdown() came first) ends the streams that still come in at once.
         self.started_at = time.monotonic()
         with self.app.app_context():
             self.last_seq, self.last_read = queries.stream_position()
@@ -350,16 +380,20 @@ class StreamHub:
         next_renewal = time.monotonic() + LEASE_RENEW
         with self.app.app_context():
             while not self.stopping:
-                self._lease_wake.wait(max(0.0, next_renewal - time.monotonic()))
-                self._lease_wake.clear()
+                if not self.released:
+                    self._lease_wake.wait(max(0.0, next_renewal - time.monotonic()))
+                    self._lease_wake.clear()
+                # Work is dropped only once done: a lease whose delete failed would
+                # otherwise be renewed with the others for the life of the process.
                 try:
                     if self.released:
-                        batch, self.released = list(self.released), set()
-                        run(queries.release_leases, batch)
+                        batch = set(self.released)
+                        run(queries.release_leases, list(batch))
+                        self.released -= batch
                     if time.monotonic() >= next_renewal:
-                        next_renewal = time.monotonic() + LEASE_RENEW
                         if self.leases:
                             run(queries.renew_leases, self.owner, int(LEASE_TTL * 1e6))
+                        next_renewal = time.monotonic() + LEASE_RENEW
                 except Exception:
                     log.warning("stream lease upkeep failed; retrying", exc_info=True)
                     gevent.sleep(1.0)
@@ -532,31 +566,22 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
                     yield "".join(notification_frame(row) for row in missed)
                 else:
                     yield sse.last_id(frontier)
-        next_ping = time.monotonic() + ping_interval
-        while True:
-            sub.wait(next_ping - time.monotonic())
-            if sub.closed:
-                sub.hang_up()
-                return
-            if sub.client_gone():
-                return
-            if sub.items:
-                frames = []
-                while sub.items:
-                    item = sub.items.popleft()
-                    if item is OVERFLOW:
-                        frames.append(reset_frame(hub.last_seq))
-                        sent = max(sent, hub.last_seq)
-                        continue
-                    seq, frame = item
-                    if seq is None or seq > sent:
-                        frames.append(frame)
-                        sent = max(sent, seq or 0)
-                if frames:
-                    yield "".join(frames)
-            if time.monotonic() >= next_ping:
+        for ping_due in sub.wake_ups(ping_interval):
+            frames = []
+            while sub.items:
+                item = sub.items.popleft()
+                if item is OVERFLOW:
+                    frames.append(reset_frame(hub.last_seq))
+                    sent = max(sent, hub.last_seq)
+                    continue
+                seq, frame = item
+                if seq is None or seq > sent:
+                    frames.append(frame)
+                    sent = max(sent, seq or 0)
+            if frames:
+                yield "".join(frames)
+            if ping_due:
                 yield PING
-                next_ping = time.monotonic() + ping_interval
     finally:
         hub.unsubscribe(sub)
 
@@ -575,23 +600,15 @@ def organization_events(hub: StreamHub, key: tuple[str, str | None], *,
     sub = hub.subscribe_organization(key, sock)
     try:
         last: int | None = None
-        next_keepalive = time.monotonic() + keepalive_interval
-        while True:
-            sub.wait(next_keepalive - time.monotonic())
-            if sub.closed:
-                sub.hang_up()
-                return
-            if sub.client_gone():
-                return
+        for keepalive_due in sub.wake_ups(keepalive_interval):
             count = None
             while sub.items:
                 count = sub.items.popleft()
             if count is not None and count != last:
                 last = count
                 yield sse.event(json.dumps({"unread": count}), name="unread")
-            if time.monotonic() >= next_keepalive:
+            if keepalive_due:
                 yield KEEP_ALIVE
-                next_keepalive = time.monotonic() + keepalive_interval
     finally:
         hub.unsubscribe(sub)
 

@@ -114,10 +114,12 @@ class DatasetVariant(Variant):
         # The header is what a browser sends on its own reconnect: it wins over the query.
         header = request.headers.get("Last-Event-ID", "").strip()
         if header:
-            if header.isascii() and header.isdigit():
+            # Ids are SQLite integers (at most 19 digits); anything else, however long, is
+            # not an id this service hands out.
+            if header.isascii() and header.isdigit() and len(header) <= 19:
                 last_event_id = int(header)
             else:
-                reset = True  # not an id this service hands out
+                reset = True
         events = dataset_events(
             hub_of(), scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
             ping_interval=current_app.config["PING_INTERVAL"], retry_ms=STREAM_RETRY_MS,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -95,17 +97,25 @@ class SSEClient:
         self.response.close()
 
 
-def workers_with_streams(server: Any) -> set[int]:
-    """Return the pids of the server's workers that hold an established client connection."""
+def wait_for(condition: Any, what: str, timeout: float = 20) -> None:
+    """Wait until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
+        time.sleep(0.02)
+
+
+def connection_owners(server: Any) -> dict[int, int]:
+    """Map the client port of each connection a worker accepted to that worker's pid."""
     from pathlib import Path
 
-    inodes = set()
+    peers = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == server.port and fields[3] == "01":
-                inodes.add(fields[9])
-    pids = set()
+                peers[fields[9]] = int(fields[2].rsplit(":", 1)[1], 16)
+    owners = {}
     children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
     for pid in map(int, children):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -113,9 +123,28 @@ def workers_with_streams(server: Any) -> set[int]:
                 target = os.readlink(fd)
             except OSError:
                 continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                pids.add(pid)
-    return pids
+            if target.startswith("socket:[") and target[8:-1] in peers:
+                owners[peers[target[8:-1]]] = pid
+    return owners
+
+
+def workers_with_streams(server: Any) -> set[int]:
+    """Return the pids of the server's workers that hold an established client connection."""
+    return set(connection_owners(server).values())
+
+
+def wait_for_workers(server: Any, count: int = 2) -> None:
+    """Wait until ``count`` workers accept connections (the server answers once one does)."""
+    seen: set[int] = set()
+
+    def another_worker_accepts() -> bool:
+        with socket.create_connection(("127.0.0.1", server.port)) as probe:
+            port = probe.getsockname()[1]
+            wait_for(lambda: port in connection_owners(server), "a worker to accept")
+            seen.add(connection_owners(server)[port])
+        return len(seen) >= count
+
+    wait_for(another_worker_accepts, f"{count} workers to accept connections")
 
 
 def send(server: Any, user: str = "alice", *args: str) -> dict[str, Any]:
@@ -140,6 +169,7 @@ def connect_dataset(server: Any, user: str = "alice", query: str = "", **kwargs:
 
 def test_dataset_stream_delivers_across_processes_with_filters(live_server: Any) -> None:
     server = live_server(workers=2, env=FAST)
+    wait_for_workers(server)
     alice, _ = connect_dataset(server)
     response = alice.response
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -175,12 +205,13 @@ def test_dataset_stream_delivers_across_processes_with_filters(live_server: Any)
         "title": "", "message": "line", "metadata": metadata, "dataset_id": DATASET,
         "created_at": sent["created_at"][:-1], "read_at": None,
     }
-    # The dataset filter drops the other dataset; bob sees nothing of alice's.
+    for stream in extra:
+        assert [json.loads(stream.next()["data"])["id"] for _ in range(2)] == [other["id"], sent["id"]]
+    # Both watchers have delivered both rows by now. The dataset filter drops the other
+    # dataset; bob sees nothing of alice's.
     assert json.loads(filtered.next()["data"])["id"] == sent["id"]
     assert filtered.quiet(0.4) == []
     assert bob.quiet(0.3) == []
-    for stream in extra:
-        assert [json.loads(stream.next()["data"])["id"] for _ in range(2)] == [other["id"], sent["id"]]
     for stream in (alice, filtered, bob, *extra):
         stream.close()
 
@@ -230,8 +261,13 @@ def test_reconnect_replays_exactly_what_was_missed(live_server: Any) -> None:
 
 def test_gap_too_large_or_unknown_id_sends_reset(live_server: Any) -> None:
     server = live_server(workers=1, env=FAST)
-    _, cursor = connect_dataset(server)
+    watching, cursor = connect_dataset(server)
     server.cli("send", *(["--user", "alice"] * 1001), "--title", "flood")
+    # Reconnect once the worker's watcher has seen the whole flood: a client that comes
+    # back before gets what the watcher has seen replayed and the rest live, not a reset.
+    while int(watching.next(skip=("ping",)).get("id", 0)) < cursor + 1001:
+        pass
+    watching.close()
     for headers in ({"Last-Event-ID": str(cursor)}, {"Last-Event-ID": "not-an-id"},
                     {"Last-Event-ID": str(10**9)}):
         stream = open_stream(server, "/api/v1/notifications/stream", headers=headers)
@@ -270,6 +306,7 @@ def org_stream(server: Any, user: str = "alice", org: str = "acme") -> SSEClient
 
 def test_organization_stream_follows_the_unread_count(live_server: Any) -> None:
     server = live_server(workers=2, env={**FAST, "NOTIFICATIONS_STREAM_LIMIT": "20"})
+    wait_for_workers(server)
     first = send(server, "alice", "--org", "acme", "--title", "one")
     streams = [org_stream(server) for _ in range(3)]
     while len(workers_with_streams(server)) < 2 and len(streams) < 20:
@@ -425,9 +462,48 @@ def test_sigterm_ends_open_streams_quickly(live_server: Any) -> None:
         assert stream.next(timeout=2, skip=("ping", "keep-alive", "id")).get("closed")
 
 
-def test_a_stalled_client_does_not_delay_the_others(live_server: Any) -> None:
-    import socket
+#: Installed as ``sitecustomize`` in the server: the second worker stops at the very start of
+#: its boot, before it has signal handlers of its own, until the test lets it go on.
+HOLD_SECOND_WORKER = """
+import os, pathlib, time
+from gunicorn.workers.ggevent import GeventWorker
 
+boot = GeventWorker.init_process
+
+def init_process(self):
+    if self.age == 2:
+        hold = pathlib.Path(os.environ["HOLD_DIR"])
+        (hold / "held").touch()
+        deadline = time.monotonic() + 20
+        while not (hold / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    boot(self)
+
+GeventWorker.init_process = init_process
+"""
+
+
+def test_a_worker_still_booting_does_not_lose_sigterm(live_server: Any, tmp_path: Any) -> None:
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "sitecustomize.py").write_text(HOLD_SECOND_WORKER)
+    server = live_server(workers=2, env={
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(hold), os.environ.get("PYTHONPATH")])),
+        "HOLD_DIR": str(hold),
+    })
+    wait_for(lambda: (hold / "held").exists(), "the second worker to start booting")
+    started = time.monotonic()
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    # Both the test's SIGTERM and the one the arbiter passes on reach the held worker.
+    wait_for(lambda: "Handling signal: term" in server.log_path.read_text(), "the arbiter")
+    time.sleep(0.3)
+    (hold / "go").touch()
+    server.proc.wait(timeout=15)
+    assert time.monotonic() - started < 5, "a worker that was booting waited for graceful_timeout"
+    assert server.log_path.read_text().count("Worker exiting") == 2
+
+
+def test_a_stalled_client_does_not_delay_the_others(live_server: Any) -> None:
     server = live_server(workers=1, env=FAST)
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

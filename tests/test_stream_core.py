@@ -234,3 +234,80 @@ def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) 
     assert dict(conn.execute("SELECT name, value FROM counters")) == {"read": 7, "purge": 0}
     assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
     conn.close()
+
+
+def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: Any) -> None:
+    """Otherwise the worker would renew it with its live leases, holding the slot for good."""
+    import gevent
+    from sqlalchemy.exc import OperationalError
+
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    with app.app_context():
+        lease = hub.acquire_lease("alice", 5)
+    release, calls = queries.release_leases, []
+
+    def fails_once(lease_ids: list[str]) -> int:
+        calls.append(lease_ids)
+        if len(calls) == 1:
+            raise OperationalError("DELETE FROM stream_leases", {}, Exception("disk I/O error"))
+        return release(lease_ids)
+
+    monkeypatch.setattr(queries, "release_leases", fails_once)
+    hub.release_lease(lease.lease_id)
+    deadline = time.monotonic() + 5
+    with app.app_context():
+        while queries.active_leases("alice") and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert queries.active_leases("alice") == 0
+    assert calls == [[lease.lease_id]] * 2
+    hub.shutdown()
+
+
+def test_streams_opened_after_shutdown_end_at_once(app: Any) -> None:
+    """A worker told to stop before its first stream: a stream request still being served
+    must not hold up the exit until gunicorn's graceful_timeout."""
+    from itertools import islice
+
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    hub.shutdown()
+    events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=0.01,
+                                   retry_ms=3000, replay_limit=10)
+    assert [e.split("\n")[0] for e in islice(events, 5)] == ["retry: 3000", "id: 0"]
+    inbox = stream.organization_events(hub, ("alice", "acme"), keepalive_interval=0.01)
+    assert list(islice(inbox, 5)) == []
+    assert not hub.dataset_subs and not hub.org_subs
+
+
+def test_a_last_event_id_header_no_id_could_have_gets_a_reset(client: Any, auth: Any) -> None:
+    """A browser sends back whatever id it last saw; one of thousands of digits is no 500."""
+    for header in ("1" * 5000, "9" * 20, "12a"):
+        response = client.get("/api/v1/notifications/stream",
+                              headers={**auth.headers(), "Last-Event-ID": header})
+        assert response.status_code == 200
+        frames = response.iter_encoded()
+        assert next(frames) == b"retry: 3000\n\n"
+        assert next(frames).startswith(b"id: 0\nevent: reset\n")
+        response.close()
+
+
+def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
+        app: Any, monkeypatch: Any) -> None:
+    """gunicorn --preload builds the app before the fork: one worker's shutdown must not
+    drop (nor its renewals keep) the other workers' leases."""
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    built_by = hub.owner
+    worker_pid = os.getpid() + 1
+    monkeypatch.setattr(os, "getpid", lambda: worker_pid)
+    with app.app_context():
+        lease = hub.acquire_lease("alice", 5)
+    assert hub.owner != built_by and f":{worker_pid}:" in hub.owner
+    with app.app_context():
+        assert queries.release_owner(built_by) == 0
+        assert queries.release_owner(hub.owner) == 1 and lease.lease_id
+    hub.shutdown()
