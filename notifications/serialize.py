@@ -38,11 +38,8 @@ def iso_z(us: int | None) -> str | None:
     """Organization variant time: UTC with ``Z``; fraction only when not zero."""
     if us is None:
         return None
-    moment = to_datetime(us)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += moment.strftime(".%f")
-    return text + "Z"
+    # "auto" leaves out a zero fraction; isoformat writes four-digit years, as in iso_naive.
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat() + "Z"
 
 
 def parse_time(value: str) -> int:

@@ -156,20 +156,27 @@ def decode_json(raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:
         }]) from None
 
 
-def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
-    """Decode and validate a JSON object body; an empty body validates as ``{}``."""
+def json_object(
+    raw: bytes, *, empty_ok: bool = False, loads: Callable[[bytes], Any] = json.loads
+) -> dict[str, Any]:
+    """Decode a body that must be a JSON object; an empty body is ``{}`` when ``empty_ok``."""
     if not raw.strip():
         if empty_ok:
-            return parse(model, {}, "body")
+            return {}
         raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    data = decode_json(raw)
+    data = decode_json(raw, loads)
     if not isinstance(data, dict):
         raise ValidationFailed([{
             "type": "model_attributes_type", "loc": ["body"],
             "msg": "Input should be a valid dictionary or object to extract fields from",
             "input": _jsonable(data),
         }])
-    return parse(model, data, "body")
+    return data
+
+
+def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
+    """Decode and validate a JSON object body; an empty body validates as ``{}``."""
+    return parse(model, json_object(raw, empty_ok=empty_ok), "body")
 
 
 # --- producing notifications (ingest API, CLI import) --------------------------------
@@ -310,15 +317,7 @@ def load_json(raw: bytes | str) -> Any:
 
 def parse_ingest_body(raw: bytes) -> list[IngestNotification]:
     """Decode and validate an ingest body: one object or ``{"notifications": [...]}``."""
-    if not raw.strip():
-        raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    data = decode_json(raw, load_json)
-    if not isinstance(data, dict):
-        raise ValidationFailed([{
-            "type": "model_attributes_type", "loc": ["body"],
-            "msg": "Input should be a valid dictionary or object to extract fields from",
-            "input": _jsonable(data),
-        }])
+    data = json_object(raw, loads=load_json)
     if "notifications" in data:
         return list(parse(IngestBatch, data, "body").notifications)
     return [parse(IngestNotification, data, "body")]
