@@ -10,11 +10,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NTF = re.compile(r"ntf_([0-9a-fA-F]{32})")
 
 
-def to_datetime(us: int) -> datetime:
-    """Turn stored microseconds into an aware UTC datetime (exact, no float rounding)."""
-    return EPOCH + timedelta(microseconds=us)
-
-
 def from_datetime(value: datetime) -> int:
     """Turn a datetime (naive means UTC) into stored microseconds."""
     if value.tzinfo is None:
