@@ -184,39 +184,39 @@ def _bump_read_counter(conn: Connection) -> int:
     ).scalar_one()
 
 
-def _mark(conn: Connection, where: Any) -> int:
-    stamp = now_us()
-    result = conn.execute(
-        update(t).where(where, t.c.read_at.is_(None))
-        .values(read_at=stamp, read_seq=_bump_read_counter(conn))
-    )
-    return result.rowcount
+def _mark(where: Any) -> int:
+    """Mark the unread rows matching ``where`` read; return how many changed.
+
+    The ``read`` counter moves (and watchers are told) only when a row changed: a
+    mark-read that finds nothing to mark must not wake every stream to recount.
+    """
+    next_read = select(counters.c.value + 1).where(counters.c.name == "read").scalar_subquery()
+    with writing() as conn:
+        changed = conn.execute(
+            update(t).where(where, t.c.read_at.is_(None)).values(read_at=now_us(), read_seq=next_read)
+        ).rowcount
+        if changed:
+            _bump_read_counter(conn)
+    if changed:
+        signals.changed()
+    return changed
 
 
 def mark_one_read(scope: Scope, notification_id: str) -> bool:
     """Mark one of the caller's unread notifications read; False if there is none."""
-    with writing() as conn:
-        changed = _mark(conn, and_(*_scope(scope), t.c.id == notification_id))
-    signals.changed()
-    return changed == 1
+    return _mark(and_(*_scope(scope), t.c.id == notification_id)) == 1
 
 
 def mark_all_read(scope: Scope, dataset_id: str | None = None) -> int:
     """Mark every unread notification in scope read; return how many changed."""
-    with writing() as conn:
-        changed = _mark(conn, _filters(scope, dataset_id))
-    signals.changed()
-    return changed
+    return _mark(_filters(scope, dataset_id))
 
 
 def mark_ids_read(scope: Scope, ids: Sequence[str]) -> int:
     """Mark the given notifications read, silently skipping unknown or foreign ids."""
     if not ids:
         return 0
-    with writing() as conn:
-        changed = _mark(conn, and_(*_scope(scope), t.c.id.in_(list(ids))))
-    signals.changed()
-    return changed
+    return _mark(and_(*_scope(scope), t.c.id.in_(list(ids))))
 
 
 def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -516,11 +516,7 @@ def mark_read_for_user(
         if not ids:
             return 0
         conditions.append(t.c.id.in_(list(ids)))
-    with writing() as conn:
-        changed = _mark(conn, and_(*conditions))
-    if changed:
-        signals.changed()
-    return changed
+    return _mark(and_(*conditions))
 
 
 def _purge_filter(before_us: int, read_only: bool) -> list[Any]:
