@@ -88,6 +88,19 @@ def user_option(value: str, name: str = "--user") -> str:
     return value
 
 
+def checked_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Option callback: check one (or each repeated) user or organization id."""
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is not None:
+            user_option(item, param.opts[0])
+    return value
+
+
+def checked_uuid(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Option callback: check a UUID and return its canonical form."""
+    return uuid_option(value, param.opts[0])
+
+
 # --- database -----------------------------------------------------------------------
 
 
@@ -181,8 +194,8 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
 
 
 @cli.command()
-@click.option("--user", "user_id", required=True, help="User id (the token's sub).")
-@click.option("--org", "org_id", default=None, help="Organization id claim.")
+@click.option("--user", "user_id", required=True, callback=checked_ids, help="User id (the token's sub).")
+@click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id claim.")
 @click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 10 * 365 * 86400),
               help="Seconds until the token expires.")
 @with_app
@@ -192,9 +205,6 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 
     from notifications import tokens
 
-    user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
     secret = current_app.config["JWT_SECRET"]
     keys = current_app.extensions["notifications.keys"]
     hs = [a for a in keys.algorithms if a.startswith("HS")]
@@ -211,10 +221,10 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 
 
 @cli.command()
-@click.option("--user", "user_ids", required=True, multiple=True,
+@click.option("--user", "user_ids", required=True, multiple=True, callback=checked_ids,
               help="Recipient; repeat for several (one notification each).")
-@click.option("--org", "org_id", default=None, help="Organization id.")
-@click.option("--dataset", "dataset_id", default=None, help="Dataset UUID.")
+@click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id.")
+@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid, help="Dataset UUID.")
 @click.option("--kind", default="", help="Kind, e.g. review.created.")
 @click.option("--entity-type", default="", help="Entity type, e.g. saved_view.")
 @click.option("--entity-id", default="", help="Entity id.")
@@ -230,10 +240,6 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
     from notifications import queries
     from notifications.serialize import full_record
 
-    for user_id in user_ids:
-        user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
     metadata: dict[str, Any] = {}
     if metadata_json is not None:
         try:
@@ -243,7 +249,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
         if not isinstance(metadata, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--metadata")
     fields = {
-        "organization_id": org_id, "dataset_id": uuid_option(dataset_id, "--dataset"),
+        "organization_id": org_id, "dataset_id": dataset_id,
         "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
         "body": body, "link": link, "metadata": metadata,
     }
@@ -293,7 +299,8 @@ def _format_row(row: dict[str, Any]) -> str:
 @cli.command("list")
 @click.option("--user", "user_id", default=None, help="Only this user.")
 @click.option("--org", "org_id", default=None, help="Only this organization.")
-@click.option("--dataset", "dataset_id", default=None, help="Only this dataset (UUID).")
+@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
+              help="Only this dataset (UUID).")
 @click.option("--unread", is_flag=True, help="Only unread notifications.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
@@ -306,7 +313,7 @@ def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None
 
     rows = queries.list_for_admin(
         user_id=user_id, organization_id=org_id,
-        dataset_id=uuid_option(dataset_id, "--dataset"), unread_only=unread, limit=limit,
+        dataset_id=dataset_id, unread_only=unread, limit=limit,
     )
     for row in rows:
         echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
@@ -354,8 +361,8 @@ def stats(top: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--user", "user_id", default=None, help="Only this user.")
-@click.option("--org", "org_id", default=None, help="Only this organization.")
+@click.option("--user", "user_id", default=None, callback=checked_ids, help="Only this user.")
+@click.option("--org", "org_id", default=None, callback=checked_ids, help="Only this organization.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
 @click.option("--interval", type=click.FloatRange(0.01, 60), default=None,
               help="Seconds between checks (default NOTIFICATIONS_POLL_INTERVAL).")
@@ -371,10 +378,6 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     from notifications.models import db
     from notifications.serialize import full_record
 
-    if user_id is not None:
-        user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
     pause = interval or current_app.config["POLL_INTERVAL"]
     try:
         last_seq, _ = queries.stream_position()
@@ -422,11 +425,13 @@ def notification_id_option(value: str) -> str:
 
 
 @cli.command("mark-read")
-@click.option("--user", "user_id", required=True, help="Whose notifications to mark.")
+@click.option("--user", "user_id", required=True, callback=checked_ids, help="Whose notifications to mark.")
 @click.option("--id", "ids", multiple=True, help="Notification id (UUID or ntf_...); repeatable.")
 @click.option("--all", "all_", is_flag=True, help="Every unread notification of the user.")
-@click.option("--org", "org_id", default=None, help="Only notifications of this organization.")
-@click.option("--dataset", "dataset_id", default=None, help="Only notifications of this dataset (UUID).")
+@click.option("--org", "org_id", default=None, callback=checked_ids,
+              help="Only notifications of this organization.")
+@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
+              help="Only notifications of this dataset (UUID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_app
 def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
@@ -434,14 +439,10 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
     """Mark a user's notifications read: the given --id values, or --all."""
     from notifications import queries
 
-    user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
-    dataset = uuid_option(dataset_id, "--dataset")
     if bool(ids) == all_:
         raise click.UsageError("give either --id ID (repeatable) or --all")
     wanted = list(dict.fromkeys(notification_id_option(v) for v in ids)) if ids else None
-    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset)
+    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset_id)
     if as_json:
         echo_json({"marked": marked})
     elif wanted is None:
@@ -484,7 +485,7 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
 
 
 @cli.command()
-@click.option("--user", "user_id", default=None, help="Only this user's notifications.")
+@click.option("--user", "user_id", default=None, callback=checked_ids, help="Only this user's notifications.")
 @click.option("--since", default=None, metavar="DATE",
               help="Only notifications created at or after DATE (ISO-8601, UTC) or a duration ago (7d).")
 @click.option("--output", "-o", default="-", show_default=True, metavar="FILE",
@@ -494,8 +495,6 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
     """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
     from notifications import queries, transfer
 
-    if user_id is not None:
-        user_option(user_id)
     since_us = None
     if since is not None:
         try:
