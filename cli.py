@@ -71,6 +71,11 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False))
 
 
+def plural(count: int, noun: str) -> str:
+    """Return ``count`` with ``noun``, adding an "s" unless the count is one."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def uuid_option(value: str | None, name: str) -> str | None:
     """Validate a UUID given on the command line and return its canonical form."""
     if value is None:
@@ -296,6 +301,16 @@ def _format_row(row: dict[str, Any]) -> str:
     return f"{iso_naive(row['created_at'])[:19]}  {state}  {row['id']}  {row['user_id']}  {scope}  {what}  {text}"
 
 
+def _show_row(row: dict[str, Any], as_json: bool) -> None:
+    """Print a row as a JSON line (every stored field) or as one readable line."""
+    from notifications.serialize import full_record
+
+    if as_json:
+        echo_json(full_record(row))
+    else:
+        click.echo(_format_row(row))
+
+
 @cli.command("list")
 @click.option("--user", "user_id", default=None, help="Only this user.")
 @click.option("--org", "org_id", default=None, help="Only this organization.")
@@ -309,14 +324,12 @@ def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None
                  limit: int, as_json: bool) -> None:
     """Show the newest notifications, optionally for one user, organization or dataset."""
     from notifications import queries
-    from notifications.serialize import full_record
 
     rows = queries.list_for_admin(
-        user_id=user_id, organization_id=org_id,
-        dataset_id=dataset_id, unread_only=unread, limit=limit,
+        user_id=user_id, organization_id=org_id, dataset_id=dataset_id, unread_only=unread, limit=limit,
     )
     for row in rows:
-        echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
+        _show_row(row, as_json)
     if not rows and not as_json:
         click.echo("No notifications match.", err=True)
 
@@ -376,7 +389,6 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     from notifications import queries
     from notifications.database import is_sqlite
     from notifications.models import db
-    from notifications.serialize import full_record
 
     pause = interval or current_app.config["POLL_INTERVAL"]
     try:
@@ -397,7 +409,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
             while last_seq < head:
                 rows = queries.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
                 for row in rows:
-                    echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
+                    _show_row(row, as_json)
                 last_seq = rows[-1]["seq"] if len(rows) == queries.CHANGE_BATCH else head
             sys.stdout.flush()
             if watch is None:
@@ -446,9 +458,9 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
     if as_json:
         echo_json({"marked": marked})
     elif wanted is None:
-        click.echo(f"Marked {marked} notification{'s' if marked != 1 else ''} of {user_id} read.")
+        click.echo(f"Marked {plural(marked, 'notification')} of {user_id} read.")
     else:
-        click.echo(f"Marked {marked} of {len(wanted)} given notification{'s' if len(wanted) != 1 else ''} "
+        click.echo(f"Marked {marked} of {plural(len(wanted), 'given notification')} "
                    f"of {user_id} read" + (
                        "." if marked == len(wanted)
                        else f"; the other {len(wanted) - marked} are unknown, someone else's, "
@@ -478,7 +490,7 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
         echo_json({**result, "before": cutoff, "read_only": read_only, "dry_run": dry_run})
         return
     n = result["deleted"]
-    what = f"{n} {'read ' if read_only else ''}notification{'s' if n != 1 else ''}"
+    what = plural(n, "read notification" if read_only else "notification")
     if not read_only:
         what += f" ({result['unread']} unread)"
     click.echo(f"{'Would delete' if dry_run else 'Deleted'} {what} created before {cutoff}.")
@@ -531,7 +543,7 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
         sys.exit(1)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"Exported {count} notification{'s' if count != 1 else ''}"
+    click.echo(f"Exported {plural(count, 'notification')}"
                + (f" to {output}." if output != "-" else "."), err=True)
 
 
@@ -597,11 +609,11 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     if as_json:
         echo_json({"imported": imported, "duplicates": duplicates, "invalid": skipped, "lines": number})
         return
-    message = f"Imported {imported} notification{'s' if imported != 1 else ''}"
+    message = f"Imported {plural(imported, 'notification')}"
     if duplicates:
         message += f"; skipped {duplicates} already stored (same id, or same user and dedupe_key)"
     if skipped:
-        message += f"; skipped {skipped} invalid line{'s' if skipped != 1 else ''}"
+        message += f"; skipped {plural(skipped, 'invalid line')}"
     click.echo(message + ".")
 
 
