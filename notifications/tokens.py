@@ -9,6 +9,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import get_default_algorithms
 
+from .config import ConfigError
+
 
 class AuthError(Exception):
     """The request's credentials are missing or not acceptable (HTTP 401)."""
@@ -64,8 +66,6 @@ class KeySettings:
                 return
             except (jwt.InvalidKeyError, ValueError, TypeError):
                 continue
-        from .config import ConfigError
-
         raise ConfigError(
             "NOTIFICATIONS_JWT_PUBLIC_KEY is not a PEM public key usable with "
             f"{', '.join(asymmetric)} (NOTIFICATIONS_JWT_ALGORITHMS)"
@@ -92,8 +92,6 @@ def load_public_key(value: str | None) -> str | None:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except OSError as exc:
-        from .config import ConfigError
-
         raise ConfigError(
             f"NOTIFICATIONS_JWT_PUBLIC_KEY is neither PEM text nor a readable file: {exc}"
         ) from None
