@@ -620,10 +620,11 @@ class Importer:
             f"CREATE TEMPORARY TABLE import_staging (line INTEGER PRIMARY KEY, {columns})"
         )
         self.conn.commit()
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        #: The driver's placeholder: these statements bypass SQLAlchemy's parameter rendering.
+        self._placeholder = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         self._stage_sql = (
             f"INSERT INTO import_staging (line, {', '.join(INSERT_FIELDS)}) "
-            f"VALUES ({', '.join([mark] * (len(INSERT_FIELDS) + 1))})"
+            f"VALUES ({', '.join([self._placeholder] * (len(INSERT_FIELDS) + 1))})"
         )
 
     def stage(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -635,8 +636,7 @@ class Importer:
 
     def copy(self, chunk: int = 50_000) -> int:
         """Copy the staged rows into the table; return how many were new."""
-        fields = ", ".join(INSERT_FIELDS)
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        fields, mark = ", ".join(INSERT_FIELDS), self._placeholder
         sql = (
             f"INSERT INTO notifications ({fields}) SELECT {fields} FROM import_staging "
             f"WHERE line > {mark} AND line <= {mark} ORDER BY line ON CONFLICT DO NOTHING"
