@@ -68,6 +68,17 @@ def _filters(scope: Scope, dataset_id: str | None = None, unread_only: bool = Fa
     return and_(*conditions)
 
 
+def _matching(user_id: str | None = None, organization_id: str | None = None,
+              dataset_id: str | None = None) -> list[Any]:
+    """Return an equality condition for each given filter of the admin commands."""
+    return [
+        column == value
+        for column, value in ((t.c.user_id, user_id), (t.c.organization_id, organization_id),
+                              (t.c.dataset_id, dataset_id))
+        if value is not None
+    ]
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     """Turn a result row into a plain dict with ``metadata`` decoded."""
     data = dict(row._mapping)
@@ -127,13 +138,7 @@ def list_for_admin(
     limit: int = 20,
 ) -> list[dict[str, Any]]:
     """Return the newest notifications matching optional filters (CLI ``list``)."""
-    conditions: list[Any] = []
-    if user_id is not None:
-        conditions.append(t.c.user_id == user_id)
-    if organization_id is not None:
-        conditions.append(t.c.organization_id == organization_id)
-    if dataset_id is not None:
-        conditions.append(t.c.dataset_id == dataset_id)
+    conditions = _matching(user_id, organization_id, dataset_id)
     if unread_only:
         conditions.append(t.c.read_at.is_(None))
     with reading() as conn:
@@ -507,11 +512,7 @@ def mark_read_for_user(
     dataset_id: str | None = None,
 ) -> int:
     """Mark a user's unread notifications read (all, or only ``ids``); return how many."""
-    conditions: list[Any] = [t.c.user_id == user_id]
-    if organization_id is not None:
-        conditions.append(t.c.organization_id == organization_id)
-    if dataset_id is not None:
-        conditions.append(t.c.dataset_id == dataset_id)
+    conditions = _matching(user_id, organization_id, dataset_id)
     if ids is not None:
         if not ids:
             return 0
@@ -574,9 +575,7 @@ def export_rows(
 
     With ``decode_metadata=False`` metadata stays the stored JSON text (faster to copy out).
     """
-    conditions: list[Any] = []
-    if user_id is not None:
-        conditions.append(t.c.user_id == user_id)
+    conditions = _matching(user_id)
     if since_us is not None:
         conditions.append(t.c.created_at >= since_us)
     cursor = 0
