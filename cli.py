@@ -1,6 +1,7 @@
 """The ``notifications`` command: administer and serve the notifications service."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -524,18 +525,14 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
     except OSError as exc:
         raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}", param_hint="--output") from None
     count = 0
-    buffer: list[str] = []
+    lines = (transfer.export_line(row)
+             for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False))
     try:
         with out:
-            for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False):
-                buffer.append(transfer.export_line(row))
-                if len(buffer) >= 10_000:
-                    out.write(("\n".join(buffer) + "\n").encode())
-                    count += len(buffer)
-                    buffer.clear()
-            if buffer:
-                out.write(("\n".join(buffer) + "\n").encode())
-                count += len(buffer)
+            # One join and one write per 10,000 lines rather than a write call per line.
+            while chunk := list(itertools.islice(lines, 10_000)):
+                out.write(("\n".join(chunk) + "\n").encode())
+                count += len(chunk)
     except BrokenPipeError:
         # The reader went away (export | head): stop quietly, as shell tools do, and keep
         # Python from complaining about the closed pipe again at exit.
