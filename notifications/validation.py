@@ -190,19 +190,36 @@ MAX_INGEST_BATCH = 1000
 MAX_METADATA_DEPTH = 32
 
 
+def _unicode(value: str) -> str:
+    """Refuse text with a lone surrogate (a JSON escape such as \\ud800): it cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain unpaired surrogates (\\ud800-\\udfff)") from None
+    return value
+
+
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse metadata that has no exact JSON form (NaN, Infinity) or nests too deep."""
+    """Refuse metadata that has no exact JSON form (NaN, Infinity, lone surrogates) or nests too deep."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise ValueError("metadata must not contain NaN or Infinity")
+        elif isinstance(item, str):
+            _unicode(item)
         elif isinstance(item, (dict, list)):
             if depth > MAX_METADATA_DEPTH:
                 raise ValueError(f"metadata must not nest deeper than {MAX_METADATA_DEPTH} levels")
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, float)))
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+                children = item.values()
+            else:
+                children = item
+            pending.extend(
+                (child, depth + 1) for child in children if isinstance(child, (dict, list, float, str))
+            )
     return value
 
 
@@ -226,6 +243,8 @@ def _iso_text(value: Any) -> Any:
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
 ShortText = Annotated[str, Field(max_length=255)]
+#: Text without a length bound; pydantic checks only bounded strings for lone surrogates.
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class NotificationFields(BaseModel):
@@ -237,12 +256,12 @@ class NotificationFields(BaseModel):
     kind: ShortText | None = Field(None, description="For example review.created.")
     entity_type: ShortText | None = Field(None, description="For example saved_view.")
     entity_id: ShortText | None = None
-    title: str | None = None
-    body: str | None = Field(
+    title: Text | None = None
+    body: Text | None = Field(
         None, validation_alias=AliasChoices("body", "message"),
         description="Body text; `message` is accepted as another name.",
     )
-    link: str | None = None
+    link: Text | None = None
     metadata: JsonObject = Field(default_factory=dict)
     created_at: UtcDatetime | None = Field(
         None, description="ISO-8601; a time without offset is UTC. Defaults to now."

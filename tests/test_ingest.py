@@ -284,6 +284,29 @@ def test_overflowing_number_in_metadata_is_422(client: Any, app: Any) -> None:
     assert response.get_json()["detail"][0]["loc"] == ["body", "metadata"]
 
 
+@pytest.mark.parametrize(("fields", "loc"), [
+    ('"title": "\\ud800"', ["body", "title"]),
+    ('"body": "a\\udfffb"', ["body", "body"]),
+    ('"message": "\\ud800"', ["body", "message"]),
+    ('"link": "\\udc00"', ["body", "link"]),
+    ('"metadata": {"x": ["\\ud800"]}', ["body", "metadata"]),
+    ('"metadata": {"\\ud800": 1}', ["body", "metadata"]),
+])
+def test_unpaired_surrogate_in_text_is_422(client: Any, app: Any, fields: str, loc: list[str]) -> None:
+    """A lone surrogate has no UTF-8 form: storing it failed with a 500."""
+    response = post(client, '{"user_id": "a", ' + fields + "}")
+    assert response.status_code == 422
+    assert response.get_json()["detail"][0]["loc"] == loc
+    assert stored(app) == []
+
+
+def test_surrogate_pairs_are_text(client: Any, app: Any) -> None:
+    response = post(client, '{"user_id": "a", "title": "\\ud83d\\ude00", "metadata": {"\\ud83d\\ude00": "\\ud83d\\ude00"}}')
+    assert response.status_code == 201
+    [row] = stored(app)
+    assert row["title"] == "\U0001f600" and row["metadata"] == {"\U0001f600": "\U0001f600"}
+
+
 def test_form_content_type_is_read_as_json_anyway(client: Any) -> None:
     response = client.post(INGEST_PATH, data='{"user_id": "a"}', headers=H,
                            content_type="application/x-www-form-urlencoded")
