@@ -37,6 +37,12 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UnicodeEncodeError as exc:
+            # Bytes of the command line that are not UTF-8 reach Python as lone surrogates,
+            # which no text column (nor query) can take.
+            if exc.reason != "surrogates not allowed":
+                raise
+            raise click.ClickException("an argument is not valid UTF-8 text") from None
         except Exception as exc:
             if type(exc).__name__ in _FATAL:
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
