@@ -1,6 +1,7 @@
 """The ``notifications`` command: administer and serve the notifications service."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -36,6 +37,12 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UnicodeEncodeError as exc:
+            # Bytes of the command line that are not UTF-8 reach Python as lone surrogates,
+            # which no text column (nor query) can take.
+            if exc.reason != "surrogates not allowed":
+                raise
+            raise click.ClickException("an argument is not valid UTF-8 text") from None
         except Exception as exc:
             if type(exc).__name__ in _FATAL:
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -71,6 +78,11 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False))
 
 
+def plural(count: int, noun: str) -> str:
+    """Return ``count`` with ``noun``, adding an "s" unless the count is one."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def uuid_option(value: str | None, name: str) -> str | None:
     """Validate a UUID given on the command line and return its canonical form."""
     if value is None:
@@ -86,6 +98,19 @@ def user_option(value: str, name: str = "--user") -> str:
     if not value or len(value) > 255:
         raise click.BadParameter("must be 1 to 255 characters", param_hint=name)
     return value
+
+
+def checked_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Option callback: check one (or each repeated) user or organization id."""
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is not None:
+            user_option(item, param.opts[0])
+    return value
+
+
+def checked_uuid(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Option callback: check a UUID and return its canonical form."""
+    return uuid_option(value, param.opts[0])
 
 
 # --- database -----------------------------------------------------------------------
@@ -181,8 +206,8 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
 
 
 @cli.command()
-@click.option("--user", "user_id", required=True, help="User id (the token's sub).")
-@click.option("--org", "org_id", default=None, help="Organization id claim.")
+@click.option("--user", "user_id", required=True, callback=checked_ids, help="User id (the token's sub).")
+@click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id claim.")
 @click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 10 * 365 * 86400),
               help="Seconds until the token expires.")
 @with_app
@@ -192,9 +217,6 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 
     from notifications import tokens
 
-    user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
     secret = current_app.config["JWT_SECRET"]
     keys = current_app.extensions["notifications.keys"]
     hs = [a for a in keys.algorithms if a.startswith("HS")]
@@ -211,10 +233,10 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 
 
 @cli.command()
-@click.option("--user", "user_ids", required=True, multiple=True,
+@click.option("--user", "user_ids", required=True, multiple=True, callback=checked_ids,
               help="Recipient; repeat for several (one notification each).")
-@click.option("--org", "org_id", default=None, help="Organization id.")
-@click.option("--dataset", "dataset_id", default=None, help="Dataset UUID.")
+@click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id.")
+@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid, help="Dataset UUID.")
 @click.option("--kind", default="", help="Kind, e.g. review.created.")
 @click.option("--entity-type", default="", help="Entity type, e.g. saved_view.")
 @click.option("--entity-id", default="", help="Entity id.")
@@ -230,10 +252,6 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
     from notifications import queries
     from notifications.serialize import full_record
 
-    for user_id in user_ids:
-        user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
     metadata: dict[str, Any] = {}
     if metadata_json is not None:
         try:
@@ -243,7 +261,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
         if not isinstance(metadata, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--metadata")
     fields = {
-        "organization_id": org_id, "dataset_id": uuid_option(dataset_id, "--dataset"),
+        "organization_id": org_id, "dataset_id": dataset_id,
         "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
         "body": body, "link": link, "metadata": metadata,
     }
@@ -290,10 +308,21 @@ def _format_row(row: dict[str, Any]) -> str:
     return f"{iso_naive(row['created_at'])[:19]}  {state}  {row['id']}  {row['user_id']}  {scope}  {what}  {text}"
 
 
+def _show_row(row: dict[str, Any], as_json: bool) -> None:
+    """Print a row as a JSON line (every stored field) or as one readable line."""
+    from notifications.serialize import full_record
+
+    if as_json:
+        echo_json(full_record(row))
+    else:
+        click.echo(_format_row(row))
+
+
 @cli.command("list")
 @click.option("--user", "user_id", default=None, help="Only this user.")
 @click.option("--org", "org_id", default=None, help="Only this organization.")
-@click.option("--dataset", "dataset_id", default=None, help="Only this dataset (UUID).")
+@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
+              help="Only this dataset (UUID).")
 @click.option("--unread", is_flag=True, help="Only unread notifications.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
@@ -302,14 +331,12 @@ def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None
                  limit: int, as_json: bool) -> None:
     """Show the newest notifications, optionally for one user, organization or dataset."""
     from notifications import queries
-    from notifications.serialize import full_record
 
     rows = queries.list_for_admin(
-        user_id=user_id, organization_id=org_id,
-        dataset_id=uuid_option(dataset_id, "--dataset"), unread_only=unread, limit=limit,
+        user_id=user_id, organization_id=org_id, dataset_id=dataset_id, unread_only=unread, limit=limit,
     )
     for row in rows:
-        echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
+        _show_row(row, as_json)
     if not rows and not as_json:
         click.echo("No notifications match.", err=True)
 
@@ -354,8 +381,8 @@ def stats(top: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--user", "user_id", default=None, help="Only this user.")
-@click.option("--org", "org_id", default=None, help="Only this organization.")
+@click.option("--user", "user_id", default=None, callback=checked_ids, help="Only this user.")
+@click.option("--org", "org_id", default=None, callback=checked_ids, help="Only this organization.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
 @click.option("--interval", type=click.FloatRange(0.01, 60), default=None,
               help="Seconds between checks (default NOTIFICATIONS_POLL_INTERVAL).")
@@ -369,12 +396,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     from notifications import queries
     from notifications.database import is_sqlite
     from notifications.models import db
-    from notifications.serialize import full_record
 
-    if user_id is not None:
-        user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
     pause = interval or current_app.config["POLL_INTERVAL"]
     try:
         last_seq, _ = queries.stream_position()
@@ -394,7 +416,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
             while last_seq < head:
                 rows = queries.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
                 for row in rows:
-                    echo_json(full_record(row)) if as_json else click.echo(_format_row(row))
+                    _show_row(row, as_json)
                 last_seq = rows[-1]["seq"] if len(rows) == queries.CHANGE_BATCH else head
             sys.stdout.flush()
             if watch is None:
@@ -422,11 +444,13 @@ def notification_id_option(value: str) -> str:
 
 
 @cli.command("mark-read")
-@click.option("--user", "user_id", required=True, help="Whose notifications to mark.")
+@click.option("--user", "user_id", required=True, callback=checked_ids, help="Whose notifications to mark.")
 @click.option("--id", "ids", multiple=True, help="Notification id (UUID or ntf_...); repeatable.")
 @click.option("--all", "all_", is_flag=True, help="Every unread notification of the user.")
-@click.option("--org", "org_id", default=None, help="Only notifications of this organization.")
-@click.option("--dataset", "dataset_id", default=None, help="Only notifications of this dataset (UUID).")
+@click.option("--org", "org_id", default=None, callback=checked_ids,
+              help="Only notifications of this organization.")
+@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
+              help="Only notifications of this dataset (UUID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_app
 def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
@@ -434,20 +458,16 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
     """Mark a user's notifications read: the given --id values, or --all."""
     from notifications import queries
 
-    user_option(user_id)
-    if org_id is not None:
-        user_option(org_id, "--org")
-    dataset = uuid_option(dataset_id, "--dataset")
     if bool(ids) == all_:
         raise click.UsageError("give either --id ID (repeatable) or --all")
     wanted = list(dict.fromkeys(notification_id_option(v) for v in ids)) if ids else None
-    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset)
+    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset_id)
     if as_json:
         echo_json({"marked": marked})
     elif wanted is None:
-        click.echo(f"Marked {marked} notification{'s' if marked != 1 else ''} of {user_id} read.")
+        click.echo(f"Marked {plural(marked, 'notification')} of {user_id} read.")
     else:
-        click.echo(f"Marked {marked} of {len(wanted)} given notification{'s' if len(wanted) != 1 else ''} "
+        click.echo(f"Marked {marked} of {plural(len(wanted), 'given notification')} "
                    f"of {user_id} read" + (
                        "." if marked == len(wanted)
                        else f"; the other {len(wanted) - marked} are unknown, someone else's, "
@@ -477,14 +497,14 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
         echo_json({**result, "before": cutoff, "read_only": read_only, "dry_run": dry_run})
         return
     n = result["deleted"]
-    what = f"{n} {'read ' if read_only else ''}notification{'s' if n != 1 else ''}"
+    what = plural(n, "read notification" if read_only else "notification")
     if not read_only:
         what += f" ({result['unread']} unread)"
     click.echo(f"{'Would delete' if dry_run else 'Deleted'} {what} created before {cutoff}.")
 
 
 @cli.command()
-@click.option("--user", "user_id", default=None, help="Only this user's notifications.")
+@click.option("--user", "user_id", default=None, callback=checked_ids, help="Only this user's notifications.")
 @click.option("--since", default=None, metavar="DATE",
               help="Only notifications created at or after DATE (ISO-8601, UTC) or a duration ago (7d).")
 @click.option("--output", "-o", default="-", show_default=True, metavar="FILE",
@@ -494,8 +514,6 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
     """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
     from notifications import queries, transfer
 
-    if user_id is not None:
-        user_option(user_id)
     since_us = None
     if since is not None:
         try:
@@ -513,18 +531,14 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
     except OSError as exc:
         raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}", param_hint="--output") from None
     count = 0
-    buffer: list[str] = []
+    lines = (transfer.export_line(row)
+             for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False))
     try:
         with out:
-            for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False):
-                buffer.append(transfer.export_line(row))
-                if len(buffer) >= 10_000:
-                    out.write(("\n".join(buffer) + "\n").encode())
-                    count += len(buffer)
-                    buffer.clear()
-            if buffer:
-                out.write(("\n".join(buffer) + "\n").encode())
-                count += len(buffer)
+            # One join and one write per 10,000 lines rather than a write call per line.
+            while chunk := list(itertools.islice(lines, 10_000)):
+                out.write(("\n".join(chunk) + "\n").encode())
+                count += len(chunk)
     except BrokenPipeError:
         # The reader went away (export | head): stop quietly, as shell tools do, and keep
         # Python from complaining about the closed pipe again at exit.
@@ -532,7 +546,7 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
         sys.exit(1)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"Exported {count} notification{'s' if count != 1 else ''}"
+    click.echo(f"Exported {plural(count, 'notification')}"
                + (f" to {output}." if output != "-" else "."), err=True)
 
 
@@ -598,11 +612,11 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     if as_json:
         echo_json({"imported": imported, "duplicates": duplicates, "invalid": skipped, "lines": number})
         return
-    message = f"Imported {imported} notification{'s' if imported != 1 else ''}"
+    message = f"Imported {plural(imported, 'notification')}"
     if duplicates:
         message += f"; skipped {duplicates} already stored (same id, or same user and dedupe_key)"
     if skipped:
-        message += f"; skipped {skipped} invalid line{'s' if skipped != 1 else ''}"
+        message += f"; skipped {plural(skipped, 'invalid line')}"
     click.echo(message + ".")
 
 

@@ -58,7 +58,7 @@ class Notification(db.Model):
 
 
 class Counter(db.Model):
-    """A named monotonic counter (``read`` is bumped by every mark-read)."""
+    """A named monotonic counter (``read`` moves when a mark-read or purge changes unread rows)."""
 
     __tablename__ = "counters"
 

@@ -68,6 +68,17 @@ def _filters(scope: Scope, dataset_id: str | None = None, unread_only: bool = Fa
     return and_(*conditions)
 
 
+def _matching(user_id: str | None = None, organization_id: str | None = None,
+              dataset_id: str | None = None) -> list[Any]:
+    """Return an equality condition for each given filter of the admin commands."""
+    return [
+        column == value
+        for column, value in ((t.c.user_id, user_id), (t.c.organization_id, organization_id),
+                              (t.c.dataset_id, dataset_id))
+        if value is not None
+    ]
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     """Turn a result row into a plain dict with ``metadata`` decoded."""
     data = dict(row._mapping)
@@ -127,13 +138,7 @@ def list_for_admin(
     limit: int = 20,
 ) -> list[dict[str, Any]]:
     """Return the newest notifications matching optional filters (CLI ``list``)."""
-    conditions: list[Any] = []
-    if user_id is not None:
-        conditions.append(t.c.user_id == user_id)
-    if organization_id is not None:
-        conditions.append(t.c.organization_id == organization_id)
-    if dataset_id is not None:
-        conditions.append(t.c.dataset_id == dataset_id)
+    conditions = _matching(user_id, organization_id, dataset_id)
     if unread_only:
         conditions.append(t.c.read_at.is_(None))
     with reading() as conn:
@@ -184,39 +189,39 @@ def _bump_read_counter(conn: Connection) -> int:
     ).scalar_one()
 
 
-def _mark(conn: Connection, where: Any) -> int:
-    stamp = now_us()
-    result = conn.execute(
-        update(t).where(where, t.c.read_at.is_(None))
-        .values(read_at=stamp, read_seq=_bump_read_counter(conn))
-    )
-    return result.rowcount
+def _mark(where: Any) -> int:
+    """Mark the unread rows matching ``where`` read; return how many changed.
+
+    The ``read`` counter moves (and watchers are told) only when a row changed: a
+    mark-read that finds nothing to mark must not wake every stream to recount.
+    """
+    next_read = select(counters.c.value + 1).where(counters.c.name == "read").scalar_subquery()
+    with writing() as conn:
+        changed = conn.execute(
+            update(t).where(where, t.c.read_at.is_(None)).values(read_at=now_us(), read_seq=next_read)
+        ).rowcount
+        if changed:
+            _bump_read_counter(conn)
+    if changed:
+        signals.changed()
+    return changed
 
 
 def mark_one_read(scope: Scope, notification_id: str) -> bool:
     """Mark one of the caller's unread notifications read; False if there is none."""
-    with writing() as conn:
-        changed = _mark(conn, and_(*_scope(scope), t.c.id == notification_id))
-    signals.changed()
-    return changed == 1
+    return _mark(and_(*_scope(scope), t.c.id == notification_id)) == 1
 
 
 def mark_all_read(scope: Scope, dataset_id: str | None = None) -> int:
     """Mark every unread notification in scope read; return how many changed."""
-    with writing() as conn:
-        changed = _mark(conn, _filters(scope, dataset_id))
-    signals.changed()
-    return changed
+    return _mark(_filters(scope, dataset_id))
 
 
 def mark_ids_read(scope: Scope, ids: Sequence[str]) -> int:
     """Mark the given notifications read, silently skipping unknown or foreign ids."""
     if not ids:
         return 0
-    with writing() as conn:
-        changed = _mark(conn, and_(*_scope(scope), t.c.id.in_(list(ids))))
-    signals.changed()
-    return changed
+    return _mark(and_(*_scope(scope), t.c.id.in_(list(ids))))
 
 
 def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -507,20 +512,12 @@ def mark_read_for_user(
     dataset_id: str | None = None,
 ) -> int:
     """Mark a user's unread notifications read (all, or only ``ids``); return how many."""
-    conditions: list[Any] = [t.c.user_id == user_id]
-    if organization_id is not None:
-        conditions.append(t.c.organization_id == organization_id)
-    if dataset_id is not None:
-        conditions.append(t.c.dataset_id == dataset_id)
+    conditions = _matching(user_id, organization_id, dataset_id)
     if ids is not None:
         if not ids:
             return 0
         conditions.append(t.c.id.in_(list(ids)))
-    with writing() as conn:
-        changed = _mark(conn, and_(*conditions))
-    if changed:
-        signals.changed()
-    return changed
+    return _mark(and_(*conditions))
 
 
 def _purge_filter(before_us: int, read_only: bool) -> list[Any]:
@@ -578,9 +575,7 @@ def export_rows(
 
     With ``decode_metadata=False`` metadata stays the stored JSON text (faster to copy out).
     """
-    conditions: list[Any] = []
-    if user_id is not None:
-        conditions.append(t.c.user_id == user_id)
+    conditions = _matching(user_id)
     if since_us is not None:
         conditions.append(t.c.created_at >= since_us)
     cursor = 0
@@ -624,10 +619,11 @@ class Importer:
             f"CREATE TEMPORARY TABLE import_staging (line INTEGER PRIMARY KEY, {columns})"
         )
         self.conn.commit()
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        #: The driver's placeholder: these statements bypass SQLAlchemy's parameter rendering.
+        self._placeholder = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         self._stage_sql = (
             f"INSERT INTO import_staging (line, {', '.join(INSERT_FIELDS)}) "
-            f"VALUES ({', '.join([mark] * (len(INSERT_FIELDS) + 1))})"
+            f"VALUES ({', '.join([self._placeholder] * (len(INSERT_FIELDS) + 1))})"
         )
 
     def stage(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -639,8 +635,7 @@ class Importer:
 
     def copy(self, chunk: int = 50_000) -> int:
         """Copy the staged rows into the table; return how many were new."""
-        fields = ", ".join(INSERT_FIELDS)
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        fields, mark = ", ".join(INSERT_FIELDS), self._placeholder
         sql = (
             f"INSERT INTO notifications ({fields}) SELECT {fields} FROM import_staging "
             f"WHERE line > {mark} AND line <= {mark} ORDER BY line ON CONFLICT DO NOTHING"

@@ -10,11 +10,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NTF = re.compile(r"ntf_([0-9a-fA-F]{32})")
 
 
-def to_datetime(us: int) -> datetime:
-    """Turn stored microseconds into an aware UTC datetime (exact, no float rounding)."""
-    return EPOCH + timedelta(microseconds=us)
-
-
 def from_datetime(value: datetime) -> int:
     """Turn a datetime (naive means UTC) into stored microseconds."""
     if value.tzinfo is None:
@@ -38,11 +33,8 @@ def iso_z(us: int | None) -> str | None:
     """Organization variant time: UTC with ``Z``; fraction only when not zero."""
     if us is None:
         return None
-    moment = to_datetime(us)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += moment.strftime(".%f")
-    return text + "Z"
+    # "auto" leaves out a zero fraction; isoformat writes four-digit years, as in iso_naive.
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat() + "Z"
 
 
 def parse_time(value: str) -> int:

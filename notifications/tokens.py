@@ -9,6 +9,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import get_default_algorithms
 
+from .config import ConfigError
+
 
 class AuthError(Exception):
     """The request's credentials are missing or not acceptable (HTTP 401)."""
@@ -64,8 +66,6 @@ class KeySettings:
                 return
             except (jwt.InvalidKeyError, ValueError, TypeError):
                 continue
-        from .config import ConfigError
-
         raise ConfigError(
             "NOTIFICATIONS_JWT_PUBLIC_KEY is not a PEM public key usable with "
             f"{', '.join(asymmetric)} (NOTIFICATIONS_JWT_ALGORITHMS)"
@@ -92,8 +92,6 @@ def load_public_key(value: str | None) -> str | None:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except OSError as exc:
-        from .config import ConfigError
-
         raise ConfigError(
             f"NOTIFICATIONS_JWT_PUBLIC_KEY is neither PEM text nor a readable file: {exc}"
         ) from None
@@ -148,15 +146,29 @@ def decode(token: str, settings: KeySettings) -> Principal:
     return principal_from_claims(claims, settings.org_claim)
 
 
+def _is_text(value: Any) -> bool:
+    """Tell whether a claim is a string of at most 255 characters that UTF-8 can encode.
+
+    JSON escapes can smuggle in lone surrogates, which no query can carry.
+    """
+    if not isinstance(value, str) or len(value) > 255:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def principal_from_claims(claims: dict[str, Any], org_claim: str) -> Principal:
     """Map verified claims to a principal, checking their types."""
     user = claims.get("sub")
-    if not isinstance(user, str) or not user or len(user) > 255:
+    if not user or not _is_text(user):
         raise AuthError("Could not validate credentials: 'sub' must be a non-empty string")
     org = claims.get(org_claim)
     if isinstance(org, int) and not isinstance(org, bool):
         org = str(org)
-    if org is not None and (not isinstance(org, str) or len(org) > 255):
+    if org is not None and not _is_text(org):
         raise AuthError(f"Could not validate credentials: '{org_claim}' must be a string")
     return Principal(user_id=user, organization_id=org or None)
 

@@ -156,20 +156,27 @@ def decode_json(raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:
         }]) from None
 
 
-def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
-    """Decode and validate a JSON object body; an empty body validates as ``{}``."""
+def json_object(
+    raw: bytes, *, empty_ok: bool = False, loads: Callable[[bytes], Any] = json.loads
+) -> dict[str, Any]:
+    """Decode a body that must be a JSON object; an empty body is ``{}`` when ``empty_ok``."""
     if not raw.strip():
         if empty_ok:
-            return parse(model, {}, "body")
+            return {}
         raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    data = decode_json(raw)
+    data = decode_json(raw, loads)
     if not isinstance(data, dict):
         raise ValidationFailed([{
             "type": "model_attributes_type", "loc": ["body"],
             "msg": "Input should be a valid dictionary or object to extract fields from",
             "input": _jsonable(data),
         }])
-    return parse(model, data, "body")
+    return data
+
+
+def parse_json_body(raw: bytes, model: type[M], *, empty_ok: bool = True) -> M:
+    """Decode and validate a JSON object body; an empty body validates as ``{}``."""
+    return parse(model, json_object(raw, empty_ok=empty_ok), "body")
 
 
 # --- producing notifications (ingest API, CLI import) --------------------------------
@@ -183,19 +190,36 @@ MAX_INGEST_BATCH = 1000
 MAX_METADATA_DEPTH = 32
 
 
+def _unicode(value: str) -> str:
+    """Refuse text with a lone surrogate (a JSON escape such as \\ud800): it cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain unpaired surrogates (\\ud800-\\udfff)") from None
+    return value
+
+
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse metadata that has no exact JSON form (NaN, Infinity) or nests too deep."""
+    """Refuse metadata that has no exact JSON form (NaN, Infinity, lone surrogates) or nests too deep."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise ValueError("metadata must not contain NaN or Infinity")
+        elif isinstance(item, str):
+            _unicode(item)
         elif isinstance(item, (dict, list)):
             if depth > MAX_METADATA_DEPTH:
                 raise ValueError(f"metadata must not nest deeper than {MAX_METADATA_DEPTH} levels")
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, float)))
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+                children = item.values()
+            else:
+                children = item
+            pending.extend(
+                (child, depth + 1) for child in children if isinstance(child, (dict, list, float, str))
+            )
     return value
 
 
@@ -219,6 +243,8 @@ def _iso_text(value: Any) -> Any:
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
 ShortText = Annotated[str, Field(max_length=255)]
+#: Text without a length bound; pydantic checks only bounded strings for lone surrogates.
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class NotificationFields(BaseModel):
@@ -230,12 +256,12 @@ class NotificationFields(BaseModel):
     kind: ShortText | None = Field(None, description="For example review.created.")
     entity_type: ShortText | None = Field(None, description="For example saved_view.")
     entity_id: ShortText | None = None
-    title: str | None = None
-    body: str | None = Field(
+    title: Text | None = None
+    body: Text | None = Field(
         None, validation_alias=AliasChoices("body", "message"),
         description="Body text; `message` is accepted as another name.",
     )
-    link: str | None = None
+    link: Text | None = None
     metadata: JsonObject = Field(default_factory=dict)
     created_at: UtcDatetime | None = Field(
         None, description="ISO-8601; a time without offset is UTC. Defaults to now."
@@ -310,15 +336,7 @@ def load_json(raw: bytes | str) -> Any:
 
 def parse_ingest_body(raw: bytes) -> list[IngestNotification]:
     """Decode and validate an ingest body: one object or ``{"notifications": [...]}``."""
-    if not raw.strip():
-        raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    data = decode_json(raw, load_json)
-    if not isinstance(data, dict):
-        raise ValidationFailed([{
-            "type": "model_attributes_type", "loc": ["body"],
-            "msg": "Input should be a valid dictionary or object to extract fields from",
-            "input": _jsonable(data),
-        }])
+    data = json_object(raw, loads=load_json)
     if "notifications" in data:
         return list(parse(IngestBatch, data, "body").notifications)
     return [parse(IngestNotification, data, "body")]

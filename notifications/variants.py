@@ -171,13 +171,13 @@ class OrganizationVariant(Variant):
     validation_error_model = OrganizationError
 
     def authorize(self) -> Scope:
-        session_hint = "Sign in as a user and select an organization; API keys cannot read notifications."
         # An API key is refused before any token check: it is never a user session.
-        if request.headers.get("X-API-Key") is not None:
-            raise Forbidden("notifications require a user session", hint=session_hint)
-        principal = current_principal()
-        if principal.organization_id is None:
-            raise Forbidden("notifications require a user session", hint=session_hint)
+        principal = None if request.headers.get("X-API-Key") is not None else current_principal()
+        if principal is None or principal.organization_id is None:
+            raise Forbidden(
+                "notifications require a user session",
+                hint="Sign in as a user and select an organization; API keys cannot read notifications.",
+            )
         return Scope(principal.user_id, principal.organization_id, exact_org=True)
 
     def list_body(self, scope: Scope, query: OrganizationListQuery) -> dict[str, Any]:

@@ -35,12 +35,16 @@ def list_notifications() -> dict[str, Any]:
     return variant.list_body(scope, parse_query(variant.list_query, request.args))
 
 
+def dataset_filter() -> str | None:
+    """Return the request's optional ``dataset_id`` filter as a canonical UUID string."""
+    query = parse_query(DatasetFilterQuery, request.args)
+    return str(query.dataset_id) if query.dataset_id else None
+
+
 def unread_count() -> dict[str, Any]:
     """Count the caller's unread notifications, optionally for one dataset."""
     scope = current_variant().authorize()
-    query = parse_query(DatasetFilterQuery, request.args)
-    dataset_id = str(query.dataset_id) if query.dataset_id else None
-    return {"count": queries.unread_count(scope, dataset_id)}
+    return {"count": queries.unread_count(scope, dataset_filter())}
 
 
 def mark_one_read(notification_id: str) -> dict[str, Any]:
@@ -55,9 +59,7 @@ def mark_one_read(notification_id: str) -> dict[str, Any]:
 def read_all() -> dict[str, Any]:
     """Mark all of the caller's unread notifications read, optionally for one dataset."""
     scope = current_variant().authorize()
-    query = parse_query(DatasetFilterQuery, request.args)
-    dataset_id = str(query.dataset_id) if query.dataset_id else None
-    return {"ok": True, "count": queries.mark_all_read(scope, dataset_id)}
+    return {"ok": True, "count": queries.mark_all_read(scope, dataset_filter())}
 
 
 def mark_read() -> dict[str, Any]:

@@ -17,7 +17,7 @@ import requests
 from click.testing import CliRunner
 
 from cli import AppContext, cli
-from notifications import create_app, queries, tokens
+from notifications import create_app, queries
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"

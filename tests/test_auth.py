@@ -171,6 +171,12 @@ def test_nbf_within_leeway_accepted(client: Any) -> None:
     assert_accepted(client, bearer(sign(good_claims(nbf=now() + 10))))
 
 
+@pytest.mark.parametrize("claims", [{"sub": "\ud800"}, {"organization_id": "a\udcffb"}])
+def test_claims_with_unpaired_surrogates_are_401(client: Any, claims: dict[str, Any]) -> None:
+    """A signed claim may carry a lone surrogate (a JSON escape); querying with it was a 500."""
+    assert_rejected(client, bearer(sign(good_claims(**claims))))
+
+
 def test_messages_say_what_is_wrong(client: Any) -> None:
     def detail(headers: dict[str, str]) -> str:
         return client.get(DATASET_URL, headers=headers).get_json()["detail"]

@@ -156,6 +156,9 @@ def test_send_to_several_users_in_an_org(runner: Any, client: Any, auth: Any) ->
         (("--dataset", "not-a-uuid"), ("--dataset", "UUID")),
         (("--org", "x" * 256), ("--org",)),
         (("--user", ""), ("--user",)),
+        # A byte that is not UTF-8 on the command line arrives as a lone surrogate.
+        (("--title", "\udcff"), ("UTF-8",)),
+        (("--metadata", '{"x": "\udcff"}'), ("UTF-8",)),
     ],
 )
 def test_send_bad_input(runner: Any, app: Any, args: tuple[str, ...], words: tuple[str, ...]) -> None:
@@ -299,6 +302,7 @@ def test_list_human_output(listed: Any) -> None:
 
 
 @pytest.mark.parametrize(("args", "word"), [(("--dataset", "nope"), "--dataset"),
+                                            (("--user", "\udcff"), "UTF-8"),
                                             (("--limit", "0"), "--limit")])
 def test_list_bad_flags(runner: Any, args: tuple[str, ...], word: str) -> None:
     assert_one_line_error(runner.invoke("list", *args), word)

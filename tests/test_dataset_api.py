@@ -327,6 +327,29 @@ def test_read_all(client: Any, auth: Any, make: Any) -> None:
     assert get(client, auth, "/notifications/unread-count", user="bob").get_json() == {"count": 2}
 
 
+def test_read_counter_moves_only_when_something_was_marked(app: Any, client: Any, auth: Any,
+                                                          make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stream watchers recount when the read counter moves or a change is signalled."""
+    from notifications import queries, signals
+
+    rows = alert(make, n=2)
+    signalled: list[None] = []
+    monkeypatch.setattr(signals, "changed", lambda: signalled.append(None))
+    with app.app_context():
+        _, before = queries.stream_position()
+    assert post(client, auth, "/notifications/read-all").get_json()["count"] == 2
+    with app.app_context():
+        _, after = queries.stream_position()
+        assert after == before + 1
+        assert queries.changes_since(0, before).read_pairs == {("alice", None)}
+    assert len(signalled) == 1
+    assert post(client, auth, "/notifications/read-all").get_json()["count"] == 0
+    assert post(client, auth, f"/notifications/{rows[0]['id']}/read").status_code == 404
+    with app.app_context():
+        assert queries.stream_position()[1] == after
+    assert len(signalled) == 1
+
+
 def test_read_all_for_one_dataset_leaves_others(client: Any, auth: Any, make: Any) -> None:
     alert(make, n=3, dataset_id=DATASET)
     alert(make, n=2, dataset_id=OTHER_DATASET)

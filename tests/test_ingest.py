@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pytest
@@ -188,16 +190,23 @@ def test_dedupe_key_is_per_user_and_within_a_batch(client: Any, app: Any) -> Non
     assert len(stored(app)) == 4
 
 
-def test_concurrent_retries_store_one_row_in_process(app: Any) -> None:
+def retry_concurrently(open_client: Callable[[], AbstractContextManager[Any]],
+                       send: Callable[[Any], tuple[int, str]]) -> None:
+    """Send one notification 3 times from each of 20 threads at once; all get the same id.
+
+    Each thread opens its own client; ``send`` answers the status and the first id.
+    """
     barrier = threading.Barrier(20)
-    results: list[Any] = []
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
 
     def worker() -> None:
-        client = app.test_client()
-        barrier.wait()
-        for _ in range(3):
-            response = post(client, {"user_id": "alice", "dedupe_key": "retry-me"})
-            results.append((response.status_code, response.get_json()["ids"][0]))
+        with open_client() as client:
+            barrier.wait()
+            for _ in range(3):
+                result = send(client)
+                with lock:
+                    results.append(result)
 
     threads = [threading.Thread(target=worker) for _ in range(20)]
     for thread in threads:
@@ -207,6 +216,14 @@ def test_concurrent_retries_store_one_row_in_process(app: Any) -> None:
     assert len(results) == 60
     assert {status for status, _ in results} == {201}
     assert len({id_ for _, id_ in results}) == 1
+
+
+def test_concurrent_retries_store_one_row_in_process(app: Any) -> None:
+    def send(client: Any) -> tuple[int, str]:
+        response = post(client, {"user_id": "alice", "dedupe_key": "retry-me"})
+        return response.status_code, response.get_json()["ids"][0]
+
+    retry_concurrently(lambda: nullcontext(app.test_client()), send)
     assert len(stored(app)) == 1
 
 
@@ -265,6 +282,29 @@ def test_overflowing_number_in_metadata_is_422(client: Any, app: Any) -> None:
     response = post(client, b'{"user_id": "a", "metadata": {"x": 1e400}}')
     assert response.status_code == 422
     assert response.get_json()["detail"][0]["loc"] == ["body", "metadata"]
+
+
+@pytest.mark.parametrize(("fields", "loc"), [
+    ('"title": "\\ud800"', ["body", "title"]),
+    ('"body": "a\\udfffb"', ["body", "body"]),
+    ('"message": "\\ud800"', ["body", "message"]),
+    ('"link": "\\udc00"', ["body", "link"]),
+    ('"metadata": {"x": ["\\ud800"]}', ["body", "metadata"]),
+    ('"metadata": {"\\ud800": 1}', ["body", "metadata"]),
+])
+def test_unpaired_surrogate_in_text_is_422(client: Any, app: Any, fields: str, loc: list[str]) -> None:
+    """A lone surrogate has no UTF-8 form: storing it failed with a 500."""
+    response = post(client, '{"user_id": "a", ' + fields + "}")
+    assert response.status_code == 422
+    assert response.get_json()["detail"][0]["loc"] == loc
+    assert stored(app) == []
+
+
+def test_surrogate_pairs_are_text(client: Any, app: Any) -> None:
+    response = post(client, '{"user_id": "a", "title": "\\ud83d\\ude00", "metadata": {"\\ud83d\\ude00": "\\ud83d\\ude00"}}')
+    assert response.status_code == 201
+    [row] = stored(app)
+    assert row["title"] == "\U0001f600" and row["metadata"] == {"\U0001f600": "\U0001f600"}
 
 
 def test_form_content_type_is_read_as_json_anyway(client: Any) -> None:
@@ -341,27 +381,13 @@ def test_producer_over_http_reaches_both_apis(live_server: Any) -> None:
 def test_concurrent_retries_over_http_store_exactly_one_row(live_server: Any) -> None:
     server = live_server(workers=2, env={"NOTIFICATIONS_INGEST_TOKEN": TOKEN})
     url = server.url(INGEST_PATH)
-    barrier = threading.Barrier(20)
-    results: list[tuple[int, str]] = []
-    lock = threading.Lock()
 
-    def producer() -> None:
-        with requests.Session() as session:
-            barrier.wait()
-            for _ in range(3):
-                response = session.post(url, json={"user_id": "alice", "dedupe_key": "once",
-                                                   "title": "deploy finished"}, headers=H, timeout=30)
-                with lock:
-                    results.append((response.status_code, response.json()["ids"][0]))
+    def send(session: requests.Session) -> tuple[int, str]:
+        response = session.post(url, json={"user_id": "alice", "dedupe_key": "once",
+                                           "title": "deploy finished"}, headers=H, timeout=30)
+        return response.status_code, response.json()["ids"][0]
 
-    threads = [threading.Thread(target=producer) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 60
-    assert {status for status, _ in results} == {201}
-    assert len({id_ for _, id_ in results}) == 1
+    retry_concurrently(requests.Session, send)
     listed = [json.loads(line) for line in server.cli("list", "--json", "--limit", "100").stdout.splitlines()]
     assert len(listed) == 1 and listed[0]["dedupe_key"] == "once"
 

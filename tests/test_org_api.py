@@ -162,6 +162,13 @@ def test_ids_and_times(client: Any, auth: Any, make: Any) -> None:
     assert oldest["created_at"] == "2026-04-24T14:00:00.123456Z"
 
 
+def test_times_before_year_1000_keep_four_digit_years(client: Any, auth: Any, make: Any) -> None:
+    inbox(make, created_at=-60_000_000_000_000_000)  # year 68: strftime("%Y") wrote "68"
+    inbox(make, created_at=-31_000_000_000_000_001)
+    items = get(client, auth).get_json()["items"]
+    assert [i["created_at"] for i in items] == ["0987-08-25T16:53:19.999999Z", "0068-09-03T13:20:00Z"]
+
+
 def test_newest_first(client: Any, auth: Any, make: Any) -> None:
     for created in (3, 1, 2):
         inbox(make, created_at=1_777_039_200_000_000 + created, title=str(created))
