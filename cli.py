@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 #: Errors that mean "bad configuration or database", shown as one line, never a traceback.
-_FATAL = ("ConfigError", "SchemaError", "OperationalError", "DatabaseError", "ArgumentError")
+_FATAL = ("ConfigError", "SchemaError", "OperationalError", "DatabaseError", "ArgumentError",
+          "WriteTimeout")
 
 
 class AppContext:
@@ -122,8 +123,8 @@ def init_db() -> None:
     """Create or upgrade the database schema (idempotent, never deletes data)."""
     from flask import current_app
 
-    from notifications.database import SCHEMA_VERSION, ensure_schema
-    from notifications.models import db
+    from notifications.store.engine import SCHEMA_VERSION, ensure_schema
+    from notifications.store.models import db
 
     previous = ensure_schema(db.engine)
     # Building the app already brought the schema up to date: report what it found.
@@ -139,7 +140,8 @@ def init_db() -> None:
 
 
 def _demo_banner(app: Any, host: str, port: int) -> None:
-    from notifications import queries, tokens
+    from notifications import tokens
+    from notifications.store import queries
 
     with app.app_context():
         rows = queries.list_for_admin(limit=200)
@@ -194,7 +196,8 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
     # Build the app once in this process: a bad setting stops here with one clear line.
     app = create_app(overrides)
     if demo:
-        from notifications import queries, seeding
+        from notifications import seeding
+        from notifications.store import queries
 
         with app.app_context():
             if not queries.list_for_admin(limit=1):
@@ -249,7 +252,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
          entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
          metadata_json: str | None) -> None:
     """Store a notification for each --user and print each as JSON (one per line)."""
-    from notifications import queries
+    from notifications.store import queries
     from notifications.serialize import full_record
 
     metadata: dict[str, Any] = {}
@@ -330,7 +333,7 @@ def _show_row(row: dict[str, Any], as_json: bool) -> None:
 def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None, unread: bool,
                  limit: int, as_json: bool) -> None:
     """Show the newest notifications, optionally for one user, organization or dataset."""
-    from notifications import queries
+    from notifications.store import queries
 
     rows = queries.list_for_admin(
         user_id=user_id, organization_id=org_id, dataset_id=dataset_id, unread_only=unread, limit=limit,
@@ -361,7 +364,7 @@ def stats(top: int, as_json: bool) -> None:
     """Show totals, unread counts, the busiest users/organizations/datasets and file sizes."""
     from flask import current_app
 
-    from notifications import queries
+    from notifications.store import queries
 
     data = queries.stats(top=top)
     data.update(_file_sizes(current_app.config["SQLALCHEMY_DATABASE_URI"]))
@@ -393,25 +396,19 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
 
     from flask import current_app
 
-    from notifications import queries
-    from notifications.database import is_sqlite
-    from notifications.models import db
+    from notifications.store import ChangeCounter, queries
+    from notifications.store.models import db
 
     pause = interval or current_app.config["POLL_INTERVAL"]
     try:
         last_seq, _ = queries.stream_position()
-        # A connection of our own whose data_version moves only when someone commits,
-        # so an idle tail costs one PRAGMA per interval, not a query.
-        watch = db.engine.raw_connection() if is_sqlite() else None
-        version = None
+        # An idle tail costs one PRAGMA per interval, not a query.
+        counter = ChangeCounter(db.engine)
         click.echo("Following new notifications; press Ctrl-C to stop.", err=True)
         while True:
-            if watch is not None:
-                current = queries.data_version(watch.dbapi_connection)
-                if current == version:
-                    time.sleep(pause)
-                    continue
-                version = current
+            if not counter.moved():
+                time.sleep(pause)
+                continue
             head, _ = queries.stream_position()
             while last_seq < head:
                 rows = queries.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
@@ -419,8 +416,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
                     _show_row(row, as_json)
                 last_seq = rows[-1]["seq"] if len(rows) == queries.CHANGE_BATCH else head
             sys.stdout.flush()
-            if watch is None:
-                time.sleep(pause)
+            time.sleep(pause)
     except KeyboardInterrupt:
         # Ctrl-C is how a tail ends: no traceback, no "Aborted!".
         click.echo("", err=True)
@@ -456,7 +452,7 @@ def notification_id_option(value: str) -> str:
 def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
               dataset_id: str | None, as_json: bool) -> None:
     """Mark a user's notifications read: the given --id values, or --all."""
-    from notifications import queries
+    from notifications.store import queries
 
     if bool(ids) == all_:
         raise click.UsageError("give either --id ID (repeatable) or --all")
@@ -483,7 +479,8 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
 @with_app
 def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> None:
     """Delete notifications created longer ago than DURATION."""
-    from notifications import queries, transfer
+    from notifications import transfer
+    from notifications.store import queries
     from notifications.serialize import iso_naive
 
     try:
@@ -512,7 +509,8 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
 @with_app
 def export(user_id: str | None, since: str | None, output: str) -> None:
     """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
-    from notifications import queries, transfer
+    from notifications import transfer
+    from notifications.store import queries
 
     since_us = None
     if since is not None:
@@ -575,7 +573,8 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     duplicate, so importing an export twice stores it once. Records without an id get a
     new one.
     """
-    from notifications import queries, transfer
+    from notifications import transfer
+    from notifications.store import queries
 
     skipped = 0
     importer = queries.Importer()

@@ -93,18 +93,16 @@ def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
 
 
 def baseline(db: Path, total: int, batch: int) -> float:
-    """Seconds for queries.insert_rows in-process, one transaction per batch."""
-    from notifications import create_app, queries
-    from notifications.database import writing
-
+    """Seconds for queries.insert_tuples in-process, one transaction per batch."""
+    from notifications import create_app
+    from notifications.store import queries
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
     items = [stored(i) for i in range(total)]
     with app.app_context():
         started = time.perf_counter()
         for start in range(0, total, batch):
             rows = [queries.new_row(item) for item in items[start:start + batch]]
-            with writing() as conn:
-                queries.insert_rows(conn, rows)
+            queries.insert_tuples([queries.as_tuple(r) for r in rows])
         return time.perf_counter() - started
 
 
@@ -112,9 +110,10 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
     """Seconds for plain sqlite3 executemany of ready-made tuples: the floor of any writer."""
     import sqlite3
 
-    from notifications import create_app, queries
-    from notifications.database import WAL_AUTOCHECKPOINT_PAGES
-    from notifications.queries import INSERT_FIELDS
+    from notifications import create_app
+    from notifications.store import queries
+    from notifications.store.engine import WAL_AUTOCHECKPOINT_PAGES
+    from notifications.store.queries import INSERT_FIELDS
 
     create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})  # creates the schema
     rows = []

@@ -254,7 +254,8 @@ def delivery(stream: Stream, act: Callable[[], float], timeout: float = 5) -> fl
 
 def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
     """With n streams open (half dataset, half organization), time commit -> receipt."""
-    from notifications import create_app, queries
+    from notifications import create_app
+    from notifications.store import queries
 
     db = tmp / "latency.db"
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "JWT_SECRET": SECRET})

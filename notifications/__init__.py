@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, cors, database, ingest, openapi, stream, views, web
+from . import auth, config, cors, ingest, openapi, store, stream, views, web
 
 __all__ = ["create_app"]
 
@@ -21,7 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     config.normalize(app.config)
     app.json.sort_keys = False
 
-    database.init_app(app)
+    store.init_app(app)
     auth.init_app(app)
     stream.init_app(app)
     web.init_app(app)

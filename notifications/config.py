@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "OPEN_ORGANIZATION": None,
     "CORS_ORIGINS": None,
     "LOG_FORMAT": "text",
+    # Seconds a write waits for another process's write lock before answering 503.
+    "WRITE_TIMEOUT": 5.0,
+    # PRAGMA synchronous of the writer's connection: "full" or "normal".
+    "SYNCHRONOUS": "full",
     # Not environment settings: set by the CLI and the demo mode.
     "DEMO": False,
     "REQUIRE_KEY": True,
@@ -40,11 +44,12 @@ _FLOATS = {
     "PING_INTERVAL": (0.05, 3600.0),
     "KEEPALIVE_INTERVAL": (0.05, 3600.0),
     "POLL_INTERVAL": (0.01, 60.0),
+    "WRITE_TIMEOUT": (0.05, 600.0),
 }
 _STRINGS = (
     "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ALGORITHMS", "JWT_AUDIENCE",
     "JWT_ISSUER", "ORG_CLAIM", "SESSION_COOKIE", "DATASET_PREFIX", "ORGANIZATION_PREFIX",
-    "INGEST_TOKEN", "OPEN_USER", "OPEN_ORGANIZATION", "CORS_ORIGINS", "LOG_FORMAT",
+    "INGEST_TOKEN", "OPEN_USER", "OPEN_ORGANIZATION", "CORS_ORIGINS", "LOG_FORMAT", "SYNCHRONOUS",
 )
 SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                         "ES256", "ES384", "ES512")
@@ -111,6 +116,13 @@ def normalize(config: MutableMapping[str, Any]) -> None:
 
     if config["LOG_FORMAT"] not in ("text", "json"):
         raise ConfigError(f"NOTIFICATIONS_LOG_FORMAT must be 'text' or 'json', got {config['LOG_FORMAT']!r}")
+
+    synchronous = (config["SYNCHRONOUS"] or "").lower()
+    if synchronous not in ("full", "normal"):
+        raise ConfigError(
+            f"NOTIFICATIONS_SYNCHRONOUS must be 'full' or 'normal', got {config['SYNCHRONOUS']!r}"
+        )
+    config["SYNCHRONOUS"] = synchronous
 
     config["DATASET_PREFIX"] = normalize_prefix(config["DATASET_PREFIX"], "DATASET_PREFIX")
     config["ORGANIZATION_PREFIX"] = normalize_prefix(

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 
-from . import database, queries
+from .store import queries
 from .errors import Unauthorized
 from .tokens import AuthError, bearer_token
 from .validation import parse_ingest_body
@@ -34,7 +34,7 @@ def ingest() -> tuple[dict[str, Any], int]:
     """Store one notification or a batch of them, all or none; repeated dedupe keys are skipped."""
     check_ingest_token()
     items = parse_ingest_body(request.get_data(cache=False))
-    ids, created = database.run(queries.ingest_notifications, [i.row_fields() for i in items])
+    ids, created = queries.ingest_notifications([i.row_fields() for i in items])
     return {"created": created, "duplicates": len(ids) - created, "ids": ids}, 201
 
 

@@ -92,10 +92,10 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
     """Serve until interrupted."""
     if app is not None:
         # Connections opened in this process must not be shared with forked workers.
-        from .models import db
+        from .store import current_store
 
         with app.app_context():
-            db.engine.dispose()
+            current_store().close()
     Server(factory, {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,

@@ -29,10 +29,11 @@ import gevent.lock
 from flask import Flask, Response, current_app
 from gevent.event import Event
 
-from . import queries, signals, sse
-from .database import is_sqlite, run
-from .models import db
-from .queries import Scope
+from . import signals, sse
+from .store import ChangeCounter, queries
+from .store.models import db
+from .store.queries import Scope
+from .store.writer import on_hub
 from .serialize import dataset_notification
 
 log = logging.getLogger("notifications.stream")
@@ -217,8 +218,7 @@ class StreamHub:
         self._wake = Event()
         self._lease_wake = Event()
         self._async: Any = None
-        self._conn: Any = None
-        self._version: int | None = None
+        self._counter: ChangeCounter | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self._start_lock: Any = None
 
@@ -247,12 +247,9 @@ class StreamHub:
         self.started_at = time.monotonic()
         with self.app.app_context():
             self.last_seq, self.last_read = queries.stream_position()
-            if is_sqlite():
-                # A connection of its own, kept for the life of the process: data_version
-                # is only meaningful when asked of the same connection every time.
-                self._conn = db.engine.raw_connection()
-                self._version = queries.data_version(self._conn.dbapi_connection)
-        # Writers may commit in the threadpool; an async watcher is the thread-safe way
+            self._counter = ChangeCounter(db.engine)
+            self._counter.moved()
+        # The writer commits on its own thread; an async watcher is the thread-safe way
         # to ring the watcher's doorbell from there.
         self._async = gevent.get_hub().loop.async_(ref=False)
         self._async.start(self._wake.set)
@@ -264,8 +261,6 @@ class StreamHub:
 
     def _chain_sigterm(self) -> None:
         """End streams when the worker is told to stop, also under a plain ``gunicorn`` run."""
-        from .database import on_hub
-
         previous = signal.getsignal(signal.SIGTERM)
         if not on_hub() or not callable(previous):
             return
@@ -294,7 +289,7 @@ class StreamHub:
         if self.started and self._pid == os.getpid():
             try:
                 with self.app.app_context():
-                    run(queries.release_owner, self.owner)
+                    queries.release_owner(self.owner)
             except Exception:  # the lease expires by itself anyway
                 log.warning("could not release stream leases at shutdown", exc_info=True)
         gevent.joinall(self._greenlets, timeout=timeout)
@@ -364,7 +359,7 @@ class StreamHub:
     def acquire_lease(self, user_id: str, limit: int) -> queries.LeaseResult:
         """Take a stream slot for ``user_id`` (counted across the node's workers)."""
         self.start()
-        result = run(queries.acquire_lease, user_id, self.owner, limit, int(LEASE_TTL * 1e6))
+        result = queries.acquire_lease(user_id, self.owner, limit, int(LEASE_TTL * 1e6))
         if result.lease_id is not None:
             self.leases.add(result.lease_id)
         return result
@@ -388,11 +383,11 @@ class StreamHub:
                 try:
                     if self.released:
                         batch = set(self.released)
-                        run(queries.release_leases, list(batch))
+                        queries.release_leases(list(batch))
                         self.released -= batch
                     if time.monotonic() >= next_renewal:
                         if self.leases:
-                            run(queries.renew_leases, self.owner, int(LEASE_TTL * 1e6))
+                            queries.renew_leases(self.owner, int(LEASE_TTL * 1e6))
                         next_renewal = time.monotonic() + LEASE_RENEW
                 except Exception:
                     log.warning("stream lease upkeep failed; retrying", exc_info=True)
@@ -416,34 +411,19 @@ class StreamHub:
                         self.failing = True
                         self._broadcast_error()
                     # Reconnect: the connection itself may be what broke.
-                    self._reset_connection()
+                    if self._counter is not None:
+                        self._counter.reset()
                     gevent.sleep(backoff)
                     backoff = min(ERROR_BACKOFF, backoff * 2)
                 else:
                     self.failing = False
                     backoff = self.poll_interval
 
-    def _reset_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.invalidate()
-            except Exception:  # already broken; nothing more to do
-                pass
-            self._conn = None
-
     def _changed(self) -> bool:
         """Cheap check: did anyone commit since the last look?"""
-        if not is_sqlite():
-            return True
-        if self._conn is None:
-            self._conn = db.engine.raw_connection()
-            self._version = None
         self.checks += 1
-        version = queries.data_version(self._conn.dbapi_connection)
-        if version == self._version:
-            return False
-        self._version = version
-        return True
+        assert self._counter is not None
+        return self._counter.moved()
 
     def tick(self) -> None:
         """Look for changes once and deliver them."""
@@ -453,7 +433,7 @@ class StreamHub:
             more = True
             while more:
                 self.queries += 1
-                changes = run(queries.changes_since, self.last_seq, self.last_read)
+                changes = queries.changes_since(self.last_seq, self.last_read)
                 self.last_seq, self.last_read = changes.last_seq, changes.last_read
                 more = changes.more
                 if changes.purges != self.last_purges:
@@ -471,7 +451,7 @@ class StreamHub:
         pairs = set(self.pending_counts)
         if pairs:
             self.queries += 1
-            counts = run(queries.unread_counts, sorted(pairs, key=str))
+            counts = queries.unread_counts(sorted(pairs, key=str))
             self.pending_counts -= pairs
             for key, count in counts.items():
                 subs = self.org_subs.get(key)
@@ -506,13 +486,13 @@ class StreamHub:
     def head(self) -> int:
         """Read the newest sequence number from the database (not the watcher's view)."""
         with self.app.app_context():
-            return run(queries.stream_position)[0]
+            return queries.stream_position()[0]
 
     def replay(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                limit: int) -> list[dict[str, Any]]:
         """Read what a reconnecting client missed (``after < seq <= upto``)."""
         with self.app.app_context():
-            return run(queries.replay, scope, dataset_id, after, upto, limit)
+            return queries.replay(scope, dataset_id, after, upto, limit)
 
 
 def notification_frame(row: dict[str, Any]) -> str:

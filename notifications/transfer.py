@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .queries import INSERT_FIELDS, new_row
+from .store.queries import INSERT_FIELDS, new_row
 from .serialize import full_record, parse_time
 from .validation import ImportRecord
 

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
-from . import queries
+from .store import queries
 from .auth import current_principal
 from .errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
-from .queries import Scope
+from .store.queries import Scope
 from .schemas import DetailError, DetailValidationError, OrganizationError
 from .serialize import dataset_notification, organization_record
 from .stream import dataset_events, event_stream, hub_of, organization_events

@@ -6,8 +6,8 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from . import queries
-from .database import reading
+from . import store
+from .store import queries
 from .errors import NotFound, Unavailable
 from .validation import (
     DatasetFilterQuery,
@@ -103,8 +103,7 @@ def _add_variant_routes(state: BlueprintSetupState) -> None:
 def healthz() -> tuple[dict[str, Any], int]:
     """Report whether the database answers; no authentication."""
     try:
-        with reading() as conn:
-            conn.exec_driver_sql("SELECT 1").scalar()
+        store.ping()
     except Exception as exc:  # any database failure means "not healthy", never a 500
         current_app.logger.warning("health check failed: %s", exc)
         raise Unavailable("database unavailable") from None

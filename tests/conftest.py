@@ -17,7 +17,8 @@ import requests
 from click.testing import CliRunner
 
 from cli import AppContext, cli
-from notifications import create_app, queries
+from notifications import create_app
+from notifications.store import queries
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
@@ -58,10 +59,7 @@ def app_config(db_url: str) -> dict[str, Any]:
 def app(app_config: dict[str, Any]) -> Iterator[Any]:
     application = create_app(app_config)
     yield application
-    from notifications.models import db
-
-    with application.app_context():
-        db.engine.dispose()
+    application.extensions["notifications.store"].close()
 
 
 @pytest.fixture

@@ -355,7 +355,7 @@ def test_open_mode(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("open mode" in w and "operator" in w for w in warnings)
     with app.app_context():
-        from notifications import queries
+        from notifications.store import queries
 
         queries.create_notifications([{"user_id": "operator"}, {"user_id": "someone-else"}])
     client = app.test_client()
@@ -376,7 +376,7 @@ def test_open_mode_with_organization(db_url: str, caplog: pytest.LogCaptureFixtu
                           "OPEN_USER": "operator", "OPEN_ORGANIZATION": "acme"})
     assert any("acme" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     with app.app_context():
-        from notifications import queries
+        from notifications.store import queries
 
         queries.create_notifications([
             {"user_id": "operator", "organization_id": "acme"},

@@ -51,7 +51,7 @@ def keyless_runner(db_url: str) -> Any:
 def test_init_db(runner: Any) -> None:
     result = runner.invoke("init-db")
     assert result.exit_code == 0
-    from notifications.database import SCHEMA_VERSION
+    from notifications.store.engine import SCHEMA_VERSION
 
     assert f"initialised (schema version 0 -> {SCHEMA_VERSION})" in result.output
     again = runner.invoke("init-db")
@@ -163,7 +163,7 @@ def test_send_to_several_users_in_an_org(runner: Any, client: Any, auth: Any) ->
 )
 def test_send_bad_input(runner: Any, app: Any, args: tuple[str, ...], words: tuple[str, ...]) -> None:
     assert_one_line_error(runner.invoke("send", "--user", "alice", *args), *words)
-    from notifications import queries
+    from notifications.store import queries
 
     with app.app_context():
         assert queries.list_for_admin() == []
@@ -257,7 +257,7 @@ def listed(runner: Any, make: Any, app: Any) -> Any:
     make(user="alice", n=2, organization_id="acme", dataset_id=DATASET, title="a-acme-d1")
     make(user="alice", n=1, organization_id="globex", dataset_id=OTHER_DATASET, title="a-globex")
     bob = make(user="bob", n=3, organization_id="acme", title="b-acme")
-    from notifications import queries
+    from notifications.store import queries
 
     with app.app_context():
         queries.mark_one_read(queries.Scope("bob"), bob[0]["id"])

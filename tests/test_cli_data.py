@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from conftest import DATASET, OTHER_DATASET, SECRET, Runner
-from notifications import create_app, queries, serialize, signals, transfer
-from notifications.models import db
+from notifications import create_app, serialize, signals, transfer
+from notifications.store import queries
+from notifications.store.models import db
 
 DAY_US = 86_400 * 1_000_000
 

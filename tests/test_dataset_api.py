@@ -136,7 +136,7 @@ def test_unread_only_booleans(client: Any, auth: Any, make: Any, value: str,
                               unread_only: bool) -> None:
     rows = alert(make, n=3)
     with client.application.app_context():
-        from notifications import queries
+        from notifications.store import queries
 
         queries.mark_one_read(queries.Scope("alice"), rows[0]["id"])
     body = get(client, auth, f"/notifications?unread_only={value}").get_json()
@@ -330,7 +330,8 @@ def test_read_all(client: Any, auth: Any, make: Any) -> None:
 def test_read_counter_moves_only_when_something_was_marked(app: Any, client: Any, auth: Any,
                                                           make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stream watchers recount when the read counter moves or a change is signalled."""
-    from notifications import queries, signals
+    from notifications import signals
+    from notifications.store import queries
 
     rows = alert(make, n=2)
     signalled: list[None] = []
@@ -501,14 +502,14 @@ def test_healthz_when_the_database_fails(client: Any, monkeypatch: pytest.Monkey
 
     from sqlalchemy.exc import OperationalError
 
-    from notifications import views
+    from notifications.store import engine
 
     @contextmanager
     def broken() -> Any:
         raise OperationalError("SELECT 1", {}, Exception("disk I/O error"))
         yield
 
-    monkeypatch.setattr(views, "reading", broken)
+    monkeypatch.setattr(engine, "reading", broken)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.get_json() == {"detail": "database unavailable"}

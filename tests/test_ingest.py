@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from conftest import DATASET
-from notifications import queries, signals
+from notifications import signals
+from notifications.store import queries
 from notifications.ingest import INGEST_PATH
 
 TOKEN = "ingest-token-0123456789abcdef"

@@ -398,7 +398,7 @@ def test_routing_errors_use_envelope(client: Any, auth: Any, method: str, path: 
 
 def test_internal_error_uses_envelope(client: Any, auth: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from notifications import queries
+    from notifications.store import queries
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")

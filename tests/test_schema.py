@@ -15,10 +15,11 @@ from sqlalchemy import create_engine, event, inspect
 
 from cli import AppContext, cli
 from conftest import DATASET, SECRET, notifications_command
-from notifications import create_app, queries
-from notifications.database import SCHEMA_VERSION, SchemaError, schema_sql
-from notifications.models import db
-from notifications.queries import Scope
+from notifications import create_app
+from notifications.store import queries
+from notifications.store.engine import SCHEMA_VERSION, SchemaError, schema_sql
+from notifications.store.models import db
+from notifications.store.queries import Scope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,7 +197,8 @@ def test_init_db_is_idempotent_and_keeps_data(runner: Any, make: Any, app: Any) 
         assert result.exit_code == 0 and f"up to date (schema version {SCHEMA_VERSION})" in result.output
     with app.app_context():
         assert queries.unread_count(Scope("alice")) == 3
-        assert queries.get_notification(rows[0]["id"]) is not None
+        assert [r["id"] for r in queries.list_for_admin(user_id="alice")] == \
+            [r["id"] for r in reversed(rows)]
 
 
 def test_init_db_on_a_fresh_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

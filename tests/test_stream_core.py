@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from conftest import notifications_command
-from notifications import queries
-from notifications.queries import Scope
+from notifications.store import queries
+from notifications.store.queries import Scope
 
 
 def test_changes_since_reports_new_rows_and_reads(app: Any, make: Any) -> None:
@@ -45,6 +45,20 @@ def test_replay_is_scoped_filtered_and_bounded(app: Any, make: Any) -> None:
         assert len(queries.replay(scope, None, 0, head, 2)) == 2
 
 
+def active_leases(user_id: str) -> int:
+    """Count a user's unexpired stream leases."""
+    from sqlalchemy import func, select
+
+    from notifications.store import reading
+    from notifications.store.models import stream_leases_table as leases
+
+    with reading() as conn:
+        return conn.execute(
+            select(func.count()).select_from(leases)
+            .where(leases.c.user_id == user_id, leases.c.expires_at > queries.now_us())
+        ).scalar_one()
+
+
 def test_leases_count_across_owners_and_expire(app: Any) -> None:
     with app.app_context():
         first = queries.acquire_lease("alice", "worker-a", 2, 30_000_000)
@@ -55,19 +69,19 @@ def test_leases_count_across_owners_and_expire(app: Any) -> None:
         assert 1 <= refused.retry_after <= 30
         assert queries.acquire_lease("bob", "worker-a", 2, 30_000_000).lease_id
         queries.release_leases([first.lease_id])
-        assert queries.active_leases("alice") == 1
+        assert active_leases("alice") == 1
         # A lease that was not renewed (its worker died) stops counting.
         short = queries.acquire_lease("alice", "dead", 2, 1)
         time.sleep(0.01)
-        assert queries.active_leases("alice") == 1 and short.lease_id
+        assert active_leases("alice") == 1 and short.lease_id
         assert queries.acquire_lease("alice", "worker-a", 2, 30_000_000).lease_id
         assert queries.renew_leases("worker-a", 60_000_000) == 2
         assert queries.release_owner("worker-a") == 2
-        assert queries.active_leases("alice") == 1
+        assert active_leases("alice") == 1
 
 
 def test_schema_and_model_agree_on_stream_leases(app: Any, db_url: str) -> None:
-    from notifications.models import StreamLease
+    from notifications.store.models import StreamLease
 
     conn = sqlite3.connect(db_url[len("sqlite:///"):])
     columns = {row[1]: (row[2].upper(), bool(row[3])) for row in
@@ -149,36 +163,13 @@ def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: An
 
 
 def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> None:
-    from notifications.database import writing
+    from notifications.store import write
 
     with app.app_context():
         seq, read = queries.stream_position()
         before = queries.changes_since(seq, read).purges
-        with writing() as conn:
-            queries.note_deleted_unread(conn)
+        write(queries.note_deleted_unread)
         assert queries.changes_since(seq, read).purges == before + 1
-
-
-def test_run_lends_one_connection_to_nested_blocks(app: Any, make: Any) -> None:
-    """database.run's bound connection: nested blocks share it without losing writes."""
-    from notifications import database
-
-    def nested() -> int:
-        with database.writing() as conn:
-            queries.insert_rows(conn, [queries.new_row({"user_id": "nested"})])
-            with database.reading() as inner:
-                assert inner is conn
-            with database.writing() as inner:
-                assert inner is conn
-        with database.reading() as conn:
-            return len(queries.rows_after(0, 10**9, user_id="nested"))
-
-    with app.app_context():
-        engine = database.db.engine
-    with engine.connect() as conn:
-        assert database._run_bound(conn, nested, (), {}) == 1
-        assert not conn.in_transaction()
-    assert database._bound.conn is None
 
 
 def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
@@ -210,7 +201,7 @@ def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any)
 def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) -> None:
     """Version 2 added stream_leases and the purge counter; init-db adds them, keeping data."""
     from notifications import create_app
-    from notifications.database import SCHEMA_VERSION
+    from notifications.store.engine import SCHEMA_VERSION
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
@@ -258,9 +249,9 @@ def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: A
     hub.release_lease(lease.lease_id)
     deadline = time.monotonic() + 5
     with app.app_context():
-        while queries.active_leases("alice") and time.monotonic() < deadline:
+        while active_leases("alice") and time.monotonic() < deadline:
             gevent.sleep(0.05)
-        assert queries.active_leases("alice") == 0
+        assert active_leases("alice") == 0
     assert calls == [[lease.lease_id]] * 2
     hub.shutdown()
 

@@ -1,4 +1,17 @@
-"""Engine set-up, SQLite pragmas, schema creation and version checks."""
+"""Engine set-up, SQLite pragmas, schema creation and version checks, and what runs where.
+
+The rule of the store, for every statement the service runs:
+
+- **Reads** run on the caller's thread or greenlet, on a pooled connection of their own
+  (:func:`reading`). In WAL mode a read never waits for a writer, and a read never yields
+  to another greenlet while it holds its connection, so the pool never has to wait; it
+  may also grow past its size rather than make anyone wait (``max_overflow = -1``).
+- **Writes** are jobs, functions of a connection, handed to the process's one writer
+  thread (:func:`write`), which runs them in group-committed ``BEGIN IMMEDIATE``
+  transactions on the one connection it owns (see :mod:`.writer`). Nothing else writes.
+- **Schema set-up** (``init-db``, and the first start on an empty database) runs once,
+  before any request, in one ``BEGIN IMMEDIATE`` script of its own.
+"""
 from __future__ import annotations
 
 import os
@@ -7,17 +20,20 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from .config import ConfigError
+from .. import signals
+from ..config import ConfigError
 from .models import db
+from .writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
 SCHEMA_VERSION = 2
-#: Milliseconds a connection waits for another writer before giving up.
-BUSY_TIMEOUT_MS = 30_000
+#: Milliseconds a reading connection waits on a lock (in WAL mode only in rare cases, such
+#: as recovering the WAL after a crash). The writer waits ``WRITE_TIMEOUT`` instead.
+BUSY_TIMEOUT_MS = 5_000
 #: WAL pages (4 KiB each) after which a commit checkpoints the WAL into the database.
 WAL_AUTOCHECKPOINT_PAGES = 16_384
 
@@ -50,6 +66,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
+        # Only the writer's connection commits; it sets its own (NOTIFICATIONS_SYNCHRONOUS).
         cursor.execute("PRAGMA synchronous = NORMAL")
         # Checkpoint every 64 MB of WAL instead of 4 MB: a batch of inserts dirties pages all
         # over the per-user indexes, and with the default nearly every commit paid a
@@ -60,13 +77,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        # The writer's connection takes the write lock up front; it is the only statement
+        # that waits for another process, and only the writer thread runs it.
         immediate = connection.get_execution_options().get("immediate", False)
-        if immediate:
-            # The only statement that waits for another process's write lock (inside
-            # SQLite's busy handler, a C sleep): keep it off the gevent hub.
-            blocking(connection.connection.dbapi_connection.execute, "BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        if immediate and connection.connection.dbapi_connection.in_transaction:
+            return  # the writer took the lock itself (Writer._lock)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def is_sqlite(engine: Engine | None = None) -> bool:
@@ -91,7 +107,11 @@ def init_app(app: Flask) -> None:
                 f"{exc.strerror or exc}"
             ) from None
     app.config["SQLALCHEMY_DATABASE_URI"] = url
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": False})
+    options: dict[str, Any] = {"pool_pre_ping": False}
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        # Reads never wait for a connection (see the module's rule): the pool grows instead.
+        options.update(pool_size=4, max_overflow=-1)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     try:
         db.init_app(app)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -102,6 +122,7 @@ def init_app(app: Flask) -> None:
         if is_sqlite(engine):
             _configure_sqlite(engine)
         app.extensions["notifications.schema_found"] = ensure_schema(engine)
+    app.extensions["notifications.store"] = Store(app)
 
 
 def schema_version(engine: Engine) -> int:
@@ -158,144 +179,94 @@ def ensure_schema(engine: Engine) -> int:
     return found
 
 
-# --- keeping the gevent hub free ------------------------------------------------------
-#
-# Under gunicorn's gevent worker every request is a greenlet on one OS thread, and a
-# sqlite3 call is a C call that does not yield: a write waiting for another process's
-# lock would freeze every stream of the worker. Such calls run in gevent's threadpool.
-# SQLAlchemy's pool guards itself with (monkey-patched) threading locks, so connections
-# are always checked out and returned on the hub's thread; only the driver-level work
-# crosses to a native thread.
+
+class Store:
+    """The app's database: its engine and this process's writer (a new one after a fork)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._writer: Writer | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """Return the engine bound to the app."""
+        with self.app.app_context():
+            return db.engine
+
+    @property
+    def writer(self) -> Writer:
+        """Return this process's writer, starting it on first use."""
+        writer = self._writer
+        if writer is None or writer.pid != os.getpid():
+            writer = Writer(self.engine, timeout=self.app.config["WRITE_TIMEOUT"],
+                            synchronous=self.app.config["SYNCHRONOUS"])
+            # Looked up at each commit, so that a listener added later is called too.
+            writer.after_commit = [lambda: signals.changed()]
+            self._writer = writer
+        return writer
+
+    def close(self) -> None:
+        """Stop this process's writer and close every pooled connection (before a fork, tests)."""
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self.engine.dispose()
 
 
-def _native(module: str, name: str) -> Any:
-    from gevent import monkey
-
-    return monkey.get_original(module, name)
-
-
-def on_hub() -> bool:
-    """Tell whether this code runs on a monkey-patched gevent hub shared by greenlets."""
-    from gevent import monkey
-    from gevent._hub_local import get_hub_if_exists
-
-    if not monkey.is_module_patched("threading"):
-        return False
-    # Threadpool threads have no hub of their own; the main thread's hub is "main".
-    hub = get_hub_if_exists()
-    return hub is not None and hub.main_hub
-
-
-_lock_pool: Any = None
-_lock_pool_pid = 0
-
-
-def _lock_waiters() -> Any:
-    """Return this process's threadpool for statements that wait for the write lock.
-
-    It is separate from the hub's threadpool (used by :func:`run`), so reads are never
-    queued behind writes that wait for another process's lock.
-    """
-    global _lock_pool, _lock_pool_pid
-    if _lock_pool is None or _lock_pool_pid != os.getpid():
-        from gevent.threadpool import ThreadPool
-
-        _lock_pool, _lock_pool_pid = ThreadPool(8), os.getpid()
-    return _lock_pool
-
-
-def _capture(fn: Callable[..., T], *args: Any) -> tuple[bool, Any]:
-    # Exceptions come back as values: gevent would print a traceback for every one that
-    # escapes a threadpool task, although the caller handles it.
-    try:
-        return True, fn(*args)
-    except Exception as exc:
-        return False, exc
-
-
-def _outcome(result: tuple[bool, Any]) -> Any:
-    ok, value = result
-    if ok:
-        return value
-    raise value
-
-
-def blocking(fn: Callable[..., T], *args: Any) -> T:
-    """Call a function that may block in C; on the gevent hub, in a threadpool."""
-    if not on_hub():
-        return fn(*args)
-    return _outcome(_lock_waiters().apply(_capture, (fn, *args)))
-
-
-_bound = _native("_thread", "_local")()
+def current_store() -> Store:
+    """Return the store of the current app."""
+    return current_app.extensions["notifications.store"]
 
 
 @contextmanager
 def reading() -> Iterator[Connection]:
-    """Yield a connection for reads that share one snapshot; never holds a write lock."""
-    conn = getattr(_bound, "conn", None)
-    if conn is not None:
-        # A read nested in another block of the same function shares its transaction.
-        outer = conn.in_transaction()
-        try:
-            yield conn
-        finally:
-            if not outer and conn.in_transaction():
-                conn.rollback()
-        return
+    """Yield a pooled connection for reads that share one snapshot; it never writes."""
     with db.engine.connect() as conn:
         yield conn
 
 
-@contextmanager
-def writing() -> Iterator[Connection]:
-    """Yield a connection inside a write transaction that commits on success."""
-    conn = getattr(_bound, "conn", None)
-    if conn is not None:
-        if getattr(_bound, "in_write", False):
-            yield conn  # nested: part of the enclosing write transaction
-            return
-        if conn.in_transaction():
-            conn.rollback()  # an enclosing read's snapshot cannot be upgraded safely
-        conn.execution_options(immediate=True)
-        _bound.in_write = True
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            _bound.in_write = False
-            conn.execution_options(immediate=False)
-        return
-    with db.engine.connect() as conn:
-        conn.execution_options(immediate=True)
-        with conn.begin():
-            yield conn
-            if on_hub() and conn.dialect.name == "sqlite":
-                # COMMIT may run a WAL checkpoint (disk writes and fsync): off the hub
-                # too. The driver then sees no open transaction, so SQLAlchemy's own
-                # commit that follows is a no-op.
-                blocking(conn.connection.dbapi_connection.execute, "COMMIT")
+def write(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(connection, *args)`` on this process's writer and return its result."""
+    return current_store().writer.run(fn, *args)
 
 
-def _run_bound(conn: Connection, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-    _bound.conn = conn
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        _bound.conn = None
+def ping() -> None:
+    """Run the cheapest statement there is (the health check)."""
+    with reading() as conn:
+        conn.exec_driver_sql("SELECT 1").scalar()
 
 
-def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a database function; on the gevent hub, whole, in the threadpool.
+class ChangeCounter:
+    """SQLite's ``PRAGMA data_version`` on one long-lived connection of its own.
 
-    The connection is checked out here (on the hub's thread) and lent to ``fn``, whose
-    ``reading()`` / ``writing()`` blocks use it instead of the pool.
+    The value moves only when another connection commits, so polling it costs microseconds
+    and no query; it is only meaningful when asked of the same connection every time.
+    Other databases have no such counter: :meth:`moved` then always says yes.
     """
-    if not on_hub():
-        return fn(*args, **kwargs)
-    import gevent
 
-    with db.engine.connect() as conn:
-        return _outcome(
-            gevent.get_hub().threadpool.apply(_capture, (_run_bound, conn, fn, args, kwargs))
-        )
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+        self._version: int | None = None
+
+    def moved(self) -> bool:
+        """Tell whether anyone committed since the last call (the first call says yes)."""
+        if self.engine.dialect.name != "sqlite":
+            return True
+        if self._conn is None:
+            self._conn = self.engine.raw_connection()
+            self._version = None
+        version = self._conn.dbapi_connection.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return False
+        self._version = version
+        return True
+
+    def reset(self) -> None:
+        """Drop the connection (after an error); the next call opens a new one."""
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+            except Exception:  # already broken; nothing more to do
+                pass
+            self._conn = None

@@ -1,4 +1,10 @@
-"""Data access: every SQL statement the service runs lives here."""
+"""Data access: the reads, and the writer jobs with the functions that submit them.
+
+A read opens its own connection (:func:`reading`). A write is split in two: a *job*, a
+private ``_..._job(conn, ...)`` function that only the writer thread runs inside its
+transaction, and the public function that prepares plain values and waits for the job
+(:func:`write`). Jobs call :func:`mark_changed` when open streams should look again.
+"""
 from __future__ import annotations
 
 import json
@@ -10,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 
-from . import signals
-from .database import reading, writing
+from .engine import reading, write
 from .models import counters_table as counters
 from .models import db
 from .models import notifications_table as t
 from .models import stream_leases_table as leases
+from .writer import mark_changed
 
 #: Columns every read returns, under their public names.
 COLUMNS = (
@@ -122,13 +128,6 @@ def unread_count(scope: Scope, dataset_id: str | None = None) -> int:
         return _unread(conn, scope, dataset_id)
 
 
-def get_notification(notification_id: str) -> dict[str, Any] | None:
-    """Return one notification by public id, whoever owns it (for the CLI)."""
-    with reading() as conn:
-        row = conn.execute(select(*COLUMNS).where(t.c.id == notification_id)).first()
-    return row_dict(row) if row else None
-
-
 def list_for_admin(
     *,
     user_id: str | None = None,
@@ -189,22 +188,24 @@ def _bump_read_counter(conn: Connection) -> int:
     ).scalar_one()
 
 
+def _mark_job(conn: Connection, where: Any, read_at: int) -> int:
+    next_read = select(counters.c.value + 1).where(counters.c.name == "read").scalar_subquery()
+    changed = conn.execute(
+        update(t).where(where, t.c.read_at.is_(None)).values(read_at=read_at, read_seq=next_read)
+    ).rowcount
+    if changed:
+        _bump_read_counter(conn)
+        mark_changed(conn)
+    return changed
+
+
 def _mark(where: Any) -> int:
     """Mark the unread rows matching ``where`` read; return how many changed.
 
     The ``read`` counter moves (and watchers are told) only when a row changed: a
     mark-read that finds nothing to mark must not wake every stream to recount.
     """
-    next_read = select(counters.c.value + 1).where(counters.c.name == "read").scalar_subquery()
-    with writing() as conn:
-        changed = conn.execute(
-            update(t).where(where, t.c.read_at.is_(None)).values(read_at=now_us(), read_seq=next_read)
-        ).rowcount
-        if changed:
-            _bump_read_counter(conn)
-    if changed:
-        signals.changed()
-    return changed
+    return write(_mark_job, where, now_us())
 
 
 def mark_one_read(scope: Scope, notification_id: str) -> bool:
@@ -240,40 +241,80 @@ def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-_INSERT_SQL = (
-    f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
-    f"VALUES ({', '.join(':' + f for f in INSERT_FIELDS)})"
-)
+def insert_sql(conn: Connection, *, skip_existing: bool = False) -> str:
+    """Return the INSERT of :data:`INSERT_FIELDS` in the driver's own placeholder style.
+
+    Run through ``exec_driver_sql``: no per-row work in SQLAlchemy on the hot paths. With
+    ``skip_existing`` a row whose id or (user_id, dedupe_key) is stored already is left
+    out (the unique indexes decide, so concurrent retries cannot both win).
+    """
+    mark = placeholder(conn)
+    return (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+            f"VALUES ({', '.join([mark] * len(INSERT_FIELDS))})"
+            + (" ON CONFLICT DO NOTHING" if skip_existing else ""))
 
 
-def insert_rows(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Insert complete rows (see :func:`new_row`) in the caller's transaction."""
-    batch = list(rows)
-    if batch:
-        conn.execute(text(_INSERT_SQL), batch)
+def placeholder(conn: Connection) -> str:
+    """Return the driver's positional placeholder (``?`` for sqlite3, ``%s`` for psycopg)."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def as_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Return a complete row's values in :data:`INSERT_FIELDS` order."""
+    return tuple(row[f] for f in INSERT_FIELDS)
+
+
+def _create_job(conn: Connection, rows: list[tuple[Any, ...]], ids: list[str]) -> list[Any]:
+    conn.exec_driver_sql(insert_sql(conn), rows)
+    mark_changed(conn)
+    return conn.execute(select(*COLUMNS).where(t.c.id.in_(ids)).order_by(t.c.seq)).all()
 
 
 def create_notifications(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Store notifications in one transaction and return them as stored."""
     rows = [new_row(item) for item in items]
-    with writing() as conn:
-        insert_rows(conn, rows)
-        stored = conn.execute(
-            select(*COLUMNS).where(t.c.id.in_([r["id"] for r in rows])).order_by(t.c.seq)
-        ).all()
-    signals.changed()
+    if not rows:
+        return []
+    stored = write(_create_job, [as_tuple(r) for r in rows], [r["id"] for r in rows])
     return [row_dict(r) for r in stored]
+
+
+def _page_cache_job(conn: Connection, cache_kib: int | None) -> None:
+    if cache_kib is not None and conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{int(cache_kib)}")
+
+
+def set_page_cache(cache_kib: int) -> None:
+    """Set the size of the writer's page cache (KiB)."""
+    write(_page_cache_job, cache_kib)
+
+
+def _insert_job(conn: Connection, rows: Sequence[tuple[Any, ...]], cache_kib: int | None,
+                skip_existing: bool) -> int:
+    _page_cache_job(conn, cache_kib)
+    inserted = conn.exec_driver_sql(insert_sql(conn, skip_existing=skip_existing),
+                                    list(rows)).rowcount
+    if inserted:
+        mark_changed(conn)
+    return inserted
+
+
+def insert_tuples(rows: Sequence[tuple[Any, ...]], *, cache_kib: int | None = None,
+                  skip_existing: bool = False) -> int:
+    """Insert complete rows given as tuples in :data:`INSERT_FIELDS` order; return how many.
+
+    ``cache_kib`` sets the writer's page cache first (seeding a million rows lands all over
+    the unique index on ``id``; a cache that holds the indexes saves most of the reads).
+    """
+    if not rows:
+        return 0
+    return write(_insert_job, rows, cache_kib, skip_existing)
 
 
 # --- real-time streams -------------------------------------------------------------
 
 #: Most new rows a stream watcher reads in one query.
 CHANGE_BATCH = 1000
-
-
-def data_version(dbapi_connection: Any) -> int:
-    """Return SQLite's change counter of one connection: it moves when another commits."""
-    return dbapi_connection.execute("PRAGMA data_version").fetchone()[0]
 
 
 def stream_position() -> tuple[int, int]:
@@ -390,68 +431,51 @@ class LeaseResult:
     retry_after: int
 
 
+def _acquire_lease_job(conn: Connection, user_id: str, owner: str, limit: int, now: int,
+                       ttl_us: int) -> LeaseResult:
+    conn.execute(delete(leases).where(leases.c.user_id == user_id, leases.c.expires_at <= now))
+    active, earliest = conn.execute(
+        select(func.count(), func.min(leases.c.expires_at)).where(leases.c.user_id == user_id)
+    ).one()
+    if active >= limit:
+        # When a slot may free up at the latest: the oldest lease lapses unless renewed.
+        wait = -(-(int(earliest) - now) // 1_000_000)
+        return LeaseResult(None, int(active), max(1, wait))
+    lease_id = uuid.uuid4().hex
+    conn.execute(insert(leases).values(
+        id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us
+    ))
+    return LeaseResult(lease_id, int(active) + 1, 0)
+
+
 def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int) -> LeaseResult:
     """Take one of ``limit`` stream slots of a user, counting live leases of every worker."""
-    now = now_us()
-    with writing() as conn:
-        conn.execute(delete(leases).where(leases.c.user_id == user_id, leases.c.expires_at <= now))
-        active, earliest = conn.execute(
-            select(func.count(), func.min(leases.c.expires_at)).where(leases.c.user_id == user_id)
-        ).one()
-        if active >= limit:
-            # When a slot may free up at the latest: the oldest lease lapses unless renewed.
-            wait = -(-(int(earliest) - now) // 1_000_000)
-            return LeaseResult(None, int(active), max(1, wait))
-        lease_id = uuid.uuid4().hex
-        conn.execute(insert(leases).values(
-            id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us
-        ))
-    return LeaseResult(lease_id, int(active) + 1, 0)
+    return write(_acquire_lease_job, user_id, owner, limit, now_us(), ttl_us)
+
+
+def _run_statement_job(conn: Connection, statement: Any) -> int:
+    return conn.execute(statement).rowcount
 
 
 def release_leases(lease_ids: Sequence[str]) -> int:
     """Drop the given leases (streams that ended)."""
     if not lease_ids:
         return 0
-    with writing() as conn:
-        return conn.execute(delete(leases).where(leases.c.id.in_(list(lease_ids)))).rowcount
+    return write(_run_statement_job, delete(leases).where(leases.c.id.in_(list(lease_ids))))
 
 
 def renew_leases(owner: str, ttl_us: int) -> int:
     """Push back the expiry of every lease held by ``owner`` (a live worker)."""
-    with writing() as conn:
-        return conn.execute(
-            update(leases).where(leases.c.owner == owner).values(expires_at=now_us() + ttl_us)
-        ).rowcount
+    return write(_run_statement_job, update(leases).where(leases.c.owner == owner)
+                 .values(expires_at=now_us() + ttl_us))
 
 
 def release_owner(owner: str) -> int:
     """Drop every lease of ``owner`` (a worker shutting down)."""
-    with writing() as conn:
-        return conn.execute(delete(leases).where(leases.c.owner == owner)).rowcount
+    return write(_run_statement_job, delete(leases).where(leases.c.owner == owner))
 
 
-def active_leases(user_id: str) -> int:
-    """Count a user's unexpired stream leases."""
-    with reading() as conn:
-        return conn.execute(
-            select(func.count()).select_from(leases)
-            .where(leases.c.user_id == user_id, leases.c.expires_at > now_us())
-        ).scalar_one()
 # --- ingest, administration, export and import --------------------------------------
-
-#: Like the plain insert, but a row whose id or (user_id, dedupe_key) is already stored
-#: is skipped. The unique indexes decide, so concurrent retries cannot both win.
-#: Positional, for the driver's executemany: no per-row work in SQLAlchemy on the hot path.
-_INSERT_NEW_SQL = (
-    f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
-    f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)}) ON CONFLICT DO NOTHING"
-)
-
-
-def _driver_sql(conn: Connection, sql: str) -> str:
-    """Adapt a ``?``-placeholder statement to the driver's parameter style."""
-    return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
 
 
 #: Pairs per look-up query: keeps the OR chain well under SQLite's expression depth.
@@ -474,6 +498,17 @@ def _existing_ids(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tu
     return found
 
 
+def _ingest_job(conn: Connection, rows: list[tuple[Any, ...]],
+                pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    inserted = conn.exec_driver_sql(insert_sql(conn, skip_existing=True), rows).rowcount
+    if inserted:
+        mark_changed(conn)
+    # All rows stored means no duplicates: the common case needs no look-up.
+    if pairs and inserted != len(rows):
+        return _existing_ids(conn, pairs)
+    return {}
+
+
 def ingest_notifications(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], int]:
     """Store new notifications in one transaction, skipping repeated dedupe keys.
 
@@ -483,24 +518,16 @@ def ingest_notifications(items: Iterable[Mapping[str, Any]]) -> tuple[list[str],
     rows = [new_row(item) for item in items]
     if not rows:
         return [], 0
-    keyed = [r for r in rows if r["dedupe_key"] is not None]
-    with writing() as conn:
-        inserted = conn.exec_driver_sql(
-            _driver_sql(conn, _INSERT_NEW_SQL), [tuple(r[f] for f in INSERT_FIELDS) for r in rows]
-        ).rowcount
-        existing: dict[tuple[str, str], str] = {}
-        # All rows stored means no duplicates: the common case needs no look-up.
-        if keyed and inserted != len(rows):
-            pairs = list(dict.fromkeys((r["user_id"], r["dedupe_key"]) for r in keyed))
-            existing = _existing_ids(conn, pairs)
+    pairs = list(dict.fromkeys(
+        (r["user_id"], r["dedupe_key"]) for r in rows if r["dedupe_key"] is not None
+    ))
+    existing = write(_ingest_job, [as_tuple(r) for r in rows], pairs)
     ids = [
         existing.get((r["user_id"], r["dedupe_key"]), r["id"]) if r["dedupe_key"] is not None
         else r["id"]
         for r in rows
     ]
     created = sum(1 for row, id_ in zip(rows, ids) if row["id"] == id_)
-    if created:
-        signals.changed()
     return ids, created
 
 
@@ -527,6 +554,28 @@ def _purge_filter(before_us: int, read_only: bool) -> list[Any]:
     return conditions
 
 
+_UNREAD_FLAG = func.coalesce(t.c.read_at.is_(None), False).cast(t.c.seq.type)
+
+
+def _purge_job(conn: Connection, conditions: list[Any], cursor: int,
+               chunk: int) -> tuple[int | None, int, int]:
+    page = (
+        select(t.c.seq, _UNREAD_FLAG.label("unread")).where(t.c.seq > cursor, *conditions)
+        .order_by(t.c.seq).limit(chunk).subquery()
+    )
+    last, count, unread = conn.execute(
+        select(func.max(page.c.seq), func.count(), func.sum(page.c.unread))
+    ).one()
+    if not count:
+        return None, 0, 0
+    conn.execute(delete(t).where(t.c.seq > cursor, t.c.seq <= last, *conditions))
+    if unread:
+        _bump_read_counter(conn)
+        note_deleted_unread(conn)
+    mark_changed(conn)
+    return last, count, int(unread or 0)
+
+
 def purge(before_us: int, *, read_only: bool = False, dry_run: bool = False,
           chunk: int = 5000) -> dict[str, int]:
     """Delete notifications created before ``before_us``; return deleted and unread counts.
@@ -536,34 +585,21 @@ def purge(before_us: int, *, read_only: bool = False, dry_run: bool = False,
     watchers of that counter recount, as they do after a mark-read.
     """
     conditions = _purge_filter(before_us, read_only)
-    unread_flag = func.coalesce(t.c.read_at.is_(None), False).cast(t.c.seq.type)
     if dry_run:
         with reading() as conn:
             total, unread = conn.execute(
-                select(func.count(), func.sum(unread_flag)).where(*conditions)
+                select(func.count(), func.sum(_UNREAD_FLAG)).where(*conditions)
             ).one()
         return {"deleted": total, "unread": int(unread or 0)}
     deleted = unread_deleted = 0
     cursor = 0
     while True:
-        with writing() as conn:
-            page = (
-                select(t.c.seq, unread_flag.label("unread")).where(t.c.seq > cursor, *conditions)
-                .order_by(t.c.seq).limit(chunk).subquery()
-            )
-            last, count, unread = conn.execute(
-                select(func.max(page.c.seq), func.count(), func.sum(page.c.unread))
-            ).one()
-            if not count:
-                break
-            conn.execute(delete(t).where(t.c.seq > cursor, t.c.seq <= last, *conditions))
-            if unread:
-                _bump_read_counter(conn)
-                note_deleted_unread(conn)
+        last, count, unread = write(_purge_job, conditions, cursor, chunk)
+        if last is None:
+            break
         deleted += count
-        unread_deleted += int(unread or 0)
+        unread_deleted += unread
         cursor = last
-        signals.changed()
     return {"deleted": deleted, "unread": unread_deleted}
 
 
@@ -606,9 +642,10 @@ _STAGE_TYPES = {"created_at": "BIGINT", "read_at": "BIGINT"}
 class Importer:
     """Stage validated rows, then copy them into the table, skipping stored ids.
 
-    Staging goes to a temporary table on this connection, which takes no lock on the
-    database, so a file that turns out to be invalid half-way leaves nothing behind. The
-    copy then runs in short transactions, in file order.
+    Staging goes to a temporary table of a connection of the importer's own, which takes
+    no lock on the database, so a file that turns out to be invalid half-way leaves
+    nothing behind. The copy then goes through the writer in short transactions, in file
+    order, with a pause between them in which other processes' writers get their turn.
     """
 
     def __init__(self) -> None:
@@ -619,11 +656,14 @@ class Importer:
             f"CREATE TEMPORARY TABLE import_staging (line INTEGER PRIMARY KEY, {columns})"
         )
         self.conn.commit()
-        #: The driver's placeholder: these statements bypass SQLAlchemy's parameter rendering.
-        self._placeholder = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        mark = placeholder(self.conn)
         self._stage_sql = (
             f"INSERT INTO import_staging (line, {', '.join(INSERT_FIELDS)}) "
-            f"VALUES ({', '.join([self._placeholder] * (len(INSERT_FIELDS) + 1))})"
+            f"VALUES ({', '.join([mark] * (len(INSERT_FIELDS) + 1))})"
+        )
+        self._page_sql = (
+            f"SELECT line, {', '.join(INSERT_FIELDS)} FROM import_staging "
+            f"WHERE line > {mark} ORDER BY line LIMIT {mark}"
         )
 
     def stage(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -633,25 +673,22 @@ class Importer:
                 self.conn.exec_driver_sql(self._stage_sql, list(rows))
             self.staged += len(rows)
 
-    def copy(self, chunk: int = 50_000) -> int:
-        """Copy the staged rows into the table; return how many were new."""
-        fields, mark = ", ".join(INSERT_FIELDS), self._placeholder
-        sql = (
-            f"INSERT INTO notifications ({fields}) SELECT {fields} FROM import_staging "
-            f"WHERE line > {mark} AND line <= {mark} ORDER BY line ON CONFLICT DO NOTHING"
-        )
-        last = self.conn.exec_driver_sql("SELECT max(line) FROM import_staging").scalar() or 0
-        self.conn.commit()
+    def copy(self, chunk: int = 5_000, pause: float = 0.005) -> int:
+        """Copy the staged rows into the table; return how many were new.
+
+        ``chunk`` bounds how long one transaction holds the write lock (a few tens of
+        milliseconds); ``pause`` is longer than a waiting writer's retry interval.
+        """
         inserted = 0
-        self.conn.execution_options(immediate=True)
-        start = 0
-        while start < last:
-            with self.conn.begin():
-                inserted += self.conn.exec_driver_sql(sql, (start, start + chunk)).rowcount
-            start += chunk
-            signals.changed()
-        self.conn.execution_options(immediate=False)
-        return inserted
+        line = 0
+        while True:
+            page = self.conn.exec_driver_sql(self._page_sql, (line, chunk)).all()
+            self.conn.commit()
+            if not page:
+                return inserted
+            line = page[-1][0]
+            inserted += insert_tuples([tuple(row[1:]) for row in page], skip_existing=True)
+            time.sleep(pause)
 
     def close(self) -> None:
         """Drop the staging table and release the connection."""
@@ -661,4 +698,3 @@ class Importer:
             self.conn.commit()
         finally:
             self.conn.close()
-
