@@ -74,6 +74,12 @@ class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "Service Unavailable"
 
 
+class DatabaseBusy(Unavailable):
+    code = "database_busy"
+    message = "The database is busy with another writer; nothing was changed."
+    hint = "Retry after the number of seconds in Retry-After."
+
+
 class ValidationFailed(ApiError):
     """One or more request fields are invalid.
 

@@ -37,7 +37,8 @@ ERROR_REASONS = {
          "is too long.",
     422: "A parameter or the body is invalid.",
     429: "Too many open streams for this user; retry after Retry-After seconds.",
-    503: "The database does not answer.",
+    503: "The database does not answer, or (for a write) another process held its write lock "
+         "longer than the write timeout: nothing was changed; retry after Retry-After seconds.",
 }
 #: Errors any operation can answer before its own checks run.
 COMMON_ERRORS = (414,)
@@ -112,13 +113,13 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("dataset", "mark_one_read"): Operation(
         "Mark one unread notification read", schemas.Ok, path=validation.NotificationPath,
-        errors=(401, 404, 422),
+        errors=(401, 404, 422, 503),
         description="404 when the notification does not exist, is not the caller's, or is "
         "already read.",
     ),
     ("dataset", "read_all"): Operation(
         "Mark all of the caller's unread notifications read", schemas.ReadAllResult,
-        query=validation.DatasetFilterQuery, errors=(401, 422),
+        query=validation.DatasetFilterQuery, errors=(401, 422, 503),
     ),
     ("dataset", "stream"): Operation(
         "Stream the caller's new notifications", query=validation.DatasetStreamQuery,
@@ -131,12 +132,13 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("organization", "mark_read"): Operation(
         "Mark inbox items read (all of them without ids) and return the inbox",
-        schemas.OrganizationInbox, body=validation.MarkReadBody, errors=(401, 403, 413, 422),
+        schemas.OrganizationInbox, body=validation.MarkReadBody,
+        errors=(401, 403, 413, 422, 503),
         description="Idempotent; ids that are unknown, malformed or not the caller's are "
         "ignored. An empty body, `{}`, `{\"ids\": []}` or `{\"ids\": null}` marks everything.",
     ),
     ("organization", "stream"): Operation(
-        "Stream the caller's unread count", errors=(401, 403, 429),
+        "Stream the caller's unread count", errors=(401, 403, 429, 503),
         stream=_ORGANIZATION_EVENTS, stream_example=_ORGANIZATION_EXAMPLE,
     ),
 }
@@ -150,7 +152,7 @@ APP_OPERATIONS: dict[str, Operation] = {
         "Store one notification or a batch, all or none", schemas.IngestResult, status=201,
         # Looked up when the route is described: the models live with the ingest API.
         body=lambda: [validation.IngestNotification, validation.IngestBatch], body_required=True,
-        errors=(401, 413, 422),
+        errors=(401, 413, 422, 503),
         description="Send one notification object, or `{\"notifications\": [...]}` with at "
         "most 1000. A batch with any invalid object is refused whole (422) and nothing is "
         "stored. A notification whose `dedupe_key` was already used for the same user is not "
@@ -245,7 +247,7 @@ class _Builder:
         if status == 401:
             response["headers"]["WWW-Authenticate"] = {
                 "description": "Always `Bearer`.", "schema": {"type": "string"}}
-        if status == 429:
+        if status in (429, 503):
             response["headers"]["Retry-After"] = {
                 "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
         return response

@@ -16,7 +16,8 @@ import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import HTTP_ERRORS, ApiError, PayloadTooLarge, UriTooLong
+from .errors import HTTP_ERRORS, ApiError, DatabaseBusy, PayloadTooLarge, UriTooLong
+from .store import WriteTimeout
 from .variants import detail_body
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -216,6 +217,17 @@ def _handle_http_error(error: HTTPException) -> Response:
     return error_response(api_error)
 
 
+#: Seconds a client is asked to wait after a write found the database busy.
+BUSY_RETRY_AFTER = 1
+
+
+def _handle_busy(error: WriteTimeout) -> Response:
+    # Expected under an outside writer (a long import, a backup): one line, no traceback.
+    error_log.warning("write refused, database busy for %gs (request_id=%s)",
+                      error.seconds, request_id())
+    return error_response(DatabaseBusy(headers={"Retry-After": str(BUSY_RETRY_AFTER)}))
+
+
 def _handle_unexpected(error: Exception) -> Response:
     secrets = _secrets()
     trace = redact(traceback.format_exc(), secrets)
@@ -250,4 +262,5 @@ def init_app(app: Flask) -> None:
     app.after_request(_finish_request)
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, _handle_http_error)
+    app.register_error_handler(WriteTimeout, _handle_busy)
     app.register_error_handler(Exception, _handle_unexpected)
