@@ -200,30 +200,17 @@ class Writer:
             self._stopped.release()
 
     def _batch(self, first: Job) -> None:
-        conn = self._conn
-        assert conn is not None
-        started = time.monotonic()
         jobs = [first]
-        notify = False
+        deadline = first.queued + self.timeout
         try:
-            self._lock(first.queued + self.timeout)
-            with conn.begin():
-                conn.info["changed"] = False
-                pending: Job | None = first
-                while pending is not None:
-                    self._run_one(conn, pending)
-                    pending = None
-                    if (len(jobs) < BATCH_JOBS
-                            and (time.monotonic() - started) * 1000 < BATCH_MS
-                            and not self._queue.empty()):
-                        pending = self._queue.get()
-                        if pending is None:  # closing: put the sentinel back for the loop
-                            self._queue.put(None)
-                        else:
-                            jobs.append(pending)
-                notify = bool(conn.info.get("changed"))
-                commit_started = time.monotonic()
-            self.last_commit_seconds = time.monotonic() - commit_started
+            self._lock(deadline)
+            try:
+                notify = self._transaction(jobs, careful=False)
+            except _JobFailed:
+                # Undone whole; now each job in a savepoint of its own, so that only the
+                # failing one is left out. The rollback gave the lock up: take it again.
+                self._lock(deadline)
+                notify = self._transaction(jobs, careful=True)
             self.commits += 1
             self.committed_jobs += len(jobs)
         except (OperationalError, _Busy) as exc:
@@ -251,6 +238,34 @@ class Writer:
                 listener()
         self._hand_back(jobs)
 
+    def _transaction(self, jobs: list[Job], *, careful: bool) -> bool:
+        """Run ``jobs`` (taking in more while allowed) in one transaction and commit it.
+
+        Return whether a job changed notifications. Without ``careful`` the first failing
+        job raises :class:`_JobFailed`, which undoes the transaction.
+        """
+        conn = self._conn
+        assert conn is not None
+        started = time.monotonic()
+        with conn.begin():
+            conn.info["changed"] = False
+            index = 0
+            while index < len(jobs):
+                self._run_one(conn, jobs[index], careful)
+                index += 1
+                if (index == len(jobs) and len(jobs) < BATCH_JOBS
+                        and (time.monotonic() - started) * 1000 < BATCH_MS
+                        and not self._queue.empty()):
+                    pending = self._queue.get()
+                    if pending is None:  # closing: put the sentinel back for the loop
+                        self._queue.put(None)
+                    else:
+                        jobs.append(pending)
+            notify = bool(conn.info.get("changed"))
+            commit_started = time.monotonic()
+        self.last_commit_seconds = time.monotonic() - commit_started
+        return notify
+
     def _lock(self, deadline: float) -> None:
         """Take SQLite's write lock (``BEGIN IMMEDIATE``), retrying until ``deadline``.
 
@@ -273,20 +288,20 @@ class Writer:
             _sleep(pause)
             pause = min(pause * 2, 0.002)
 
-    def _run_one(self, conn: Connection, job: Job) -> None:
-        savepoint = conn.begin_nested()
+    def _run_one(self, conn: Connection, job: Job, careful: bool) -> None:
+        savepoint = conn.begin_nested() if careful else None
         try:
             value = job.fn(conn, *job.args)
-        except OperationalError as exc:
-            savepoint.rollback()
-            if _is_busy(exc):
+        except Exception as exc:
+            if isinstance(exc, OperationalError) and _is_busy(exc):
                 raise  # the transaction itself is in trouble: fail the batch
             job.finish(False, exc)
-        except Exception as exc:
+            if savepoint is None:
+                raise _JobFailed() from exc
             savepoint.rollback()
-            job.finish(False, exc)
         else:
-            savepoint.commit()
+            if savepoint is not None:
+                savepoint.commit()
             job.finish(True, value)
 
     def _fail(self, jobs: list[Job], exc: Exception) -> None:
@@ -323,6 +338,10 @@ class Writer:
 
 class _Busy(Exception):
     """The write lock stayed taken until the deadline."""
+
+
+class _JobFailed(Exception):
+    """A job raised while its transaction ran without savepoints."""
 
 
 def _is_busy(exc: Exception) -> bool:

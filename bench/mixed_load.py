@@ -1,0 +1,282 @@
+"""Benchmark: mixed concurrent load per operation, and single-notification ingest.
+
+Starts ``notifications serve --workers 2`` on a fresh SQLite database (data for 80 users
+of both variants) and, in the same run, the baseline: an empty endpoint on exactly the same
+gunicorn + gevent settings that parses the same JSON body (``bench/empty_server.py``).
+Load comes from ``wrk`` (Debian's package), one instance per operation running at the same
+time, so every operation gets its own throughput and latency figures while they all compete:
+
+- the mix at 8, 32 and 128 connections in all: ingest (1-3 notifications a request),
+  dataset mark-one-read, read-all, list, unread count and the organization inbox;
+- single-notification ingest (one notification a request, as most producers send) at 32
+  connections from two wrk threads, beside the empty endpoint given the same body.
+
+Each is measured with ``NOTIFICATIONS_SYNCHRONOUS=full`` and ``normal``.
+
+    python bench/mixed_load.py [--seconds 8] [--clients 8,32,128] [--synchronous full,normal]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from common import command, environment, free_port, serving, stop, wait_ready
+
+SECRET = "benchmark-secret-0123456789abcdef0123456789"
+INGEST_TOKEN = "bench-ingest-token-0123456789"
+DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
+DATASET_USERS = [f"ds{i:02d}" for i in range(60)]
+ORG_USERS = [f"org{i:02d}" for i in range(20)]
+PER_USER = 100
+#: Share of the connections each operation of the mix gets.
+MIX = {"ingest": 0.30, "mark_one": 0.10, "read_all": 0.05, "list": 0.20,
+       "unread_count": 0.20, "org_list": 0.15}
+
+#: Collects 5xx answers per thread and prints one machine-readable line at the end.
+LUA_REPORT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function response(status, headers, body)
+  if status >= 500 then server_errors = (server_errors or 0) + 1 end
+end
+function done(summary, latency, requests)
+  local fivexx = 0
+  for _, t in ipairs(threads) do fivexx = fivexx + (t:get("server_errors") or 0) end
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency.max, fivexx,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def lua_list(values: list[str]) -> str:
+    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+
+
+def token(user: str, org: str | None = None) -> str:
+    now = int(time.time())
+    claims = {"sub": user, "iat": now, "exp": now + 7200}
+    if org:
+        claims["organization_id"] = org
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def scripts(folder: Path, ids: dict[str, list[str]]) -> dict[str, Path]:
+    """Write one wrk script per operation (and the baselines); return their paths."""
+    ds_tokens = lua_list([token(u) for u in DATASET_USERS])
+    org_tokens = lua_list([token(u, "acme") for u in ORG_USERS])
+    users = lua_list(DATASET_USERS)
+    marks = lua_list([f"/api/v1/notifications/{i}/read" for u in DATASET_USERS for i in ids[u]])
+    alert = ('{"user_id":"%s","dataset_id":"' + DATASET + '","kind":"monitor.alert",'
+             '"entity_type":"saved_view","title":"12 new results in \'icecream\'",'
+             '"metadata":{"view_name":"icecream","dataset_name":"Ice cream","result_count":12,'
+             '"batch_id":"6f1c7a52-4d0e-4b4a-8d8e-0c7e2c5e9a11","is_alert":true}}')
+    body = {
+        "ingest": f"""
+local users = {users}
+request = function()
+  local items = {{}}
+  for i = 1, math.random(3) do
+    items[i] = string.format([[{alert}]], users[math.random(#users)])
+  end
+  return wrk.format("POST", "/internal/v1/notifications",
+    {{["Authorization"] = "Bearer {INGEST_TOKEN}", ["Content-Type"] = "application/json"}},
+    '{{"notifications":[' .. table.concat(items, ",") .. ']}}')
+end""",
+        "single": f"""
+local users = {users}
+request = function()
+  return wrk.format("POST", "{{path}}",
+    {{["Authorization"] = "Bearer {INGEST_TOKEN}", ["Content-Type"] = "application/json"}},
+    string.format([[{alert}]], users[math.random(#users)]))
+end""",
+        "mark_one": f"""
+local tokens = {ds_tokens}
+local paths = {marks}
+request = function()
+  local i = math.random(#paths)
+  local user = math.floor((i - 1) / {PER_USER}) + 1
+  return wrk.format("POST", paths[i], {{["Authorization"] = "Bearer " .. tokens[user]}})
+end""",
+        "read_all": f"""
+local tokens = {ds_tokens}
+request = function()
+  return wrk.format("POST", "/api/v1/notifications/read-all?dataset_id={DATASET}",
+    {{["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}})
+end""",
+        "list": f"""
+local tokens = {ds_tokens}
+request = function()
+  return wrk.format("GET", "/api/v1/notifications?limit=20",
+    {{["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}})
+end""",
+        "unread_count": f"""
+local tokens = {ds_tokens}
+request = function()
+  return wrk.format("GET", "/api/v1/notifications/unread-count",
+    {{["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}})
+end""",
+        "org_list": f"""
+local tokens = {org_tokens}
+request = function()
+  return wrk.format("GET", "/api/v1/org/notifications",
+    {{["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}})
+end""",
+    }
+    paths = {}
+    for name, text in body.items():
+        if name == "single":
+            for target, path in (("single", "/internal/v1/notifications"), ("empty", "/empty")):
+                paths[target] = folder / f"{target}.lua"
+                paths[target].write_text(text.replace("{path}", path) + LUA_REPORT)
+            continue
+        paths[name] = folder / f"{name}.lua"
+        paths[name].write_text(text + LUA_REPORT)
+    # The mix's baseline: the ingest body, posted to the empty endpoint.
+    paths["empty_mix"] = folder / "empty_mix.lua"
+    paths["empty_mix"].write_text(
+        body["ingest"].replace("/internal/v1/notifications", "/empty") + LUA_REPORT)
+    return paths
+
+
+@dataclass
+class Figures:
+    """What one wrk run reported."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    server_errors: int
+    transport_errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def start_wrk(script: Path, port: int, connections: int, seconds: float,
+              threads: int = 1) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def figures(proc: subprocess.Popen[str]) -> Figures:
+    out, _ = proc.communicate(timeout=600)
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            n, us, p50, p99, mx, fivexx, transport = map(int, line.split()[1:])
+            return Figures(n, us / 1e6, p50 / 1000, p99 / 1000, mx / 1000, fivexx, transport)
+    sys.exit(f"wrk printed no result:\n{out}")
+
+
+def split(total: int) -> dict[str, int]:
+    """Share ``total`` connections out over the operations of the mix (at least one each)."""
+    shares = {name: max(1, round(total * weight)) for name, weight in MIX.items()}
+    while sum(shares.values()) > total:
+        biggest = max(shares, key=lambda n: shares[n])
+        shares[biggest] -= 1
+    while sum(shares.values()) < total:
+        shares[max(MIX, key=lambda n: MIX[n] * total - shares[n])] += 1
+    return shares
+
+
+def run_mix(port: int, paths: dict[str, Path], total: int, seconds: float) -> dict[str, Figures]:
+    procs = {name: start_wrk(paths[name], port, connections, seconds)
+             for name, connections in split(total).items()}
+    return {name: figures(proc) for name, proc in procs.items()}
+
+
+def seed(db: Path, folder: Path) -> dict[str, list[str]]:
+    """Import PER_USER notifications for every user; return each dataset user's ids."""
+    ids: dict[str, list[str]] = {u: [str(uuid.uuid4()) for _ in range(PER_USER)]
+                                 for u in DATASET_USERS}
+    lines = []
+    for user in DATASET_USERS:
+        lines += [json.dumps({"id": i, "user_id": user, "dataset_id": DATASET, "title": "seed",
+                              "metadata": {"is_alert": True}}) for i in ids[user]]
+    for user in ORG_USERS:
+        lines += [json.dumps({"user_id": user, "organization_id": "acme", "kind": "review.created",
+                              "title": "seed"}) for _ in range(PER_USER)]
+    source = folder / "seed.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    env = environment(db, JWT_SECRET=SECRET)
+    subprocess.run([*command(), "import", str(source)], env=env, check=True,
+                   capture_output=True)
+    return ids
+
+
+def row(name: str, f: Figures, base: Figures | None = None) -> str:
+    ratio = f"{f.rate / base.rate:.2f}" if base else "1"
+    errors = f"{f.server_errors}/{f.transport_errors}"
+    return (f"| {name} | {f.rate:,.0f} | {ratio} | {f.p50_ms:.1f} | {f.p99_ms:.1f} | "
+            f"{f.max_ms:.0f} | {errors} |")
+
+
+HEADER = ("| operation | req/s | ratio to baseline | p50 ms | p99 ms | max ms | 5xx/transport |\n"
+          "|---|---|---|---|---|---|---|")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", default="8,32,128")
+    parser.add_argument("--synchronous", default="full,normal")
+    parser.add_argument("--dir", default=None, help="Where the databases live (default: temp).")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk")
+    levels = [int(c) for c in args.clients.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="mixed-load-", dir=args.dir))
+    empty_port = free_port()
+    empty_log = folder / "empty.log"
+    with open(empty_log, "wb") as out:
+        empty = subprocess.Popen([sys.executable, str(Path(__file__).with_name("empty_server.py")),
+                                  str(empty_port), "2"], stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        wait_ready(empty_port, empty, empty_log)
+        for synchronous in args.synchronous.split(","):
+            db = folder / f"{synchronous}.db"
+            ids = seed(db, folder)
+            paths = scripts(folder, ids)
+            with serving(db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
+                         INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous) as served:
+                figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
+                print(f"\n## synchronous = {synchronous}\n")
+                for total in levels:
+                    base = figures(start_wrk(paths["empty_mix"], empty_port, total, args.seconds))
+                    mix = run_mix(served.port, paths, total, args.seconds)
+                    print(f"\n### mix at {total} connections (2 workers)\n\n{HEADER}")
+                    print(row("empty endpoint, same body as ingest (baseline)", base))
+                    for name, f in mix.items():
+                        print(row(f"{name} ({split(total)[name]} conn.)", f))
+                    combined = sum(f.rate for f in mix.values())
+                    print(f"\nall operations together: {combined:,.0f} req/s")
+                base = figures(start_wrk(paths["empty"], empty_port, 32, args.seconds, threads=2))
+                single = figures(start_wrk(paths["single"], served.port, 32, args.seconds,
+                                           threads=2))
+                print(f"\n### single-notification ingest, 32 connections, 2 wrk threads\n\n{HEADER}")
+                print(row("empty endpoint, same body (baseline)", base))
+                print(row("ingest, one notification a request", single, base))
+                sys.stdout.flush()
+    finally:
+        stop(empty)
+    print(f"\n(databases and logs in {folder})")
+
+
+if __name__ == "__main__":
+    main()
