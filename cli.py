@@ -398,6 +398,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     from notifications.models import db
 
     pause = interval or current_app.config["POLL_INTERVAL"]
+    restore = _stop_on_signals()
     try:
         last_seq, _ = queries.stream_position()
         # A connection of our own whose data_version moves only when someone commits,
@@ -422,8 +423,34 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
             if watch is None:
                 time.sleep(pause)
     except KeyboardInterrupt:
-        # Ctrl-C is how a tail ends: no traceback, no "Aborted!".
+        # Ctrl-C (or SIGTERM) is how a tail ends: no traceback, no "Aborted!".
         click.echo("", err=True)
+    finally:
+        restore()
+
+
+def _stop_on_signals() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt; return what restores the old handlers.
+
+    A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored:
+    without its own handler such a tail could only be killed.
+    """
+    import signal
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, stop))}
+    except ValueError:
+        return lambda: None  # not the main thread (an embedding program): leave its handlers
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    return restore
 
 
 # --- data management ----------------------------------------------------------------
