@@ -154,6 +154,19 @@ def checked_uuid(ctx: click.Context, param: click.Parameter, value: str | None) 
     return uuid_option(value, param.opts[0])
 
 
+def checked_metadata(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Option callback: check that --metadata is a JSON object before any database is opened."""
+    if value is None:
+        return None
+    try:
+        metadata = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
+    if not isinstance(metadata, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    return value
+
+
 # --- database -----------------------------------------------------------------------
 
 
@@ -367,7 +380,8 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 @click.option("--title", default="", help="Title (may be empty).")
 @click.option("--body", default=None, help="Body / message text.")
 @click.option("--link", default=None, help="Link for the inbox item.")
-@click.option("--metadata", "metadata_json", default=None, help="JSON object of extra fields.")
+@click.option("--metadata", "metadata_json", default=None, callback=checked_metadata,
+              help="JSON object of extra fields.")
 @with_app(database="create")
 def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, kind: str,
          entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
@@ -376,14 +390,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
     from notifications import queries
     from notifications.serialize import full_record
 
-    metadata: dict[str, Any] = {}
-    if metadata_json is not None:
-        try:
-            metadata = json.loads(metadata_json)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
-        if not isinstance(metadata, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    metadata: dict[str, Any] = json.loads(metadata_json) if metadata_json is not None else {}
     fields = {
         "organization_id": org_id, "dataset_id": dataset_id,
         "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
