@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import secrets
 import sys
 import uuid
 from collections.abc import Callable
@@ -13,8 +12,8 @@ from typing import Any
 import click
 
 #: Errors that mean "bad configuration or database", shown as one line, never a traceback.
-_FATAL = ("ConfigError", "SchemaError", "OperationalError", "DatabaseError", "ArgumentError",
-          "WriteTimeout")
+_FATAL = ("ConfigError", "SchemaError", "NoDatabase", "OperationalError", "DatabaseError",
+          "ArgumentError", "WriteTimeout")
 
 
 class AppContext:
@@ -22,14 +21,36 @@ class AppContext:
 
     def __init__(self, app: Any = None) -> None:
         self._app = app
+        #: True when the app was built here from the environment (not handed in).
+        self.built = False
+        #: The demo secret's file when tokens are signed with it.
+        self.demo_secret_file: str | None = None
 
     def app(self, overrides: dict[str, Any] | None = None) -> Any:
         """Return the app, creating it (without requiring a JWT key) if needed."""
         if self._app is None:
             from notifications import create_app
 
-            self._app = create_app({"REQUIRE_KEY": False, **(overrides or {})})
+            # Each command creates or checks the schema itself (see with_app).
+            settings: dict[str, Any] = {"REQUIRE_KEY": False, "CREATE_SCHEMA": False}
+            settings.update(self._demo_secret())
+            self._app = create_app({**settings, **(overrides or {})})
+            self._app.extensions["notifications.demo_secret_file"] = self.demo_secret_file
+            self.built = True
         return self._app
+
+    def _demo_secret(self) -> dict[str, Any]:
+        """Sign with a running demo's secret when no key of one's own is configured."""
+        from notifications import paths
+
+        if os.environ.get("NOTIFICATIONS_JWT_SECRET") or os.environ.get("NOTIFICATIONS_JWT_PUBLIC_KEY"):
+            return {}
+        url = paths.configured_url()
+        secret = paths.read_demo_secret(url)
+        if secret is None:
+            return {}
+        self.demo_secret_file = str(paths.demo_secret_path(url))
+        return {"JWT_SECRET": secret}
 
 
 class Group(click.Group):
@@ -61,12 +82,31 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(AppContext)
 
 
-def with_app(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command inside the app context."""
+def with_app(fn: Callable[..., Any] | None = None, *,
+             database: str = "existing") -> Any:
+    """Run a command inside the app context, with the database it needs.
+
+    ``database`` is ``"create"`` for commands that write new data (the file and schema
+    are created if missing), ``"existing"`` for those that read or change stored data (a
+    missing database is a one-line error, and no file is created), ``"none"`` for
+    commands that never touch it.
+    """
+    if fn is None:
+        return lambda f: with_app(f, database=database)
 
     @click.pass_obj
     def wrapper(obj: AppContext, *args: Any, **kwargs: Any) -> Any:
-        with obj.app().app_context():
+        app = obj.app()
+        if database != "none":
+            from notifications import paths
+            from notifications.store import engine as store
+
+            store.prepare(app, create=database == "create")
+            if obj.built:
+                # Name the file on every run, so two shells can never silently disagree.
+                click.echo(f"Database: {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}",
+                           err=True)
+        with app.app_context():
             return fn(*args, **kwargs)
 
     wrapper.__name__ = fn.__name__
@@ -114,59 +154,134 @@ def checked_uuid(ctx: click.Context, param: click.Parameter, value: str | None) 
     return uuid_option(value, param.opts[0])
 
 
+def checked_metadata(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Option callback: check that --metadata is a JSON object before any database is opened."""
+    if value is None:
+        return None
+    try:
+        metadata = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
+    if not isinstance(metadata, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    return value
+
+
 # --- database -----------------------------------------------------------------------
 
 
 @cli.command("init-db")
-@with_app
+@with_app(database="create")
 def init_db() -> None:
     """Create or upgrade the database schema (idempotent, never deletes data)."""
     from flask import current_app
 
+    from notifications import paths
     from notifications.store.engine import SCHEMA_VERSION, ensure_schema
     from notifications.store.models import db
 
     previous = ensure_schema(db.engine)
-    # Building the app already brought the schema up to date: report what it found.
+    # Preparing the database already brought the schema up to date: report what it found.
     previous = current_app.extensions.pop("notifications.schema_found", previous)
-    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    url = paths.describe(current_app.config["SQLALCHEMY_DATABASE_URI"])
     if previous == SCHEMA_VERSION:
         click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")
     else:
         click.echo(f"Database {url} initialised (schema version {previous} -> {SCHEMA_VERSION}).")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the details as JSON.")
+def where(as_json: bool) -> None:
+    """Show which database the commands and the server use (its file for SQLite).
+
+    Reads only the settings: nothing is created or opened.
+    """
+    from notifications import paths
+
+    url = paths.configured_url()
+    path = paths.sqlite_path(url)
+    secret = paths.demo_secret_path(url)
+    if as_json:
+        echo_json({
+            "database": paths.describe(url),
+            "path": str(path) if path is not None else None,
+            "exists": path.exists() if path is not None else None,
+            "default": not os.environ.get("NOTIFICATIONS_DATABASE_URL"),
+            "data_dir": str(paths.data_dir()),
+            "demo_secret": str(secret) if secret.exists() else None,
+        })
+        return
+    click.echo(paths.describe(url))
+    if path is not None and not path.exists():
+        click.echo("(not created yet: `notifications init-db` or `notifications serve --demo` creates it)",
+                   err=True)
+
+
 # --- serving ------------------------------------------------------------------------
 
 
-def _demo_banner(app: Any, host: str, port: int) -> None:
-    from notifications import tokens
-    from notifications.store import queries
+def _url_host(host: str) -> str:
+    """Return how a URL names the listening address (a wildcard as the loopback address)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
+
+def _demo_banner(app: Any, host: str, port: int, seeded: int, stored: int,
+                 secret_file: str | None) -> None:
+    """Print what the demo did, tokens and curl lines that answer, and where to look next."""
+    from notifications import demo, paths, tokens
+
+    click.echo("Demo mode: for trying the service, not for serving real users.")
+    click.echo(f"Database: {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}")
+    if seeded:
+        people = ", ".join(f"{user} ({org})" for user, org in demo.USERS)
+        click.echo(f"Seeded {plural(seeded, 'notification')} for {people}: dataset monitor "
+                   "alerts and inbox items.")
+    else:
+        click.echo(f"The database already has {plural(stored, 'notification')}; seeding nothing.")
+    if secret_file:
+        click.echo(f"Demo secret: {secret_file} (demo only: whoever can read it can sign tokens).")
+        click.echo("The CLI in another shell signs with it while NOTIFICATIONS_JWT_SECRET is unset.")
+    else:
+        click.echo("Tokens are signed with NOTIFICATIONS_JWT_SECRET.")
     with app.app_context():
-        rows = queries.list_for_admin(limit=200)
-    seen: dict[str, str | None] = {}
-    for row in rows:
-        # A user's newest row may be a dataset alert without an organization: keep looking.
-        if not seen.get(row["user_id"]):
-            seen[row["user_id"]] = row["organization_id"]
-    base = f"http://{host}:{port}"
+        users = demo.token_users()
+    base = f"http://{_url_host(host)}:{port}"
+    if not users:
+        click.echo(f"\nNo notifications to show yet. Open {base}/docs to explore the API.\n")
+        return
     keys = app.extensions["notifications.keys"]
-    click.echo("Demo mode: sample data is loaded and these tokens are valid for 24 hours.\n")
-    for user_id, org_id in list(seen.items())[:3]:
+    click.echo("\nTokens valid for 24 hours; paste one line into the shell where you run curl:")
+    for user_id, org_id in users:
         token = tokens.issue(app.config["JWT_SECRET"], user_id, org_id, ttl=86_400,
                              org_claim=keys.org_claim, audience=keys.audience, issuer=keys.issuer)
-        click.echo(f"user {user_id} (organization {org_id}):\n  TOKEN={token}")
+        who = f"{user_id} in organization {org_id}" if org_id else f"{user_id} (no organization)"
+        click.echo(f"  export TOKEN={token}  # {who}")
+    if secret_file and users[0][1]:
+        user_id, org_id = users[0]
+        click.echo("or make one yourself:")
+        click.echo(f"  export TOKEN=\"$(notifications token --user {user_id} --org {org_id})\"")
     dataset = app.config["DATASET_PREFIX"]
     org = app.config["ORGANIZATION_PREFIX"]
-    click.echo("\nTry:")
+    click.echo("\nThen try:")
     if dataset is not None:
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications?limit=5"')
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/unread-count"')
         click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/stream"')
-    if org is not None:
+    # The organization variant answers only tokens that name an organization.
+    if org is not None and any(org_id for _, org_id in users):
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications"')
         click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications/stream"')
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    click.echo("")
+    if "/" in routes:
+        click.echo(f"Open {base}/ to look around.")
+    if "/docs" in routes:
+        click.echo(f"Open {base}/docs for the API reference (and to try each call).")
     click.echo("")
 
 
@@ -186,25 +301,38 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
     monkey.patch_all()
     from notifications.server import run_server
 
+    from notifications import paths
+
     overrides: dict[str, Any] = {}
+    secret_file = None
     if demo:
         overrides["DEMO"] = True
         if not os.environ.get("NOTIFICATIONS_JWT_SECRET"):
-            overrides["JWT_SECRET"] = secrets.token_urlsafe(32)
+            # Kept beside the database, so the CLI in another shell signs tokens this demo
+            # accepts (and tokens survive a restart of the demo).
+            url = paths.configured_url()
+            path = paths.demo_secret_path(url)
+            try:
+                overrides["JWT_SECRET"] = paths.demo_secret(url)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot write the demo secret {path}: {exc.strerror or exc}") from None
+            secret_file = str(path)
     from notifications import create_app
 
     # Build the app once in this process: a bad setting stops here with one clear line.
     app = create_app(overrides)
     if demo:
-        from notifications import seeding
-        from notifications.store import queries
+        from notifications import demo as sample
 
         with app.app_context():
-            if not queries.list_for_admin(limit=1):
-                seeding.seed(users=3, per_user=25, orgs=2, datasets=3, random_seed=7)
-        _demo_banner(app, host, port)
+            stored = sample.count()
+            seeded = sample.seed() if stored == 0 else 0
+        _demo_banner(app, host, port, seeded, stored, secret_file)
+        # Out before gunicorn forks: a buffer copied into each worker would print again.
+        sys.stdout.flush()
     click.echo(f"Serving on http://{host}:{port} with {workers} gevent worker(s); "
-               f"database {app.config['SQLALCHEMY_DATABASE_URI']}", err=True)
+               f"database {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}", err=True)
     run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app)
 
 
@@ -213,7 +341,7 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
 @click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id claim.")
 @click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 10 * 365 * 86400),
               help="Seconds until the token expires.")
-@with_app
+@with_app(database="none")
 def token(user_id: str, org_id: str | None, ttl: int) -> None:
     """Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET)."""
     from flask import current_app
@@ -226,8 +354,14 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
     if not secret or not hs:
         raise click.ClickException(
             "token signs with NOTIFICATIONS_JWT_SECRET and an HS* algorithm in "
-            "NOTIFICATIONS_JWT_ALGORITHMS; for RS256/ES256 sign tokens with your private key"
+            "NOTIFICATIONS_JWT_ALGORITHMS (or, unset, with the secret of a "
+            "`notifications serve --demo` on the same database); for RS256/ES256 sign "
+            "tokens with your private key"
         )
+    demo_file = current_app.extensions.get("notifications.demo_secret_file")
+    if demo_file:
+        click.echo(f"Signed with the demo secret in {demo_file} (NOTIFICATIONS_JWT_SECRET is not set).",
+                   err=True)
     click.echo(tokens.issue(secret, user_id, org_id, ttl=ttl, org_claim=keys.org_claim,
                             audience=keys.audience, issuer=keys.issuer, algorithm=hs[0]))
 
@@ -246,8 +380,9 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 @click.option("--title", default="", help="Title (may be empty).")
 @click.option("--body", default=None, help="Body / message text.")
 @click.option("--link", default=None, help="Link for the inbox item.")
-@click.option("--metadata", "metadata_json", default=None, help="JSON object of extra fields.")
-@with_app
+@click.option("--metadata", "metadata_json", default=None, callback=checked_metadata,
+              help="JSON object of extra fields.")
+@with_app(database="create")
 def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, kind: str,
          entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
          metadata_json: str | None) -> None:
@@ -255,14 +390,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
     from notifications.store import queries
     from notifications.serialize import full_record
 
-    metadata: dict[str, Any] = {}
-    if metadata_json is not None:
-        try:
-            metadata = json.loads(metadata_json)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
-        if not isinstance(metadata, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    metadata: dict[str, Any] = json.loads(metadata_json) if metadata_json is not None else {}
     fields = {
         "organization_id": org_id, "dataset_id": dataset_id,
         "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
@@ -279,7 +407,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
 @click.option("--datasets", default=5, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--random-seed", default=None, type=int, help="Make the data reproducible.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@with_app
+@with_app(database="create")
 def seed(users: int, per_user: int, orgs: int, datasets: int, random_seed: int | None,
          as_json: bool) -> None:
     """Write realistic sample data for both variants (monitor alerts and inbox items)."""
@@ -329,7 +457,7 @@ def _show_row(row: dict[str, Any], as_json: bool) -> None:
 @click.option("--unread", is_flag=True, help="Only unread notifications.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
-@with_app
+@with_app(database="existing")
 def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None, unread: bool,
                  limit: int, as_json: bool) -> None:
     """Show the newest notifications, optionally for one user, organization or dataset."""
@@ -359,7 +487,7 @@ def _file_sizes(url: str) -> dict[str, int | None]:
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="How many users, organizations and datasets to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_app
+@with_app(database="existing")
 def stats(top: int, as_json: bool) -> None:
     """Show totals, unread counts, the busiest users/organizations/datasets and file sizes."""
     from flask import current_app
@@ -389,7 +517,7 @@ def stats(top: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
 @click.option("--interval", type=click.FloatRange(0.01, 60), default=None,
               help="Seconds between checks (default NOTIFICATIONS_POLL_INTERVAL).")
-@with_app
+@with_app(database="existing")
 def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float | None) -> None:
     """Follow new notifications live, one line each, until Ctrl-C."""
     import time
@@ -400,6 +528,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     from notifications.store.models import db
 
     pause = interval or current_app.config["POLL_INTERVAL"]
+    restore = _stop_on_signals()
     try:
         last_seq, _ = queries.stream_position()
         # An idle tail costs one PRAGMA per interval, not a query.
@@ -418,8 +547,34 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
             sys.stdout.flush()
             time.sleep(pause)
     except KeyboardInterrupt:
-        # Ctrl-C is how a tail ends: no traceback, no "Aborted!".
+        # Ctrl-C (or SIGTERM) is how a tail ends: no traceback, no "Aborted!".
         click.echo("", err=True)
+    finally:
+        restore()
+
+
+def _stop_on_signals() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt; return what restores the old handlers.
+
+    A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored:
+    without its own handler such a tail could only be killed.
+    """
+    import signal
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, stop))}
+    except ValueError:
+        return lambda: None  # not the main thread (an embedding program): leave its handlers
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    return restore
 
 
 # --- data management ----------------------------------------------------------------
@@ -448,7 +603,7 @@ def notification_id_option(value: str) -> str:
 @click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
               help="Only notifications of this dataset (UUID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app
+@with_app(database="existing")
 def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
               dataset_id: str | None, as_json: bool) -> None:
     """Mark a user's notifications read: the given --id values, or --all."""
@@ -476,7 +631,7 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
 @click.option("--read-only", is_flag=True, help="Keep unread notifications.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app
+@with_app(database="existing")
 def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> None:
     """Delete notifications created longer ago than DURATION."""
     from notifications import transfer
@@ -506,7 +661,7 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
               help="Only notifications created at or after DATE (ISO-8601, UTC) or a duration ago (7d).")
 @click.option("--output", "-o", default="-", show_default=True, metavar="FILE",
               help="Where to write; - is standard output.")
-@with_app
+@with_app(database="existing")
 def export(user_id: str | None, since: str | None, output: str) -> None:
     """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
     from notifications import transfer
@@ -565,7 +720,7 @@ _SHOWN_SKIPS = 20
 @click.argument("file", type=click.File("rb"))
 @click.option("--skip-invalid", is_flag=True, help="Import the valid lines and count the others.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app
+@with_app(database="create")
 def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     """Read notifications from a JSON Lines FILE (- for standard input), all or none.
 

@@ -37,11 +37,15 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the developer's own NOTIFICATIONS_* settings out of the tests."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep the developer's own NOTIFICATIONS_* settings and data directory out of the tests."""
     for name in list(os.environ):
         if name.startswith("NOTIFICATIONS_") and name != STRICT_ENV:
             monkeypatch.delenv(name)
+    # Anything that falls back to the default database location (this process or the
+    # servers and commands it starts) writes under the test's own directory, never
+    # into the developer's ~/.local/share.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 
 
 @pytest.fixture

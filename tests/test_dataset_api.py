@@ -12,7 +12,8 @@ import pytest
 
 from conftest import DATASET, OTHER_DATASET
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+#: Reference payloads of the public API this variant mirrors, kept with the tests.
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 API = "/api/v1"
 NAIVE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
 MONITOR = {"view_name": "icecream", "dataset_name": "Ice cream", "result_count": 1875,
@@ -20,11 +21,8 @@ MONITOR = {"view_name": "icecream", "dataset_name": "Ice cream", "result_count":
 
 
 def reference(name: str) -> Any:
-    """Load a reference payload (shared/ beside the repository, or the team's copy)."""
-    for base in (REFERENCE, Path("/work/shared/reference")):
-        if (base / name).exists():
-            return json.loads((base / name).read_text())
-    pytest.fail(f"reference payload {name} not found")
+    """Load a reference payload from ``tests/fixtures/reference``."""
+    return json.loads((REFERENCE / name).read_text())
 
 
 def alert(make: Any, user: str = "alice", n: int = 1, **fields: Any) -> list[dict[str, Any]]:

@@ -17,13 +17,13 @@ ORG = "/api/v1/org"
 ENVELOPE = ["code", "message", "detail", "hint", "details", "request_id"]
 NTF_ID = re.compile(r"ntf_[0-9a-f]{32}")
 Z_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
-REFERENCE = Path("/work/shared/reference")
+#: Reference payloads of the public API this variant mirrors, kept with the tests.
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 
 
 def reference(name: str) -> Any:
-    local = Path(__file__).resolve().parents[2] / "shared" / "reference" / name
-    path = local if local.exists() else REFERENCE / name
-    return json.loads(path.read_text())
+    """Load a reference payload from ``tests/fixtures/reference``."""
+    return json.loads((REFERENCE / name).read_text())
 
 
 def inbox(make: Any, user: str = "alice", org: str = "acme", n: int = 1,

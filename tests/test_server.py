@@ -259,6 +259,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     env = clean_env(NOTIFICATIONS_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    # A demo's secret beside the database is for the demo and the CLI, never for a real server.
+    (tmp_path / "x.db-demo-secret").write_text("left-behind-by-a-demo-0123456789abcdef\n")
     result = subprocess.run([*notifications_command(), "serve", "--port", str(free_port())],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
@@ -269,11 +271,18 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     assert "NOTIFICATIONS_JWT_SECRET is not set" in errors[0] and "--demo" in errors[0]
 
 
+DEMO_TOKEN = re.compile(r"^  export TOKEN=(\S+)  # (\S+) in organization (\S+)$", re.MULTILINE)
+
+
 def test_serve_demo_prints_tokens_that_work(live_server: Any) -> None:
     server = live_server(workers=1, env={"NOTIFICATIONS_JWT_SECRET": ""}, args=("--demo",))
     log = server.log()
-    found = re.findall(r"user (\S+) \(organization (\S+)\):\n\s+TOKEN=(\S+)", log)
-    assert len(found) >= 2, log
+    found = [(user, org, token) for token, user, org in DEMO_TOKEN.findall(log)]
+    # The users and organizations the README's examples use.
+    assert [(user, org) for user, org, _ in found] == [("alice", "acme"), ("bob", "acme"),
+                                                       ("carol", "globex")], log
+    assert "Seeded 23 notifications" in log and f"{server.base_url}/docs" in log
+    assert "<" not in log.split("Serving on")[0]  # no placeholders in what is pasted
     for user, org, demo_token in found:
         headers = bearer(demo_token)
         dataset = requests.get(server.url("/api/v1/notifications"), headers=headers, timeout=10)
@@ -288,6 +297,61 @@ def test_serve_demo_prints_tokens_that_work(live_server: Any) -> None:
 
     assert requests.get(server.url("/api/v1/notifications"), headers=Auth(SECRET).headers("x"),
                         timeout=10).status_code == 401
+
+
+def test_demo_data_has_both_variants_in_full(live_server: Any) -> None:
+    server = live_server(workers=1, env={"NOTIFICATIONS_JWT_SECRET": ""}, args=("--demo",))
+    token = DEMO_TOKEN.findall(server.log())[0][0]
+    listed = requests.get(server.url("/api/v1/notifications?limit=100"), headers=bearer(token),
+                          timeout=10).json()["notifications"]
+    alerts = [n for n in listed if n["dataset_id"]]
+    assert alerts and all(set(n["metadata"]) == {"view_name", "dataset_name", "result_count",
+                                                 "batch_id", "is_alert"} for n in alerts)
+    assert DATASET in {n["dataset_id"] for n in alerts}
+    inbox = requests.get(server.url("/api/v1/org/notifications"), headers=bearer(token),
+                         timeout=10).json()
+    assert {"review.created", "review.approved", "version.published",
+            "api.quota.warning"} <= {item["kind"] for item in inbox["items"]}
+    assert 0 < inbox["unread"] < inbox["total"]
+
+
+def test_the_cli_in_another_shell_works_against_the_demo(live_server: Any) -> None:
+    """As the README says: serve --demo in one shell, token and send in another."""
+    server = live_server(workers=1, env={"NOTIFICATIONS_JWT_SECRET": ""}, args=("--demo",))
+    assert (server.db_path.parent / "live.db-demo-secret").exists()
+    env = {k: v for k, v in server.env.items() if k != "NOTIFICATIONS_JWT_SECRET"}
+    run = lambda *a: subprocess.run([*notifications_command(), *a], env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=60, check=True)
+    token = run("token", "--user", "alice", "--org", "acme").stdout.strip()
+    before = requests.get(server.url("/api/v1/org/notifications"), headers=bearer(token),
+                          timeout=10)
+    assert before.status_code == 200, before.text
+    run("send", "--user", "alice", "--org", "acme", "--kind", "review.created", "--title", "Hi")
+    after = requests.get(server.url("/api/v1/org/notifications"), headers=bearer(token),
+                         timeout=10).json()
+    assert after["total"] == before.json()["total"] + 1 and after["items"][0]["title"] == "Hi"
+
+
+def test_demo_on_a_database_with_data_says_so_and_prints_lines_that_work(
+        live_server: Any, tmp_path: Path) -> None:
+    env = clean_env(NOTIFICATIONS_DATABASE_URL=f"sqlite:///{tmp_path / 'live.db'}")
+    # Someone else's data: a user with only dataset alerts, and one with an organization.
+    for args in (["--user", "dave", "--dataset", DATASET],
+                 ["--user", "erin", "--org", "initech", "--kind", "review.created"]):
+        subprocess.run([*notifications_command(), "send", *args], env=env, check=True,
+                       capture_output=True, timeout=60)
+    server = live_server(workers=1, env={"NOTIFICATIONS_JWT_SECRET": ""}, args=("--demo",))
+    log = server.log()
+    assert "The database already has 2 notifications; seeding nothing." in log
+    assert "Seeded" not in log
+    found = DEMO_TOKEN.findall(log)
+    assert [(user, org) for _, user, org in found] == [("erin", "initech")], log
+    token = found[0][0]
+    urls = re.findall(r'curl (?:-N )?-H "Authorization: Bearer \$TOKEN" "(\S+)"', log)
+    assert len(urls) == 5
+    for url in urls:
+        with requests.get(url, headers=bearer(token), timeout=10, stream=True) as answer:
+            assert answer.status_code == 200, (url, answer.text)
 
 
 def test_open_mode_over_http(live_server: Any) -> None:

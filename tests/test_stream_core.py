@@ -9,6 +9,8 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
+
 from conftest import notifications_command
 from notifications.store import queries
 from notifications.store.queries import Scope
@@ -116,24 +118,45 @@ def test_streams_refuse_before_the_first_byte(client: Any, auth: Any, app: Any) 
     assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_tail_follows_new_notifications_and_stops_on_ctrl_c(db_url: str, app: Any, make: Any) -> None:
+def _ignore_stop_signals() -> None:
+    """Start a child as a shell starts a background job, and more: SIGINT and SIGTERM ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_tail_follows_new_notifications_and_stops_on_ctrl_c(db_url: str, app: Any, make: Any,
+                                                           stop: signal.Signals) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
            "NOTIFICATIONS_DATABASE_URL": db_url}
     make("alice", 1, title="old")
+    # Started with both signals ignored, as under `bash -c 'trap "" INT; ...'` or any
+    # background job: tail must install its own handlers to stop at all.
     proc = subprocess.Popen(
         [*notifications_command(), "tail", "--user", "alice", "--json", "--interval", "0.05"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_stop_signals,
     )
     try:
-        assert "Following" in proc.stderr.readline()
+        # Lines before this one name the database; "Following" comes once the handlers are in.
+        for _ in range(5):
+            if "Following" in proc.stderr.readline():
+                break
+        else:
+            pytest.fail("tail did not say it is following")
         make("bob", 1, title="not alice")
         made = make("alice", 2, title="new", organization_id="acme")
         lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
         assert [line["id"] for line in lines] == [row["id"] for row in made]
         assert lines[0]["title"] == "new" and lines[0]["organization_id"] == "acme"
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        proc.send_signal(stop)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave an orphan behind, even when the test fails
+            proc.communicate()
+            raise
     assert proc.returncode == 0
     assert "Traceback" not in err and "Aborted" not in err
 

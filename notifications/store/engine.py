@@ -24,7 +24,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from .. import signals
+from .. import paths, signals
 from ..config import ConfigError
 from .models import db
 from .writer import Writer
@@ -49,9 +49,9 @@ def schema_sql() -> str:
     return resources.files("notifications").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
-def default_url(instance_path: str) -> str:
-    """Return the SQLite URL of the default database file in the instance folder."""
-    return "sqlite:///" + os.path.join(instance_path, "notifications.db")
+def default_url() -> str:
+    """Return the SQLite URL of the default database file (see :mod:`notifications.paths`)."""
+    return paths.default_url()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -91,21 +91,17 @@ def is_sqlite(engine: Engine | None = None) -> bool:
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database to the app and check that its schema is usable."""
-    url = app.config.get("DATABASE_URL") or default_url(app.instance_path)
+    """Bind the database to the app and, unless told not to, create or check its schema.
+
+    The CLI builds its app with ``CREATE_SCHEMA`` set to False and lets each command
+    call :func:`prepare` as it needs: a command such as ``token`` leaves no file behind.
+    (It is not an environment setting: only a real False turns it off.)
+    """
+    url = app.config.get("DATABASE_URL") or default_url()
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        directory = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"NOTIFICATIONS_DATABASE_URL: cannot create the directory {directory}: "
-                f"{exc.strerror or exc}"
-            ) from None
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     options: dict[str, Any] = {"pool_pre_ping": False}
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -121,8 +117,47 @@ def init_app(app: Flask) -> None:
         engine = db.engine
         if is_sqlite(engine):
             _configure_sqlite(engine)
-        app.extensions["notifications.schema_found"] = ensure_schema(engine)
     app.extensions["notifications.store"] = Store(app)
+    if app.config.get("CREATE_SCHEMA", True) is not False:
+        prepare(app, create=True)
+
+
+class NoDatabase(Exception):
+    """The database a command reads from does not exist yet."""
+
+
+def prepare(app: Flask, *, create: bool) -> int:
+    """Make the database usable and return the schema version found in it.
+
+    With ``create`` a missing SQLite file (and its directory) and the schema are created;
+    without it a database that does not exist yet, or has no schema, raises
+    :class:`NoDatabase` and nothing is written.
+    """
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    path = paths.sqlite_path(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise NoDatabase(_no_database(path))
+        try:
+            os.makedirs(path.parent, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"NOTIFICATIONS_DATABASE_URL: cannot create the directory {path.parent}: "
+                f"{exc.strerror or exc}"
+            ) from None
+    with app.app_context():
+        engine = db.engine
+        if not create and schema_version(engine) == 0:
+            raise NoDatabase(_no_database(path or paths.describe(url)))
+        found = ensure_schema(engine)
+    app.extensions.setdefault("notifications.schema_found", found)
+    return found
+
+
+def _no_database(where: object) -> str:
+    return (f"there is no notifications database at {where} yet: create it with "
+            "`notifications init-db` or `notifications serve --demo`, or point "
+            "NOTIFICATIONS_DATABASE_URL at an existing one")
 
 
 def schema_version(engine: Engine) -> int:
