@@ -235,7 +235,10 @@ class Writer:
             return
         if notify:
             for listener in self.after_commit:
-                listener()
+                try:
+                    listener()
+                except Exception:  # a listener must never keep callers from their results
+                    log.exception("a commit listener failed")
         self._hand_back(jobs)
 
     def _transaction(self, jobs: list[Job], *, careful: bool) -> bool:
