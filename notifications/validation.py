@@ -5,7 +5,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -233,15 +233,37 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("time is out of range") from None
 
 
+#: A number written as text, which pydantic would read as Unix seconds or milliseconds.
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+#: Earliest ``created_at`` the ingest API accepts; older times are a unit mix-up, not data.
+EARLIEST_INGEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+#: How far ahead of the server's clock an ingest ``created_at`` may be (producers' clock
+#: skew); a time further ahead would sort first in every list for years.
+INGEST_FUTURE_SLACK = timedelta(days=1)
+
+
 def _iso_text(value: Any) -> Any:
-    """Take times as ISO-8601 text only: a bare number is ambiguous (seconds? milliseconds?)."""
-    if not isinstance(value, (str, datetime)):
+    """Take times as ISO-8601 text only: a number is ambiguous (seconds? milliseconds?)."""
+    if not isinstance(value, (str, datetime)) or (
+        isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value)
+    ):
         raise ValueError("time must be an ISO-8601 string, for example 2026-03-31T17:02:12Z")
+    return value
+
+
+def _ingest_time(value: datetime) -> datetime:
+    """Refuse ingest times outside 2000-01-01 .. a day after now (UTC)."""
+    latest = datetime.now(UTC) + INGEST_FUTURE_SLACK
+    if not EARLIEST_INGEST_TIME <= value <= latest:
+        raise ValueError(
+            "time must be between 2000-01-01T00:00:00Z and one day after the server's clock"
+        )
     return value
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
+IngestDatetime = Annotated[UtcDatetime, AfterValidator(_ingest_time)]
 ShortText = Annotated[str, Field(max_length=255)]
 #: Text without a length bound; pydantic checks only bounded strings for lone surrogates.
 Text = Annotated[str, AfterValidator(_unicode)]
@@ -300,6 +322,11 @@ class IngestNotification(NotificationFields):
     """One notification sent to the ingest API; unknown fields are refused (typos)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    created_at: IngestDatetime | None = Field(
+        None, description="ISO-8601 text (a number, also as a string, is refused); a time "
+        "without offset is UTC; from 2000-01-01 to one day ahead of the server. Defaults to now."
+    )
 
 
 class IngestBatch(BaseModel):
