@@ -1,7 +1,7 @@
 """Configuration defaults and their validation (no Flask globals, no IO)."""
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 #: Every setting the service reads, with its default. Environment variables are the
@@ -34,6 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "REQUIRE_KEY": True,
 }
 
+#: Settings that only code may set (``create_app(test_config)``), never the environment:
+#: an empty NOTIFICATIONS_REQUIRE_KEY would otherwise switch off "refuse to start without a
+#: key". Values :func:`normalize` derives are not in DEFAULTS and so not settable either.
+INTERNAL = frozenset({"DEMO", "REQUIRE_KEY"})
+#: The documented settings, the only ones read from ``NOTIFICATIONS_*`` variables.
+ENVIRONMENT_SETTINGS = frozenset(DEFAULTS) - INTERNAL
+
 _INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
          "MAX_CONTENT_LENGTH": (1024, 1024**3)}
 _FLOATS = {
@@ -57,6 +64,15 @@ class ConfigError(Exception):
 def keep_string(value: str) -> str:
     """Return an environment value unchanged; types are checked by :func:`normalize`."""
     return value
+
+
+def from_environment(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the documented settings of what ``from_prefixed_env`` loaded, drop the rest.
+
+    Flask's own keys (``SECRET_KEY``, ``TESTING``, ``SQLALCHEMY_*``) and internal flags stay
+    out of reach of the environment, whatever a deployment happens to export.
+    """
+    return {key: value for key, value in loaded.items() if key in ENVIRONMENT_SETTINGS}
 
 
 def _number(config: MutableMapping[str, Any], key: str, kind: type, bounds: tuple) -> None:

@@ -341,6 +341,43 @@ def test_environment_configures_auth(db_url: str, monkeypatch: pytest.MonkeyPatc
     assert client.get(DATASET_URL, headers=bearer(sign(good_claims()))).status_code == 401
 
 
+@pytest.mark.parametrize("name, value", [
+    ("NOTIFICATIONS_REQUIRE_KEY", ""),
+    ("NOTIFICATIONS_REQUIRE_KEY", "0"),
+    ("NOTIFICATIONS_DEMO", "1"),
+    ("NOTIFICATIONS_TESTING", "1"),
+])
+def test_environment_cannot_switch_off_the_key_check(db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                     name: str, value: str) -> None:
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", db_url)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="NOTIFICATIONS_JWT_SECRET"):
+        create_app()
+
+
+@pytest.mark.parametrize("name, value", [
+    ("NOTIFICATIONS_JWT_ALGORITHM_LIST", "none"),
+    ("NOTIFICATIONS_CORS_ORIGIN_LIST", "https://evil.example"),
+    ("NOTIFICATIONS_SECRET_KEY", "x"),
+    ("NOTIFICATIONS_SQLALCHEMY_DATABASE_URI", "sqlite://"),
+])
+def test_environment_sets_only_documented_settings(db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str, value: str) -> None:
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", db_url)
+    monkeypatch.setenv("NOTIFICATIONS_JWT_SECRET", SECRET)
+    monkeypatch.setenv(name, value)
+    app = create_app()
+    key = name.removeprefix("NOTIFICATIONS_")
+    assert app.config.get(key) != value
+    assert app.config["JWT_ALGORITHM_LIST"] == ["HS256"] and app.config["CORS_ORIGIN_LIST"] == []
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == db_url
+
+
+def test_code_may_still_set_internal_flags(db_url: str) -> None:
+    app = create_app({"DATABASE_URL": db_url, "REQUIRE_KEY": False})
+    assert app.config["REQUIRE_KEY"] is False
+
+
 # --- open mode -----------------------------------------------------------------------
 
 
