@@ -14,6 +14,8 @@ DEFAULTS: dict[str, Any] = {
     "JWT_AUDIENCE": None,
     "JWT_ISSUER": None,
     "JWT_LEEWAY": 30,
+    # Longest accepted token lifetime (exp - iat) in seconds; unset: any lifetime.
+    "JWT_MAX_LIFETIME": None,
     "ORG_CLAIM": "organization_id",
     "SESSION_COOKIE": "session",
     "DATASET_PREFIX": "/api/v1",
@@ -43,6 +45,8 @@ ENVIRONMENT_SETTINGS = frozenset(DEFAULTS) - INTERNAL
 
 _INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
          "MAX_CONTENT_LENGTH": (1024, 1024**3)}
+#: Whole numbers that may also be unset (None or empty: no limit).
+_OPTIONAL_INTS = {"JWT_MAX_LIFETIME": (1, 10 * 366 * 86400)}
 _FLOATS = {
     "PING_INTERVAL": (0.05, 3600.0),
     "KEEPALIVE_INTERVAL": (0.05, 3600.0),
@@ -111,6 +115,11 @@ def normalize(config: MutableMapping[str, Any]) -> None:
             config[key] = None
     for key, bounds in _INTS.items():
         _number(config, key, int, bounds)
+    for key, bounds in _OPTIONAL_INTS.items():
+        if config.get(key) in (None, ""):
+            config[key] = None
+        else:
+            _number(config, key, int, bounds)
     for key, bounds in _FLOATS.items():
         _number(config, key, float, bounds)
 

@@ -242,8 +242,46 @@ def test_audience_and_issuer(app_config: dict[str, Any], claims: dict[str, Any],
     assert response.status_code == status
 
 
-def test_audience_ignored_when_not_configured(client: Any) -> None:
-    assert_accepted(client, bearer(sign(good_claims(aud="anything", iss="anyone"))))
+def test_issuer_ignored_when_not_configured(client: Any) -> None:
+    assert_accepted(client, bearer(sign(good_claims(iss="anyone"))))
+
+
+@pytest.mark.parametrize("aud", ["other-service", ["other-service"], "notifications"])
+def test_token_with_an_audience_is_refused_when_none_is_configured(client: Any, aud: Any) -> None:
+    # A token the same issuer minted for another service must not work here.
+    response = client.get(DATASET_URL, headers=bearer(sign(good_claims(aud=aud))))
+    assert response.status_code == 401
+    assert "audience" in response.get_json()["detail"]
+
+
+# --- maximum token lifetime ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        ({"iat": now(), "exp": now() + 3600}, 200),
+        ({"iat": now() - 100, "exp": now() + 3500}, 200),
+        ({"iat": now(), "exp": now() + 3601}, 401),
+        ({"iat": now(), "exp": 10**30}, 401),
+        ({"iat": None, "exp": now() + 60}, 401),  # without iat the lifetime is unknown
+    ],
+)
+def test_max_lifetime(app_config: dict[str, Any], claims: dict[str, Any], status: int) -> None:
+    client = create_app({**app_config, "JWT_MAX_LIFETIME": "3600"}).test_client()
+    response = client.get(DATASET_URL, headers=bearer(sign(good_claims(**claims))))
+    assert response.status_code == status, response.get_json()
+
+
+def test_any_lifetime_without_the_setting(client: Any) -> None:
+    assert_accepted(client, bearer(sign(good_claims(exp=10**30))))
+    assert_accepted(client, bearer(sign(good_claims(iat=None))))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "an hour", "1e3"])
+def test_bad_max_lifetime_stops_startup(app_config: dict[str, Any], value: str) -> None:
+    with pytest.raises(ConfigError, match="NOTIFICATIONS_JWT_MAX_LIFETIME"):
+        create_app({**app_config, "JWT_MAX_LIFETIME": value})
 
 
 # --- asymmetric keys -----------------------------------------------------------------
