@@ -80,8 +80,12 @@ def request_id() -> str:
     return g.get("request_id") or uuid.uuid4().hex
 
 
+#: Settings whose values are secrets: never written to a log, whatever their length.
+SECRET_SETTINGS = ("JWT_SECRET", "INGEST_TOKEN")
+
+
 def _secrets() -> list[str]:
-    """Return the credentials this request carries and the configured ingest token."""
+    """Return the credentials this request carries and every configured secret."""
     found = []
     authorization = request.headers.get("Authorization", "")
     _, _, credential = authorization.partition(" ")
@@ -90,15 +94,19 @@ def _secrets() -> list[str]:
     cookie = request.cookies.get(current_app.config["SESSION_COOKIE"])
     if cookie:
         found.append(cookie)
-    if current_app.config.get("INGEST_TOKEN"):
-        found.append(current_app.config["INGEST_TOKEN"])
+    # A request's own credential shorter than 4 characters is no secret anyone relies on,
+    # and removing it would blank out ordinary words; a configured secret goes whatever
+    # its length.
+    found = [value for value in found if len(value) >= 4]
+    found.extend(value for key in SECRET_SETTINGS if (value := current_app.config.get(key)))
     return found
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Remove credentials, JWT-like and key-like runs from text bound for a log line."""
-    for secret in secrets:
-        if len(secret) >= 4:
+    """Remove the given secrets, JWT-like and key-like runs from text bound for a log line."""
+    # Longest first, so a secret that contains another is removed whole.
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
             text = text.replace(secret, REDACTED)
     text = _JWT_LIKE.sub(REDACTED, text)
     return _KEY_LIKE.sub(REDACTED, text)
