@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "INGEST_TOKEN": None,
     # Largest request body in bytes (Flask's own setting); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Seconds a client has to send a whole request body, from when the service reads it.
+    "BODY_TIMEOUT": 10.0,
     "OPEN_USER": None,
     "OPEN_ORGANIZATION": None,
     "CORS_ORIGINS": None,
@@ -51,6 +53,7 @@ _FLOATS = {
     "PING_INTERVAL": (0.05, 3600.0),
     "KEEPALIVE_INTERVAL": (0.05, 3600.0),
     "POLL_INTERVAL": (0.01, 60.0),
+    "BODY_TIMEOUT": (0.1, 3600.0),
 }
 _STRINGS = (
     "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ALGORITHMS", "JWT_AUDIENCE",

@@ -52,6 +52,10 @@ class MethodNotAllowed(ApiError):
     status, code, message = 405, "method_not_allowed", "Method Not Allowed"
 
 
+class RequestTimeout(ApiError):
+    status, code, message = 408, "request_timeout", "The request body did not arrive in time"
+
+
 class PayloadTooLarge(ApiError):
     status, code, message = 413, "payload_too_large", "Request body is too large"
 
@@ -93,5 +97,5 @@ class ValidationFailed(ApiError):
 HTTP_ERRORS: dict[int, type[ApiError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
-                PayloadTooLarge, UriTooLong, UnsupportedMediaType, Unavailable)
+                RequestTimeout, PayloadTooLarge, UriTooLong, UnsupportedMediaType, Unavailable)
 }

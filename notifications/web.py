@@ -8,6 +8,8 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +18,7 @@ import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import HTTP_ERRORS, ApiError, PayloadTooLarge, UriTooLong
+from .errors import HTTP_ERRORS, ApiError, PayloadTooLarge, RequestTimeout, UriTooLong
 from .variants import detail_body
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -63,11 +65,39 @@ class Request(flask.Request):
         that reaches the limit is refused here. Views read bodies after authenticating, so
         a wrong credential is a 401 even when the body is too large.
         """
-        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        with body_deadline(current_app.config["BODY_TIMEOUT"]):
+            data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
         limit = self.max_content_length
         if limit is not None and self.content_length is None and len(data) >= limit:
             raise body_too_large(limit)
         return data.decode(errors="replace") if as_text else data
+
+
+@contextmanager
+def body_deadline(seconds: float) -> Iterator[None]:
+    """Raise 408 when reading the body takes longer than ``seconds`` in all.
+
+    A client that trickles its body would otherwise hold its connection (and the greenlet
+    that waits for it) for as long as it likes. Under gevent the read is interrupted where
+    it waits; elsewhere (the test client reads from memory) there is nothing to bound.
+    """
+    from gevent import Timeout, monkey
+
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    timer = Timeout(seconds)
+    timer.start()
+    try:
+        yield
+    except Timeout as exc:
+        if exc is not timer:
+            raise
+        raise RequestTimeout(f"The request body did not arrive within {seconds:g} seconds",
+                             hint="Send the whole body at once.",
+                             details={"timeout": seconds}) from None
+    finally:
+        timer.close()
 
 
 def body_too_large(limit: int) -> PayloadTooLarge:

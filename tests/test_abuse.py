@@ -1,0 +1,118 @@
+"""One client cannot hold the server: slow bodies, oversized headers (real gunicorn server)."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import LiveServer
+
+INGEST_TOKEN = "ingest-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for the module, with a short body deadline."""
+    live = LiveServer(tmp_path_factory.mktemp("abuse"), workers=2, env={
+        "NOTIFICATIONS_BODY_TIMEOUT": "1", "NOTIFICATIONS_INGEST_TOKEN": INGEST_TOKEN,
+    })
+    yield live
+    live.stop()
+
+
+def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response with a Content-Length from ``sock``."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before a response: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), headers, body[:length]
+
+
+@pytest.mark.parametrize("path, headers, envelope", [
+    ("/internal/v1/notifications", {"Authorization": f"Bearer {INGEST_TOKEN}"}, {"detail"}),
+    ("/api/v1/org/notifications/mark-read", None, {"code", "message", "detail", "hint", "details",
+                                                   "request_id"}),
+])
+def test_a_body_sent_slowly_is_cut_off_at_the_deadline(server: LiveServer, path: str,
+                                                       headers: dict[str, str] | None,
+                                                       envelope: set[str]) -> None:
+    headers = headers or server.headers("alice", "acme")
+    body = json.dumps({"user_id": "alice", "title": "x" * 200}).encode()
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n"
+               + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request)
+        # One byte every 0.1 s: the whole body would take 20 s and more.
+        sock.setblocking(False)
+        answer = b""
+        for byte in body:
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                break
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            if answer or time.monotonic() - started > 8:
+                break
+            time.sleep(0.1)
+        sock.setblocking(True)
+        status, response_headers, raw = read_response_after(sock, answer, 5)
+    elapsed = time.monotonic() - started
+    assert status == 408, raw
+    assert 0.9 <= elapsed < 3.5, elapsed
+    payload = json.loads(raw)
+    assert set(payload) == envelope
+    assert response_headers["content-type"] == "application/json"
+
+
+def read_response_after(sock: socket.socket, received: bytes, timeout: float) -> Any:
+    """Like :func:`read_response`, after ``received`` bytes were already read."""
+
+    class Prefixed:
+        def __init__(self) -> None:
+            self.pending = received
+
+        def settimeout(self, value: float) -> None:
+            sock.settimeout(value)
+
+        def recv(self, size: int) -> bytes:
+            if self.pending:
+                data, self.pending = self.pending, b""
+                return data
+            return sock.recv(size)
+
+    return read_response(Prefixed(), timeout)  # type: ignore[arg-type]
+
+
+def test_a_body_sent_in_time_is_read(server: LiveServer) -> None:
+    body = json.dumps({"user_id": "alice"}).encode()
+    request = (f"POST /internal/v1/notifications HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+               f"Authorization: Bearer {INGEST_TOKEN}\r\nContent-Type: application/json\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request)
+        for part in (body[:5], body[5:]):
+            time.sleep(0.3)
+            sock.sendall(part)
+        status, _, raw = read_response(sock, 5)
+    assert status == 201, raw
