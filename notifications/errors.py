@@ -64,6 +64,10 @@ class UriTooLong(ApiError):
     status, code, message = 414, "uri_too_long", "Request URI is too long"
 
 
+class HeadersTooLarge(ApiError):
+    status, code, message = 431, "request_header_fields_too_large", "Request header fields too large"
+
+
 class UnsupportedMediaType(ApiError):
     status, code, message = 415, "unsupported_media_type", "Unsupported Media Type"
 

@@ -10,6 +10,10 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+#: gunicorn's own header limits: past them it answers 431 with its HTML page.
+GUNICORN_HEADER_FIELD = 16 * 1024
+GUNICORN_HEADER_FIELDS = 200
+
 #: Signals that tell a worker to stop.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
@@ -113,5 +117,11 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # error page; lifting it (gunicorn still caps the line at 1 MiB) lets the app answer
         # query strings over 8 KiB with a 414 in the variant's error format.
         "limit_request_line": 0,
+        # Likewise for headers: gunicorn's defaults (8190 bytes a field, 100 fields) would
+        # answer a long token or X-Request-Id with its own 431 page. Its caps sit above the
+        # service's (web.MAX_HEADER_FIELD, MAX_HEADER_FIELDS), which answers in JSON; they
+        # also bound what one connection may make a worker buffer (fields x size, ~3 MiB).
+        "limit_request_field_size": GUNICORN_HEADER_FIELD,
+        "limit_request_fields": GUNICORN_HEADER_FIELDS,
         "post_worker_init": worker_started,
     }).run()

@@ -18,7 +18,8 @@ import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import HTTP_ERRORS, ApiError, PayloadTooLarge, RequestTimeout, UriTooLong
+from .errors import (HTTP_ERRORS, ApiError, HeadersTooLarge, PayloadTooLarge, RequestTimeout,
+                     UriTooLong)
 from .variants import detail_body
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -26,6 +27,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Longest query string (and path) accepted, in bytes; longer requests get 414.
 MAX_QUERY_LENGTH = 8192
 MAX_PATH_LENGTH = 8192
+#: Longest header field (name, ": " and value) and most header fields the service answers
+#: with 431 in the variant's format. gunicorn's own caps (:mod:`server`) sit above these,
+#: so that requests between the two reach the service instead of gunicorn's HTML page.
+MAX_HEADER_FIELD = 8192
+MAX_HEADER_FIELDS = 100
 #: Query parameters whose values are never logged, whatever they hold.
 _SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|auth|session|signature|jwt|code",
                            re.IGNORECASE)
@@ -40,12 +46,33 @@ access_log = logging.getLogger("notifications.access")
 error_log = logging.getLogger("notifications.errors")
 
 
+def check_headers(headers: Any) -> None:
+    """Refuse more than :data:`MAX_HEADER_FIELDS` fields or one over :data:`MAX_HEADER_FIELD` bytes."""
+    count = 0
+    for name, value in headers.items():
+        count += 1
+        if len(name) + 2 + len(value) > MAX_HEADER_FIELD:
+            raise HeadersTooLarge(
+                f"The {name} header is longer than {MAX_HEADER_FIELD} bytes",
+                details={"header": name, "limit": MAX_HEADER_FIELD},
+            )
+    if count > MAX_HEADER_FIELDS:
+        raise HeadersTooLarge(f"More than {MAX_HEADER_FIELDS} header fields",
+                              details={"limit": MAX_HEADER_FIELDS})
+
+
 def _start_request() -> None:
+    g.started = time.perf_counter()
+    # First, so that neither the request id nor any view looks at an oversized header.
+    try:
+        check_headers(request.headers)
+    except HeadersTooLarge:
+        g.request_id = uuid.uuid4().hex
+        raise
     incoming = request.headers.get("X-Request-Id", "")
     # A token pasted into X-Request-Id would be echoed and logged: never accept one.
     valid = _REQUEST_ID.fullmatch(incoming) and not _JWT_LIKE.search(incoming)
     g.request_id = incoming if valid else uuid.uuid4().hex
-    g.started = time.perf_counter()
     # Checked here, before any view, so every endpoint answers in its variant's format.
     if len(request.query_string) > MAX_QUERY_LENGTH:
         raise UriTooLong(f"The query string is longer than {MAX_QUERY_LENGTH} bytes")

@@ -116,3 +116,55 @@ def test_a_body_sent_in_time_is_read(server: LiveServer) -> None:
             sock.sendall(part)
         status, _, raw = read_response(sock, 5)
     assert status == 201, raw
+
+
+# --- oversized headers ----------------------------------------------------------------------
+
+
+def long_token(server: LiveServer, size: int) -> str:
+    token = server.auth.token("alice", "acme", padding="p" * size)
+    return token
+
+
+def test_a_7_kb_token_is_served(server: LiveServer) -> None:
+    import requests
+
+    token = long_token(server, 5200)
+    assert 7000 <= len(token) <= 7500
+    response = requests.get(server.url("/api/v1/notifications"),
+                            headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path, envelope", [
+    ("/api/v1/notifications", {"detail"}),
+    ("/api/v1/org/notifications", {"code", "message", "detail", "hint", "details", "request_id"}),
+    ("/healthz", {"detail"}),
+])
+@pytest.mark.parametrize("extra", [
+    {"X-Request-Id": "r" * 10_000},
+    {f"X-Extra-{i}": "x" for i in range(150)},
+    {"Authorization": "Bearer " + "a" * 9000},
+], ids=["10-kb-request-id", "150-headers", "9-kb-token"])
+def test_oversized_headers_get_431_in_the_variants_format(server: LiveServer, path: str,
+                                                          envelope: set[str],
+                                                          extra: dict[str, str]) -> None:
+    import requests
+
+    response = requests.get(server.url(path), headers={**server.headers("alice", "acme"), **extra},
+                            timeout=5)
+    assert response.status_code == 431, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert set(response.json()) == envelope
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+def test_beyond_gunicorns_own_caps_gunicorn_answers(server: LiveServer) -> None:
+    import requests
+
+    from notifications.server import GUNICORN_HEADER_FIELD, GUNICORN_HEADER_FIELDS
+
+    for extra in ({"X-Big": "x" * GUNICORN_HEADER_FIELD},
+                  {f"X-Extra-{i}": "x" for i in range(GUNICORN_HEADER_FIELDS + 1)}):
+        response = requests.get(server.url("/healthz"), headers=extra, timeout=5)
+        assert response.status_code == 431  # gunicorn's page, before the service sees it
