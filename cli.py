@@ -182,7 +182,7 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
     from gevent import monkey
 
     monkey.patch_all()
-    from notifications.server import run_server
+    from notifications.server import raise_fd_limit, run_server
 
     overrides: dict[str, Any] = {}
     if demo:
@@ -202,7 +202,10 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
         _demo_banner(app, host, port)
     click.echo(f"Serving on http://{host}:{port} with {workers} gevent worker(s); "
                f"database {app.config['SQLALCHEMY_DATABASE_URI']}", err=True)
-    run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app)
+    fd_limits = raise_fd_limit()
+    click.echo(fd_limits.describe(), err=True)
+    run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app,
+               worker_connections=fd_limits.connections)
 
 
 @cli.command()

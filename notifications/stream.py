@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -31,6 +31,7 @@ from gevent.event import Event
 
 from . import queries, signals, sse
 from .database import is_sqlite, run
+from .errors import Unavailable
 from .models import db
 from .queries import Scope
 from .serialize import dataset_notification
@@ -212,6 +213,10 @@ class StreamHub:
         self.queries = 0
         self.peak_streams = 0
         self.open_streams = 0
+        #: Most streams this worker admits at once (set by the server from its
+        #: worker_connections; None: no bound) and how many it has admitted.
+        self.stream_capacity: int | None = None
+        self.admitted = 0
         self.started_at = time.monotonic()
         self._pid = os.getpid()
         self._wake = Event()
@@ -513,6 +518,36 @@ class StreamHub:
         """Read what a reconnecting client missed (``after < seq <= upto``)."""
         with self.app.app_context():
             return run(queries.replay, scope, dataset_id, after, upto, limit)
+
+
+#: Seconds a client refused for want of room is asked to wait.
+NO_ROOM_RETRY_AFTER = 5
+
+
+def open_stream(hub: StreamHub, open_response: Callable[[], Response]) -> Response:
+    """Open a stream if this worker has room for another; the room frees when it closes.
+
+    Counted when admitted, not when the stream's generator first runs, so that a burst of
+    stream requests cannot all pass the check together.
+    """
+    if hub.stream_capacity is not None and hub.admitted >= hub.stream_capacity:
+        raise Unavailable(
+            "This server has no room for another stream right now",
+            hint="Retry after the number of seconds in Retry-After.",
+            headers={"Retry-After": str(NO_ROOM_RETRY_AFTER)},
+        )
+    hub.admitted += 1
+    try:
+        response = open_response()
+    except BaseException:
+        hub.admitted -= 1
+        raise
+
+    def leave() -> None:
+        hub.admitted -= 1
+
+    response.call_on_close(leave)
+    return response
 
 
 def notification_frame(row: dict[str, Any]) -> str:

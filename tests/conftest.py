@@ -145,7 +145,7 @@ class LiveServer:
     """``notifications serve`` in a subprocess on a free port, with its own database."""
 
     def __init__(self, tmp: Path, workers: int = 2, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), preexec_fn: Any = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db_path = tmp / "live.db"
@@ -162,6 +162,7 @@ class LiveServer:
             [*notifications_command(), "serve", "--port", str(self.port), "--workers",
              str(workers), *args],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=preexec_fn,
         )
         self._wait_ready()
 
@@ -201,8 +202,8 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     servers: list[LiveServer] = []
 
     def start(workers: int = 2, env: dict[str, str] | None = None,
-              args: tuple[str, ...] = ()) -> LiveServer:
-        server = LiveServer(tmp_path, workers=workers, env=env, args=args)
+              args: tuple[str, ...] = (), preexec_fn: Any = None) -> LiveServer:
+        server = LiveServer(tmp_path, workers=workers, env=env, args=args, preexec_fn=preexec_fn)
         servers.append(server)
         return server
 

@@ -168,3 +168,67 @@ def test_beyond_gunicorns_own_caps_gunicorn_answers(server: LiveServer) -> None:
                   {f"X-Extra-{i}": "x" for i in range(GUNICORN_HEADER_FIELDS + 1)}):
         response = requests.get(server.url("/healthz"), headers=extra, timeout=5)
         assert response.status_code == 431  # gunicorn's page, before the service sees it
+
+
+# --- file descriptors -----------------------------------------------------------------------
+
+FD_LIMIT = 256
+
+
+def _low_fd_limit() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def open_stream_socket(server: LiveServer, token: str) -> tuple[socket.socket, int]:
+    """Open an organization stream on a raw socket; return it and the answer's status."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(f"GET /api/v1/org/notifications/stream HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {token}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return sock, int(head.split()[1]) if head else 0
+
+
+@pytest.mark.slow
+def test_more_streams_than_open_files_leave_the_server_answering(live_server: Any) -> None:
+    import requests
+
+    server = live_server(env={"NOTIFICATIONS_STREAM_LIMIT": "10000",
+                              "NOTIFICATIONS_KEEPALIVE_INTERVAL": "1"}, preexec_fn=_low_fd_limit)
+    token = server.auth.token("alice", "acme")
+    sockets, statuses = [], []
+    started = time.monotonic()
+    try:
+        for _ in range(2 * FD_LIMIT):  # twice what the two workers' limits allow
+            sock, status = open_stream_socket(server, token)
+            statuses.append(status)
+            if status == 200:
+                sockets.append(sock)
+            else:
+                sock.close()
+        # Refusals are quick (no connection waits in the backlog for a slot).
+        assert time.monotonic() - started < 30
+        assert statuses.count(200) >= FD_LIMIT // 2, statuses
+        assert set(statuses) == {200, 503}, statuses
+        for _ in range(5):
+            health = requests.get(server.url("/healthz"), timeout=3)
+            assert health.status_code == 200
+        counts = requests.get(server.url("/api/v1/org/notifications"),
+                              headers=server.headers("bob", "acme"), timeout=3)
+        assert counts.status_code == 200
+        # The open streams still work: they get their keep-alive comments.
+        sockets[0].settimeout(5)
+        assert sockets[0].recv(4096)
+    finally:
+        for sock in sockets:
+            sock.close()
+    log = server.log()
+    assert "Too many open files" not in log and "EMFILE" not in log, log[-3000:]
+    # serve says what it got, and sized its workers to it.
+    assert f"Open files: soft limit {FD_LIMIT} (hard {FD_LIMIT}); " in log
