@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "KEEPALIVE_INTERVAL": 15.0,
     "POLL_INTERVAL": 0.25,
     "STREAM_LIMIT": 5,
+    # Concurrent dataset streams per user, counted across the node's workers.
+    "DATASET_STREAM_LIMIT": 10,
     "INGEST_TOKEN": None,
     # Largest request body in bytes (Flask's own setting); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -46,6 +48,7 @@ INTERNAL = frozenset({"DEMO", "REQUIRE_KEY"})
 ENVIRONMENT_SETTINGS = frozenset(DEFAULTS) - INTERNAL
 
 _INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
+         "DATASET_STREAM_LIMIT": (1, 100_000),
          "MAX_CONTENT_LENGTH": (1024, 1024**3)}
 #: Whole numbers that may also be unset (None or empty: no limit).
 _OPTIONAL_INTS = {"JWT_MAX_LIFETIME": (1, 10 * 366 * 86400)}

@@ -9,13 +9,18 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from .config import ConfigError
 from .models import db
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Columns later versions added to tables an older ``schema.sql`` created; its CREATE TABLE
+#: IF NOT EXISTS leaves such a table as it is. (version that added it, table, column DDL)
+ADDED_COLUMNS = (
+    (3, "stream_leases", "kind VARCHAR(16) NOT NULL DEFAULT 'organization'"),
+)
 #: Milliseconds a connection waits for another writer before giving up.
 BUSY_TIMEOUT_MS = 30_000
 #: WAL pages (4 KiB each) after which a commit checkpoints the WAL into the database.
@@ -129,6 +134,8 @@ def ensure_schema(engine: Engine) -> int:
         )
     if found == SCHEMA_VERSION:
         return found
+    if found:
+        _add_columns(engine, found)
     if engine.dialect.name == "sqlite":
         raw = engine.raw_connection()
         try:
@@ -156,6 +163,27 @@ def ensure_schema(engine: Engine) -> int:
                          "(SELECT 1 FROM counters WHERE name = :n)"), {"n": name}
                 )
     return found
+
+
+def _add_columns(engine: Engine, found: int) -> None:
+    """Add the columns of :data:`ADDED_COLUMNS` that a version-``found`` database lacks."""
+    for version, table, column in ADDED_COLUMNS:
+        if found >= version:
+            continue
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(immediate=True)
+                with conn.begin():
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column}")
+        except OperationalError as exc:
+            # Another worker starting at the same moment added it first, or the table is
+            # not there yet (schema.sql creates it whole).
+            message = str(exc.orig).lower()
+            if "duplicate column" not in message and "no such table" not in message:
+                raise
+        except ProgrammingError as exc:  # PostgreSQL's words for the same two cases
+            if getattr(exc.orig, "sqlstate", None) not in ("42701", "42P01"):
+                raise
 
 
 # --- keeping the gevent hub free ------------------------------------------------------

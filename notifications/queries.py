@@ -365,6 +365,17 @@ def replay(scope: Scope, dataset_id: str | None, after: int, upto: int,
     return [row_dict(r) for r in rows]
 
 
+def replay_exceeds(scope: Scope, dataset_id: str | None, after: int, upto: int,
+                   limit: int) -> bool:
+    """Tell whether more than ``limit`` of the caller's rows have ``after < seq <= upto``."""
+    with reading() as conn:
+        return conn.execute(
+            select(t.c.seq)
+            .where(_filters(scope, dataset_id), t.c.seq > after, t.c.seq <= upto)
+            .order_by(t.c.seq).limit(1).offset(limit)
+        ).first() is not None
+
+
 def rows_after(last_seq: int, upto: int, *, user_id: str | None = None,
                organization_id: str | None = None,
                limit: int = CHANGE_BATCH) -> list[dict[str, Any]]:
@@ -390,13 +401,18 @@ class LeaseResult:
     retry_after: int
 
 
-def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int) -> LeaseResult:
-    """Take one of ``limit`` stream slots of a user, counting live leases of every worker."""
+def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int,
+                  kind: str = "organization") -> LeaseResult:
+    """Take one of ``limit`` stream slots of a user, counting live leases of every worker.
+
+    Each ``kind`` of stream (``organization``, ``dataset``) has slots of its own.
+    """
     now = now_us()
+    mine = (leases.c.user_id == user_id, leases.c.kind == kind)
     with writing() as conn:
-        conn.execute(delete(leases).where(leases.c.user_id == user_id, leases.c.expires_at <= now))
+        conn.execute(delete(leases).where(*mine, leases.c.expires_at <= now))
         active, earliest = conn.execute(
-            select(func.count(), func.min(leases.c.expires_at)).where(leases.c.user_id == user_id)
+            select(func.count(), func.min(leases.c.expires_at)).where(*mine)
         ).one()
         if active >= limit:
             # When a slot may free up at the latest: the oldest lease lapses unless renewed.
@@ -404,7 +420,7 @@ def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int) -> LeaseRes
             return LeaseResult(None, int(active), max(1, wait))
         lease_id = uuid.uuid4().hex
         conn.execute(insert(leases).values(
-            id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us
+            id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us, kind=kind
         ))
     return LeaseResult(lease_id, int(active) + 1, 0)
 
@@ -431,12 +447,13 @@ def release_owner(owner: str) -> int:
         return conn.execute(delete(leases).where(leases.c.owner == owner)).rowcount
 
 
-def active_leases(user_id: str) -> int:
-    """Count a user's unexpired stream leases."""
+def active_leases(user_id: str, kind: str = "organization") -> int:
+    """Count a user's unexpired stream leases of one kind."""
     with reading() as conn:
         return conn.execute(
             select(func.count()).select_from(leases)
-            .where(leases.c.user_id == user_id, leases.c.expires_at > now_us())
+            .where(leases.c.user_id == user_id, leases.c.kind == kind,
+                   leases.c.expires_at > now_us())
         ).scalar_one()
 # --- ingest, administration, export and import --------------------------------------
 

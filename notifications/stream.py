@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from contextlib import nullcontext
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,6 +45,12 @@ LEASE_TTL = 30.0
 LEASE_RENEW = 10.0
 #: Longest pause between watcher retries after a database error.
 ERROR_BACKOFF = 2.0
+
+#: Rows read (and framed) at a time when replaying what a reconnecting client missed: a
+#: stream holds at most one page, and reads the next once the client has taken the last.
+REPLAY_PAGE = 100
+#: Replay reads a worker runs at once.
+REPLAY_CONCURRENCY = 2
 
 #: Most undelivered events kept for one stream (a client that stopped reading).
 MAX_PENDING = 1000
@@ -226,6 +233,9 @@ class StreamHub:
         self._version: int | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self._start_lock: Any = None
+        # Replay reads share the threadpool with every other request: bounded, a burst of
+        # reconnecting streams queues here and leaves the pool's other threads to the rest.
+        self._replay_slots: Any = None
 
     # --- life cycle --------------------------------------------------------------
 
@@ -366,10 +376,12 @@ class StreamHub:
 
     # --- leases ------------------------------------------------------------------
 
-    def acquire_lease(self, user_id: str, limit: int) -> queries.LeaseResult:
-        """Take a stream slot for ``user_id`` (counted across the node's workers)."""
+    def acquire_lease(self, user_id: str, limit: int,
+                      kind: str = "organization") -> queries.LeaseResult:
+        """Take a stream slot of ``kind`` for ``user_id`` (counted across the node's workers)."""
         self.start()
-        result = run(queries.acquire_lease, user_id, self.owner, limit, int(LEASE_TTL * 1e6))
+        result = run(queries.acquire_lease, user_id, self.owner, limit, int(LEASE_TTL * 1e6),
+                     kind)
         if result.lease_id is not None:
             self.leases.add(result.lease_id)
         return result
@@ -515,9 +527,25 @@ class StreamHub:
 
     def replay(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                limit: int) -> list[dict[str, Any]]:
-        """Read what a reconnecting client missed (``after < seq <= upto``)."""
-        with self.app.app_context():
+        """Read one page of what a reconnecting client missed (``after < seq <= upto``)."""
+        with self._replay_slot(), self.app.app_context():
             return run(queries.replay, scope, dataset_id, after, upto, limit)
+
+    def _replay_slot(self) -> Any:
+        """Return the context that holds one of the worker's replay slots (on the hub)."""
+        from .database import on_hub
+
+        if not on_hub():
+            return nullcontext()  # threads of a test client: nothing to share
+        if self._replay_slots is None:
+            self._replay_slots = gevent.lock.BoundedSemaphore(REPLAY_CONCURRENCY)
+        return self._replay_slots
+
+    def replay_exceeds(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
+                       limit: int) -> bool:
+        """Tell whether a client missed more than ``limit`` rows (then it gets a reset)."""
+        with self._replay_slot(), self.app.app_context():
+            return run(queries.replay_exceeds, scope, dataset_id, after, upto, limit)
 
 
 #: Seconds a client refused for want of room is asked to wait.
@@ -587,20 +615,8 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
             # notification still replays what it missed meanwhile.
             yield sse.last_id(frontier)
         else:
-            try:
-                missed = hub.replay(scope, dataset_id, last_event_id, frontier, replay_limit + 1)
-            except Exception:
-                log.exception("replay failed")
-                yield sse.event(json.dumps({"detail": "Could not replay missed notifications"}),
-                                name="error")
-                yield reset_frame(frontier)
-            else:
-                if len(missed) > replay_limit:
-                    yield reset_frame(frontier)
-                elif missed:
-                    yield "".join(notification_frame(row) for row in missed)
-                else:
-                    yield sse.last_id(frontier)
+            yield from replay_frames(hub, scope, dataset_id, last_event_id, frontier,
+                                     replay_limit)
         for ping_due in sub.wake_ups(ping_interval):
             frames = []
             while sub.items:
@@ -619,6 +635,48 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
                 yield PING
     finally:
         hub.unsubscribe(sub)
+
+
+def replay_frames(hub: StreamHub, scope: Scope, dataset_id: str | None, after: int,
+                  frontier: int, replay_limit: int) -> Iterator[str]:
+    """Yield what a client missed (``after < seq <= frontier``) a page at a time, or a reset.
+
+    A page is read only when the previous one has been written to the client, so a client
+    that does not read holds one page and causes no more database work; a gap over
+    ``replay_limit`` rows is a reset, found out without reading the rows.
+    """
+    try:
+        page = hub.replay(scope, dataset_id, after, frontier, REPLAY_PAGE)
+        if len(page) == REPLAY_PAGE and hub.replay_exceeds(scope, dataset_id, after, frontier,
+                                                           replay_limit):
+            yield reset_frame(frontier)
+            return
+    except Exception:
+        log.exception("replay failed")
+        yield sse.event(json.dumps({"detail": "Could not replay missed notifications"}),
+                        name="error")
+        yield reset_frame(frontier)
+        return
+    if not page:
+        yield sse.last_id(frontier)
+        return
+    while page:
+        yield "".join(notification_frame(row) for row in page)
+        if len(page) < REPLAY_PAGE:
+            return
+        after = page[-1]["seq"]
+        del page
+        # Let the worker's other greenlets run between pages, even when the socket takes
+        # each page at once.
+        gevent.sleep(0)
+        try:
+            page = hub.replay(scope, dataset_id, after, frontier, REPLAY_PAGE)
+        except Exception:
+            # Part of the gap has been sent: the client's cursor is at ``after``; what
+            # follows it cannot be vouched for, so the client reloads.
+            log.exception("replay failed")
+            yield reset_frame(frontier)
+            return
 
 
 def reset_frame(frontier: int) -> str:
