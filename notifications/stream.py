@@ -48,8 +48,8 @@ ERROR_BACKOFF = 2.0
 
 #: Rows read (and framed) at a time when replaying what a reconnecting client missed: a
 #: stream holds at most one page, and reads the next once the client has taken the last.
-REPLAY_PAGE = 100
-#: Replay reads a worker runs at once.
+REPLAY_PAGE = 50
+#: Replay pages a worker reads and frames at once.
 REPLAY_CONCURRENCY = 2
 
 #: Most undelivered events kept for one stream (a client that stopped reading).
@@ -531,6 +531,20 @@ class StreamHub:
         with self._replay_slot(), self.app.app_context():
             return run(queries.replay, scope, dataset_id, after, upto, limit)
 
+    def replay_page(self, scope: Scope, dataset_id: str | None, after: int,
+                    upto: int) -> tuple[str, int, int]:
+        """Read and frame the next page of a replay; return the frames, their count, last seq.
+
+        The page is read and framed holding one of the worker's replay slots, and the
+        slot is given back with a switch to the other greenlets: however many streams
+        replay at once, a short request waits behind at most that many pages.
+        """
+        with self._replay_slot(), self.app.app_context():
+            rows = run(queries.replay, scope, dataset_id, after, upto, REPLAY_PAGE)
+            text = "".join(notification_frame(row) for row in rows)
+        gevent.sleep(0)
+        return text, len(rows), rows[-1]["seq"] if rows else after
+
     def _replay_slot(self) -> Any:
         """Return the context that holds one of the worker's replay slots (on the hub)."""
         from .database import on_hub
@@ -646,9 +660,9 @@ def replay_frames(hub: StreamHub, scope: Scope, dataset_id: str | None, after: i
     ``replay_limit`` rows is a reset, found out without reading the rows.
     """
     try:
-        page = hub.replay(scope, dataset_id, after, frontier, REPLAY_PAGE)
-        if len(page) == REPLAY_PAGE and hub.replay_exceeds(scope, dataset_id, after, frontier,
-                                                           replay_limit):
+        text, count, last = hub.replay_page(scope, dataset_id, after, frontier)
+        if count == REPLAY_PAGE and hub.replay_exceeds(scope, dataset_id, after, frontier,
+                                                       replay_limit):
             yield reset_frame(frontier)
             return
     except Exception:
@@ -657,23 +671,19 @@ def replay_frames(hub: StreamHub, scope: Scope, dataset_id: str | None, after: i
                         name="error")
         yield reset_frame(frontier)
         return
-    if not page:
+    if not count:
         yield sse.last_id(frontier)
         return
-    while page:
-        yield "".join(notification_frame(row) for row in page)
-        if len(page) < REPLAY_PAGE:
+    while count:
+        yield text
+        if count < REPLAY_PAGE:
             return
-        after = page[-1]["seq"]
-        del page
-        # Let the worker's other greenlets run between pages, even when the socket takes
-        # each page at once.
-        gevent.sleep(0)
+        del text
         try:
-            page = hub.replay(scope, dataset_id, after, frontier, REPLAY_PAGE)
+            text, count, last = hub.replay_page(scope, dataset_id, last, frontier)
         except Exception:
-            # Part of the gap has been sent: the client's cursor is at ``after``; what
-            # follows it cannot be vouched for, so the client reloads.
+            # Part of the gap has been sent: what follows the client's cursor cannot be
+            # vouched for, so the client reloads.
             log.exception("replay failed")
             yield reset_frame(frontier)
             return

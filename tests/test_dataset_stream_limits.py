@@ -99,6 +99,7 @@ def drain(events: Any, until: str) -> list[str]:
 def test_replay_is_read_and_sent_in_pages(app: Any, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     hub = stream.hub_of(app)
     hub.start()
+    assert 250 % stream.REPLAY_PAGE == 0 and 250 // stream.REPLAY_PAGE >= 3
     rows = make("alice", 250)
     make("bob", 5)
     calls: list[tuple[int, int]] = []
@@ -114,15 +115,15 @@ def test_replay_is_read_and_sent_in_pages(app: Any, make: Any, monkeypatch: pyte
     events = stream.dataset_events(hub, Scope("alice"), None, 0, ping_interval=60,
                                    retry_ms=3000, replay_limit=1000)
     assert next(events) == "retry: 3000\n\n"
-    first = next(events)
-    # One page per frame, read only when the previous one has been taken.
-    assert first.count("event: notification") == stream.REPLAY_PAGE == 100
-    assert calls == [(0, 100)]
-    second = next(events)
-    assert second.count("event: notification") == 100 and len(calls) == 2
-    third = next(events)
-    assert third.count("event: notification") == 50
-    ids = [line[4:] for frame in (first, second, third) for line in frame.splitlines()
+    page = stream.REPLAY_PAGE
+    frames = []
+    for n in range(250 // page):
+        frames.append(next(events))
+        # One page per frame, read only when the previous one has been taken.
+        assert frames[-1].count("event: notification") == page
+        cursors = [0] + [rows[k * page - 1]["seq"] for k in range(1, n + 1)]
+        assert calls == [(cursor, page) for cursor in cursors]
+    ids = [line[4:] for frame in frames for line in frame.splitlines()
            if line.startswith("id: ")]
     assert ids == [str(r["seq"]) for r in rows]
     events.close()
@@ -146,6 +147,96 @@ def test_a_gap_over_the_limit_is_a_reset_without_reading_it(app: Any, make: Any,
     else:
         while sum(f.count("event: notification") for f in frames) < missed:
             frames.append(next(events))
-        assert len(frames) == 10 and not any("event: reset" in f for f in frames)
+        assert len(frames) == missed // stream.REPLAY_PAGE
+        assert not any("event: reset" in f for f in frames)
     events.close()
     hub.shutdown()
+
+
+# --- load: replaying streams of one user against a real server ----------------------------
+
+REPLAYING_STREAMS = 200
+
+
+def worker_pids(server: Any) -> list[int]:
+    """The gunicorn workers: children of the ``notifications serve`` process."""
+    pid = server.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def unread_count_times(server: Any, n: int) -> list[float]:
+    """Time ``n`` unread-count requests of another user, each on a new connection."""
+    headers = server.headers("other")
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = requests.get(server.url("/api/v1/notifications/unread-count"), headers=headers,
+                                timeout=10)
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200 and response.json() == {"count": 20}
+    return times
+
+
+@pytest.mark.slow
+def test_replaying_streams_of_one_user_slow_only_that_user(live_server: Any) -> None:
+    server = live_server(workers=2, env={"NOTIFICATIONS_DATASET_STREAM_LIMIT": "1000"})
+    app = create_app({"DATABASE_URL": f"sqlite:///{server.db_path}", "REQUIRE_KEY": False})
+    metadata = {"view_name": "Orders over 1000", "dataset_name": "sales_2026", "result_count": 17,
+                "batch_id": "a863a595-5aaf-45d3-89a9-073a73d59671", "is_alert": True}
+    with app.app_context():
+        queries.create_notifications(
+            {"user_id": "replayer", "title": f"Alert {i}: " + "x" * 200, "body": "y" * 300,
+             "entity_type": "saved_view", "entity_id": str(i), "metadata": metadata}
+            for i in range(1000))
+        queries.create_notifications({"user_id": "other", "title": "t"} for _ in range(20))
+        from notifications.models import db
+
+        db.engine.dispose()
+
+    replayer = server.headers("replayer")["Authorization"]
+    request = (f"GET {STREAM} HTTP/1.1\r\nHost: x\r\nAuthorization: {replayer}\r\n"
+               f"Last-Event-ID: 0\r\n\r\n").encode()
+    # Warm both workers up (imports, pools, one full replay read) before the baseline.
+    unread_count_times(server, 20)
+    for _ in range(4):
+        with requests.get(server.url(STREAM), headers={"Authorization": replayer,
+                                                       "Last-Event-ID": "0"},
+                          stream=True, timeout=10) as warm:
+            assert warm.status_code == 200
+            next(warm.iter_content(65536))
+    time.sleep(1)
+    pids = worker_pids(server)
+    assert len(pids) == 2
+    before = {pid: rss_mb(pid) for pid in pids}
+
+    sockets = []
+    try:
+        for _ in range(REPLAYING_STREAMS):
+            sock = socket.socket()
+            # A client that reads nothing: its receive buffer fills, then the server's.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(request)
+            sockets.append(sock)
+        times = unread_count_times(server, 200)
+        p99 = statistics.quantiles(times, n=100)[98]
+        for sock in sockets:
+            sock.settimeout(10)
+            assert sock.recv(16, socket.MSG_PEEK).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)
+        after = {pid: rss_mb(pid) for pid in pids}
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert p99 < 0.1, f"p99 {p99 * 1000:.1f} ms; slowest {max(times) * 1000:.1f} ms"
+    growth = {pid: after[pid] - before[pid] for pid in pids}
+    assert all(g < 50 for g in growth.values()), f"worker RSS grew by {growth} MB (from {before})"
+    assert "Traceback" not in server.log()
