@@ -5,7 +5,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -235,11 +236,11 @@ def _utc(value: datetime) -> datetime:
 
 #: A number written as text, which pydantic would read as Unix seconds or milliseconds.
 _NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
-#: Earliest ``created_at`` the ingest API accepts; older times are a unit mix-up, not data.
-EARLIEST_INGEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-#: How far ahead of the server's clock an ingest ``created_at`` may be (producers' clock
-#: skew); a time further ahead would sort first in every list for years.
-INGEST_FUTURE_SLACK = timedelta(days=1)
+#: Earliest year an ingest ``created_at`` may be written with; older times are a unit
+#: mix-up or a placeholder, not data. The bound is on the year as written (before the
+#: offset is applied), so that the API description can state it exactly, as a pattern.
+EARLIEST_INGEST_YEAR = 2000
+INGEST_TIME_PATTERN = "^[2-9][0-9]{3}-"
 
 
 def _iso_text(value: Any) -> Any:
@@ -252,18 +253,18 @@ def _iso_text(value: Any) -> Any:
 
 
 def _ingest_time(value: datetime) -> datetime:
-    """Refuse ingest times outside 2000-01-01 .. a day after now (UTC)."""
-    latest = datetime.now(UTC) + INGEST_FUTURE_SLACK
-    if not EARLIEST_INGEST_TIME <= value <= latest:
-        raise ValueError(
-            "time must be between 2000-01-01T00:00:00Z and one day after the server's clock"
-        )
+    """Refuse ingest times written with a year before 2000."""
+    if value.year < EARLIEST_INGEST_YEAR:
+        raise ValueError(f"time must be in the years {EARLIEST_INGEST_YEAR} to 9999")
     return value
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
-IngestDatetime = Annotated[UtcDatetime, AfterValidator(_ingest_time)]
+IngestDatetime = Annotated[
+    datetime, BeforeValidator(_iso_text), AfterValidator(_ingest_time), AfterValidator(_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": INGEST_TIME_PATTERN}),
+]
 ShortText = Annotated[str, Field(max_length=255)]
 #: Text without a length bound; pydantic checks only bounded strings for lone surrogates.
 Text = Annotated[str, AfterValidator(_unicode)]
@@ -324,8 +325,8 @@ class IngestNotification(NotificationFields):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     created_at: IngestDatetime | None = Field(
-        None, description="ISO-8601 text (a number, also as a string, is refused); a time "
-        "without offset is UTC; from 2000-01-01 to one day ahead of the server. Defaults to now."
+        None, description="ISO-8601 text (a number, also as a string, is refused) with a year "
+        "from 2000 to 9999; a time without offset is UTC. Defaults to now."
     )
 
 

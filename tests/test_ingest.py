@@ -250,11 +250,10 @@ INVALID = [
     ({"user_id": "a", "created_at": "17000000000"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "created_at": "-1"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "created_at": " 1.7e9 "}, ["body", "created_at"], "value_error"),
-    # Outside 2000-01-01 .. one day ahead of the server's clock.
+    # Written with a year before 2000.
     ({"user_id": "a", "created_at": "1999-12-31T23:59:59Z"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "created_at": "1970-01-01T00:00:00"}, ["body", "created_at"], "value_error"),
-    ({"user_id": "a", "created_at": "2508-09-12T00:00:00Z"}, ["body", "created_at"], "value_error"),
-    ({"user_id": "a", "created_at": "9999-12-31T23:59:59"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "0253-08-08T02:35:43+00:32"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "dedupe_key": ""}, ["body", "dedupe_key"], "string_too_short"),
     ({"user_id": "a", "priority": "high"}, ["body", "priority"], "extra_forbidden"),
     ({"user_id": "a", "body": "x", "message": "y"}, ["body"], "value_error"),
@@ -277,13 +276,11 @@ def test_invalid_object_is_422_naming_the_field(client: Any, app: Any, body: Any
     assert stored(app) == []
 
 
-def test_created_at_bounds_are_inclusive_of_2000_and_near_future(client: Any, app: Any) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    soon = (datetime.now(UTC) + timedelta(hours=23)).isoformat()
-    for created in ("2000-01-01T00:00:00Z", soon):
-        assert post(client, {"user_id": "a", "created_at": created}).status_code == 201, created
-    assert len(stored(app)) == 2
+@pytest.mark.parametrize("created", ["2000-01-01T00:00:00Z", "2000-01-01T00:30:00+01:00",
+                                     "9999-12-31T23:59:59.999999Z"])
+def test_created_at_years_2000_to_9999_are_accepted(client: Any, app: Any, created: str) -> None:
+    assert post(client, {"user_id": "a", "created_at": created}).status_code == 201
+    assert len(stored(app)) == 1
 
 
 @pytest.mark.parametrize("raw", [
