@@ -41,7 +41,8 @@ ERROR_REASONS = {
     429: "Too many open streams for this user; retry after Retry-After seconds.",
     431: "A header field is longer than {max_header} bytes, or there are more than "
          "{max_headers} header fields.",
-    503: "The database does not answer.",
+    503: "The database does not answer, or (streams) this worker has no room for another "
+         "stream; retry after Retry-After seconds.",
 }
 #: Errors any operation can answer before its own checks run.
 COMMON_ERRORS = (414, 431)
@@ -127,7 +128,7 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("dataset", "stream"): Operation(
         "Stream the caller's new notifications", query=validation.DatasetStreamQuery,
         stream=_DATASET_EVENTS, stream_example=_DATASET_EXAMPLE, headers=_LAST_EVENT_ID,
-        errors=(401, 422, 429),
+        errors=(401, 422, 429, 503),
     ),
     ("organization", "list_notifications"): Operation(
         "List the caller's inbox in the active organization, newest first",
@@ -142,7 +143,7 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
         "ignored. An empty body, `{}`, `{\"ids\": []}` or `{\"ids\": null}` marks everything.",
     ),
     ("organization", "stream"): Operation(
-        "Stream the caller's unread count", errors=(401, 403, 429),
+        "Stream the caller's unread count", errors=(401, 403, 429, 503),
         stream=_ORGANIZATION_EVENTS, stream_example=_ORGANIZATION_EXAMPLE,
     ),
 }
@@ -252,7 +253,7 @@ class _Builder:
         if status == 401:
             response["headers"]["WWW-Authenticate"] = {
                 "description": "Always `Bearer`.", "schema": {"type": "string"}}
-        if status == 429:
+        if status in (429, 503):
             response["headers"]["Retry-After"] = {
                 "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
         return response
