@@ -49,8 +49,8 @@ ERROR_BACKOFF = 2.0
 #: Rows read (and framed) at a time when replaying what a reconnecting client missed: a
 #: stream holds at most one page, and reads the next once the client has taken the last.
 REPLAY_PAGE = 50
-#: Replay pages a worker reads and frames at once.
-REPLAY_CONCURRENCY = 2
+#: Replay pages a worker reads and frames at once, and stream leases it takes at once.
+SLOTS = {"replay": 2, "lease": 2}
 
 #: Most undelivered events kept for one stream (a client that stopped reading).
 MAX_PENDING = 1000
@@ -233,9 +233,9 @@ class StreamHub:
         self._version: int | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self._start_lock: Any = None
-        # Replay reads share the threadpool with every other request: bounded, a burst of
-        # reconnecting streams queues here and leaves the pool's other threads to the rest.
-        self._replay_slots: Any = None
+        # Stream set-up and replay share the threadpool (and the worker's CPU) with every
+        # other request: bounded, a burst of streams queues here and leaves the rest free.
+        self._slots: dict[str, Any] = {}
 
     # --- life cycle --------------------------------------------------------------
 
@@ -380,8 +380,11 @@ class StreamHub:
                       kind: str = "organization") -> queries.LeaseResult:
         """Take a stream slot of ``kind`` for ``user_id`` (counted across the node's workers)."""
         self.start()
-        result = run(queries.acquire_lease, user_id, self.owner, limit, int(LEASE_TTL * 1e6),
-                     kind)
+        # A burst of new streams waits here rather than filling the threadpool with writes
+        # that wait for the database's write lock while other requests' reads queue.
+        with self._slot("lease"):
+            result = run(queries.acquire_lease, user_id, self.owner, limit,
+                         int(LEASE_TTL * 1e6), kind)
         if result.lease_id is not None:
             self.leases.add(result.lease_id)
         return result
@@ -528,7 +531,7 @@ class StreamHub:
     def replay(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                limit: int) -> list[dict[str, Any]]:
         """Read one page of what a reconnecting client missed (``after < seq <= upto``)."""
-        with self._replay_slot(), self.app.app_context():
+        with self._slot("replay"), self.app.app_context():
             return run(queries.replay, scope, dataset_id, after, upto, limit)
 
     def replay_page(self, scope: Scope, dataset_id: str | None, after: int,
@@ -539,26 +542,26 @@ class StreamHub:
         slot is given back with a switch to the other greenlets: however many streams
         replay at once, a short request waits behind at most that many pages.
         """
-        with self._replay_slot(), self.app.app_context():
+        with self._slot("replay"), self.app.app_context():
             rows = run(queries.replay, scope, dataset_id, after, upto, REPLAY_PAGE)
             text = "".join(notification_frame(row) for row in rows)
         gevent.sleep(0)
         return text, len(rows), rows[-1]["seq"] if rows else after
 
-    def _replay_slot(self) -> Any:
-        """Return the context that holds one of the worker's replay slots (on the hub)."""
+    def _slot(self, name: str) -> Any:
+        """Return the context that holds one of the worker's ``name`` slots (on the hub)."""
         from .database import on_hub
 
         if not on_hub():
             return nullcontext()  # threads of a test client: nothing to share
-        if self._replay_slots is None:
-            self._replay_slots = gevent.lock.BoundedSemaphore(REPLAY_CONCURRENCY)
-        return self._replay_slots
+        if name not in self._slots:
+            self._slots[name] = gevent.lock.BoundedSemaphore(SLOTS[name])
+        return self._slots[name]
 
     def replay_exceeds(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                        limit: int) -> bool:
         """Tell whether a client missed more than ``limit`` rows (then it gets a reset)."""
-        with self._replay_slot(), self.app.app_context():
+        with self._slot("replay"), self.app.app_context():
             return run(queries.replay_exceeds, scope, dataset_id, after, upto, limit)
 
 

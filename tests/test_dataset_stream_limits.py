@@ -226,11 +226,12 @@ def test_replaying_streams_of_one_user_slow_only_that_user(live_server: Any) -> 
             sock.connect(("127.0.0.1", server.port))
             sock.sendall(request)
             sockets.append(sock)
+        # Every stream admitted and replaying (the answer has begun; nothing is consumed).
+        for sock in sockets:
+            sock.settimeout(30)
+            assert sock.recv(16, socket.MSG_PEEK).startswith(b"HTTP/1.1 200")
         times = unread_count_times(server, 200)
         p99 = statistics.quantiles(times, n=100)[98]
-        for sock in sockets:
-            sock.settimeout(10)
-            assert sock.recv(16, socket.MSG_PEEK).startswith(b"HTTP/1.1 200")
         time.sleep(0.5)
         after = {pid: rss_mb(pid) for pid in pids}
     finally:
