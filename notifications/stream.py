@@ -21,8 +21,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from contextlib import nullcontext
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import gevent
