@@ -299,7 +299,7 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
     from gevent import monkey
 
     monkey.patch_all()
-    from notifications.server import run_server
+    from notifications.server import raise_fd_limit, run_server
 
     from notifications import paths
 
@@ -333,7 +333,10 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
         sys.stdout.flush()
     click.echo(f"Serving on http://{host}:{port} with {workers} gevent worker(s); "
                f"database {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}", err=True)
-    run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app)
+    fd_limits = raise_fd_limit()
+    click.echo(fd_limits.describe(), err=True)
+    run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app,
+               worker_connections=fd_limits.connections)
 
 
 @cli.command()

@@ -72,14 +72,17 @@ INSERT OR IGNORE INTO counters (name, value) VALUES ('read', 0);
 -- Bumped when unread rows are deleted (purge), so streams recount unread totals.
 INSERT OR IGNORE INTO counters (name, value) VALUES ('purge', 0);
 
--- Open organization streams, one row each, so the per-user stream limit holds across
--- every worker of the node. The worker holding a lease refreshes `expires_at`; a lease
--- of a worker that died simply expires, so a crash never locks a user out.
+-- Open streams, one row each, so the per-user stream limits hold across every worker of
+-- the node. The worker holding a lease refreshes `expires_at`; a lease of a worker that
+-- died simply expires, so a crash never locks a user out. `kind` says which limit a lease
+-- counts against (`organization` or `dataset`); version 3 added it, and the service adds
+-- it to an older table itself (ALTER TABLE), since this statement leaves one as it is.
 CREATE TABLE IF NOT EXISTS stream_leases (
     id         VARCHAR(32)  NOT NULL PRIMARY KEY,
     user_id    VARCHAR(255) NOT NULL,
     owner      VARCHAR(128) NOT NULL,
-    expires_at BIGINT       NOT NULL
+    expires_at BIGINT       NOT NULL,
+    kind       VARCHAR(16)  NOT NULL DEFAULT 'organization'
 );
 
 CREATE INDEX IF NOT EXISTS ix_stream_leases_user

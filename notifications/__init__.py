@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Config, Flask
 
 from . import auth, config, cors, ingest, openapi, store, stream, views, web
 
@@ -15,7 +15,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then ``NOTIFICATIONS_*`` environment, then ``test_config``."""
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
-    app.config.from_prefixed_env("NOTIFICATIONS", loads=config.keep_string)
+    environment = Config(app.root_path)
+    environment.from_prefixed_env("NOTIFICATIONS", loads=config.keep_string)
+    app.config.update(config.from_environment(environment))
     if test_config is not None:
         app.config.from_mapping(test_config)
     config.normalize(app.config)

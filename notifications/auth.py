@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request
 
 from .config import ConfigError
-from .errors import Unauthorized
+from .cors import UNSAFE_METHODS, foreign_origin
+from .errors import Forbidden, Unauthorized
 from .tokens import AuthError, KeySettings, Principal, bearer_token, decode
 
 
@@ -31,6 +32,18 @@ def init_app(app: Flask) -> None:
     app.extensions["notifications.keys"] = settings
 
 
+def check_same_site() -> None:
+    """Refuse a request sent by a page of an origin that is neither this service nor listed."""
+    if foreign_origin(request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"),
+                      request.host, current_app.extensions["notifications.cors"]):
+        raise Forbidden(
+            "Cross-site request refused: this origin may not change notifications with the "
+            "session cookie",
+            hint="Call from this service's own origin or one listed in "
+                 "NOTIFICATIONS_CORS_ORIGINS, or send the token in the Authorization header.",
+        )
+
+
 def current_principal() -> Principal:
     """Return the caller, from the Bearer header, the session cookie or open mode."""
     if "principal" in g:
@@ -42,6 +55,11 @@ def current_principal() -> Principal:
         raise Unauthorized(str(exc)) from None
     if token is None:
         token = request.cookies.get(config["SESSION_COOKIE"]) or None
+        # A browser attaches the cookie (and an open-mode install needs nothing) to a form
+        # another site submits: such a request must not change anything. A request with an
+        # Authorization header cannot be forged that way.
+        if request.method in UNSAFE_METHODS and (token is not None or config["OPEN_USER"]):
+            check_same_site()
     if token is not None:
         try:
             principal = decode(token, current_app.extensions["notifications.keys"])

@@ -1,7 +1,7 @@
 """Configuration defaults and their validation (no Flask globals, no IO)."""
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 #: Every setting the service reads, with its default. Environment variables are the
@@ -14,6 +14,8 @@ DEFAULTS: dict[str, Any] = {
     "JWT_AUDIENCE": None,
     "JWT_ISSUER": None,
     "JWT_LEEWAY": 30,
+    # Longest accepted token lifetime (exp - iat) in seconds; unset: any lifetime.
+    "JWT_MAX_LIFETIME": None,
     "ORG_CLAIM": "organization_id",
     "SESSION_COOKIE": "session",
     "DATASET_PREFIX": "/api/v1",
@@ -22,9 +24,13 @@ DEFAULTS: dict[str, Any] = {
     "KEEPALIVE_INTERVAL": 15.0,
     "POLL_INTERVAL": 0.25,
     "STREAM_LIMIT": 5,
+    # Concurrent dataset streams per user, counted across the node's workers.
+    "DATASET_STREAM_LIMIT": 10,
     "INGEST_TOKEN": None,
     # Largest request body in bytes (Flask's own setting); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Seconds a client has to send a whole request body, from when the service reads it.
+    "BODY_TIMEOUT": 10.0,
     "OPEN_USER": None,
     "OPEN_ORGANIZATION": None,
     "CORS_ORIGINS": None,
@@ -38,13 +44,24 @@ DEFAULTS: dict[str, Any] = {
     "REQUIRE_KEY": True,
 }
 
+#: Settings that only code may set (``create_app(test_config)``), never the environment:
+#: an empty NOTIFICATIONS_REQUIRE_KEY would otherwise switch off "refuse to start without a
+#: key". Values :func:`normalize` derives are not in DEFAULTS and so not settable either.
+INTERNAL = frozenset({"DEMO", "REQUIRE_KEY"})
+#: The documented settings, the only ones read from ``NOTIFICATIONS_*`` variables.
+ENVIRONMENT_SETTINGS = frozenset(DEFAULTS) - INTERNAL
+
 _INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
+         "DATASET_STREAM_LIMIT": (1, 100_000),
          "MAX_CONTENT_LENGTH": (1024, 1024**3)}
+#: Whole numbers that may also be unset (None or empty: no limit).
+_OPTIONAL_INTS = {"JWT_MAX_LIFETIME": (1, 10 * 366 * 86400)}
 _FLOATS = {
     "PING_INTERVAL": (0.05, 3600.0),
     "KEEPALIVE_INTERVAL": (0.05, 3600.0),
     "POLL_INTERVAL": (0.01, 60.0),
     "WRITE_TIMEOUT": (0.05, 600.0),
+    "BODY_TIMEOUT": (0.1, 3600.0),
 }
 _STRINGS = (
     "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ALGORITHMS", "JWT_AUDIENCE",
@@ -62,6 +79,15 @@ class ConfigError(Exception):
 def keep_string(value: str) -> str:
     """Return an environment value unchanged; types are checked by :func:`normalize`."""
     return value
+
+
+def from_environment(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the documented settings of what ``from_prefixed_env`` loaded, drop the rest.
+
+    Flask's own keys (``SECRET_KEY``, ``TESTING``, ``SQLALCHEMY_*``) and internal flags stay
+    out of reach of the environment, whatever a deployment happens to export.
+    """
+    return {key: value for key, value in loaded.items() if key in ENVIRONMENT_SETTINGS}
 
 
 def _number(config: MutableMapping[str, Any], key: str, kind: type, bounds: tuple) -> None:
@@ -100,6 +126,11 @@ def normalize(config: MutableMapping[str, Any]) -> None:
             config[key] = None
     for key, bounds in _INTS.items():
         _number(config, key, int, bounds)
+    for key, bounds in _OPTIONAL_INTS.items():
+        if config.get(key) in (None, ""):
+            config[key] = None
+        else:
+            _number(config, key, int, bounds)
     for key, bounds in _FLOATS.items():
         _number(config, key, float, bounds)
 

@@ -36,6 +36,28 @@ def parse_origins(values: list[str]) -> frozenset[str]:
     return frozenset(origins)
 
 
+#: Methods that change state: refused cross-site when a cookie (or open mode) authenticates.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def foreign_origin(origin: str | None, fetch_site: str | None, host: str,
+                   listed: frozenset[str]) -> bool:
+    """Tell whether a request comes from a page that is neither this service nor listed.
+
+    ``Origin`` decides when present (``null``, sent by sandboxed and privacy-sensitive
+    contexts, is foreign); without it, ``Sec-Fetch-Site: cross-site`` does. The scheme is
+    not compared for this service's own host, so a TLS-terminating proxy in front of it
+    does not turn its own pages foreign.
+    """
+    if origin is not None:
+        origin = origin.strip().lower()
+        if origin in listed:
+            return False
+        parts = urlsplit(origin)
+        return parts.scheme not in ("http", "https") or parts.netloc != host.lower()
+    return (fetch_site or "").strip().lower() == "cross-site"
+
+
 def allowed_origin() -> str | None:
     """Return the request's Origin when it is listed, else None."""
     origin = request.headers.get("Origin")

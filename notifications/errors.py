@@ -52,12 +52,20 @@ class MethodNotAllowed(ApiError):
     status, code, message = 405, "method_not_allowed", "Method Not Allowed"
 
 
+class RequestTimeout(ApiError):
+    status, code, message = 408, "request_timeout", "The request body did not arrive in time"
+
+
 class PayloadTooLarge(ApiError):
     status, code, message = 413, "payload_too_large", "Request body is too large"
 
 
 class UriTooLong(ApiError):
     status, code, message = 414, "uri_too_long", "Request URI is too long"
+
+
+class HeadersTooLarge(ApiError):
+    status, code, message = 431, "request_header_fields_too_large", "Request header fields too large"
 
 
 class UnsupportedMediaType(ApiError):
@@ -99,5 +107,5 @@ class ValidationFailed(ApiError):
 HTTP_ERRORS: dict[int, type[ApiError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
-                PayloadTooLarge, UriTooLong, UnsupportedMediaType, Unavailable)
+                RequestTimeout, PayloadTooLarge, UriTooLong, UnsupportedMediaType, Unavailable)
 }

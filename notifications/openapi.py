@@ -20,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from . import schemas, validation
 from .variants import Variant
-from .web import MAX_PATH_LENGTH, MAX_QUERY_LENGTH
+from .web import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_PATH_LENGTH, MAX_QUERY_LENGTH
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -30,18 +30,23 @@ SCHEMA_REF = "#/components/schemas/{model}"
 ERROR_REASONS = {
     400: "Malformed request.",
     401: "Missing, malformed, expired or otherwise invalid credentials.",
-    403: "The credentials are valid but not allowed here.",
+    403: "The credentials are valid but not allowed here (also: a state-changing request "
+         "authenticated by the session cookie from a page of a foreign origin).",
+    408: "The request body did not arrive within {body_timeout:g} seconds.",
     404: "Not found (a foreign id is indistinguishable from a missing one).",
     413: "The request body is larger than the limit ({max_body} bytes).",
     414: "The query string (at most {max_query} bytes) or the path (at most {max_path} bytes) "
          "is too long.",
     422: "A parameter or the body is invalid.",
     429: "Too many open streams for this user; retry after Retry-After seconds.",
-    503: "The database does not answer, or (for a write) another process held its write lock "
-         "longer than the write timeout: nothing was changed; retry after Retry-After seconds.",
+    431: "A header field is longer than {max_header} bytes, or there are more than "
+         "{max_headers} header fields.",
+    503: "The database does not answer; for a write, another process held its write lock "
+         "longer than the write timeout and nothing was changed; for a stream, this worker has "
+         "no room for another stream. Retry after Retry-After seconds.",
 }
 #: Errors any operation can answer before its own checks run.
-COMMON_ERRORS = (414,)
+COMMON_ERRORS = (414, 431)
 
 ModelRef = type[BaseModel] | Callable[[Variant], type[BaseModel]] | None
 
@@ -113,17 +118,18 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("dataset", "mark_one_read"): Operation(
         "Mark one unread notification read", schemas.Ok, path=validation.NotificationPath,
-        errors=(401, 404, 422, 503),
+        errors=(401, 403, 404, 422, 503),
         description="404 when the notification does not exist, is not the caller's, or is "
         "already read.",
     ),
     ("dataset", "read_all"): Operation(
         "Mark all of the caller's unread notifications read", schemas.ReadAllResult,
-        query=validation.DatasetFilterQuery, errors=(401, 422, 503),
+        query=validation.DatasetFilterQuery, errors=(401, 403, 422, 503),
     ),
     ("dataset", "stream"): Operation(
         "Stream the caller's new notifications", query=validation.DatasetStreamQuery,
         stream=_DATASET_EVENTS, stream_example=_DATASET_EXAMPLE, headers=_LAST_EVENT_ID,
+        errors=(401, 422, 429, 503),
     ),
     ("organization", "list_notifications"): Operation(
         "List the caller's inbox in the active organization, newest first",
@@ -133,7 +139,7 @@ VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("organization", "mark_read"): Operation(
         "Mark inbox items read (all of them without ids) and return the inbox",
         schemas.OrganizationInbox, body=validation.MarkReadBody,
-        errors=(401, 403, 413, 422, 503),
+        errors=(401, 403, 408, 413, 422, 503),
         description="Idempotent; ids that are unknown, malformed or not the caller's are "
         "ignored. An empty body, `{}`, `{\"ids\": []}` or `{\"ids\": null}` marks everything.",
     ),
@@ -152,7 +158,7 @@ APP_OPERATIONS: dict[str, Operation] = {
         "Store one notification or a batch, all or none", schemas.IngestResult, status=201,
         # Looked up when the route is described: the models live with the ingest API.
         body=lambda: [validation.IngestNotification, validation.IngestBatch], body_required=True,
-        errors=(401, 413, 422, 503),
+        errors=(401, 408, 413, 422, 503),
         description="Send one notification object, or `{\"notifications\": [...]}` with at "
         "most 1000. A batch with any invalid object is refused whole (422) and nothing is "
         "stored. A notification whose `dedupe_key` was already used for the same user is not "
@@ -240,7 +246,8 @@ class _Builder:
         response: dict[str, Any] = {
             "description": ERROR_REASONS.get(status, "Error.").format(
                 max_body=self.app.config["MAX_CONTENT_LENGTH"], max_query=MAX_QUERY_LENGTH,
-                max_path=MAX_PATH_LENGTH),
+                max_path=MAX_PATH_LENGTH, body_timeout=self.app.config["BODY_TIMEOUT"],
+                max_header=MAX_HEADER_FIELD, max_headers=MAX_HEADER_FIELDS),
             "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
             "content": {"application/json": {"schema": self.ref(model)}},
         }

@@ -1,9 +1,11 @@
 """Run the app under gunicorn with gevent workers, from Python."""
 from __future__ import annotations
 
+import resource
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -12,6 +14,74 @@ from gunicorn.arbiter import Arbiter
 
 #: Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005).
 SWITCH_INTERVAL = 0.0005
+
+#: gunicorn's own header limits: past them it answers 431 with its HTML page.
+GUNICORN_HEADER_FIELD = 16 * 1024
+GUNICORN_HEADER_FIELDS = 200
+
+#: Most connections a worker serves at once (most of them streams).
+MAX_WORKER_CONNECTIONS = 20_000
+#: File descriptors a worker needs besides its connections: database files of its pooled
+#: connections (two or three each), the listener, pipes, log files, the event loop.
+FD_HEADROOM = 64
+
+
+@dataclass(frozen=True)
+class FdLimits:
+    """The open-file limit before and after :func:`raise_fd_limit`, and what it allows."""
+
+    before: int
+    soft: int
+    hard: int
+    connections: int
+
+    def describe(self) -> str:
+        """Say in one line what the limit is and how many connections it allows."""
+        hard = "unlimited" if self.hard == resource.RLIM_INFINITY else str(self.hard)
+        changed = (f"raised from {self.before} to {self.soft}" if self.soft != self.before
+                   else f"{self.soft}")
+        line = (f"Open files: soft limit {changed} (hard {hard}); "
+                f"{self.connections} connections per worker")
+        if self.connections < MAX_WORKER_CONNECTIONS:
+            line += f" (of {MAX_WORKER_CONNECTIONS}; raise the hard limit, ulimit -Hn, for more)"
+        return line
+
+
+def connections_for(fd_limit: int) -> int:
+    """Return the connections a worker may accept within ``fd_limit`` open files."""
+    return max(1, min(MAX_WORKER_CONNECTIONS, fd_limit - FD_HEADROOM))
+
+
+def raise_fd_limit() -> FdLimits:
+    """Raise the soft open-file limit toward the hard one, as far as the workers can use.
+
+    A worker past its limit fails in accept() with EMFILE and stops serving everyone;
+    gunicorn's gevent worker stops accepting at ``worker_connections`` instead, so that
+    setting is sized to the limit this process (and the workers it forks) really has.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_WORKER_CONNECTIONS + FD_HEADROOM
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    new = soft
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            new = target
+        except (ValueError, OSError):  # a hard limit above the kernel's nr_open
+            new = soft
+    usable = wanted if new == resource.RLIM_INFINITY else new
+    return FdLimits(soft, new, hard, connections_for(usable))
+
+
+def stream_capacity(worker_connections: int) -> int:
+    """Return how many of a worker's connections streams may take.
+
+    The rest stay for short requests (the health check, lists, counts): a worker whose
+    every connection is a stream would otherwise leave them waiting in the backlog.
+    """
+    return max(1, worker_connections - max(4, worker_connections // 10))
+
+
 #: Signals that tell a worker to stop.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
@@ -68,9 +138,11 @@ def worker_started(worker: Any) -> None:
     It runs once the worker's own signal handlers are installed and its app is built.
     """
     end_streams_on_exit(worker, worker.wsgi)
+    hub = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
+    if hub is not None:
+        hub.stream_capacity = stream_capacity(worker.cfg.worker_connections)
     # The writer thread needs the GIL back after every SQLite call; with the default 5 ms
-    # switch interval each of those waits behind the request greenlets (measured: 21 ms
-    # a write against 1.2 ms). A short interval costs nothing while the writer sleeps.
+    # switch interval each of those may wait behind the request greenlets.
     sys.setswitchinterval(SWITCH_INTERVAL)
     worker.wsgi = take_turns(worker.wsgi)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -111,7 +183,8 @@ def end_streams_on_exit(worker: Any, app: Any) -> None:
 
 
 def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: int,
-               app: Flask | None = None) -> None:
+               app: Flask | None = None,
+               worker_connections: int = MAX_WORKER_CONNECTIONS) -> None:
     """Serve until interrupted."""
     if app is not None:
         # Connections opened in this process must not be shared with forked workers.
@@ -123,7 +196,7 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
         "worker_class": "gevent",
-        "worker_connections": 20_000,
+        "worker_connections": worker_connections,
         "graceful_timeout": 10,
         "timeout": 60,
         "accesslog": None,
@@ -136,5 +209,11 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # error page; lifting it (gunicorn still caps the line at 1 MiB) lets the app answer
         # query strings over 8 KiB with a 414 in the variant's error format.
         "limit_request_line": 0,
+        # Likewise for headers: gunicorn's defaults (8190 bytes a field, 100 fields) would
+        # answer a long token or X-Request-Id with its own 431 page. Its caps sit above the
+        # service's (web.MAX_HEADER_FIELD, MAX_HEADER_FIELDS), which answers in JSON; they
+        # also bound what one connection may make a worker buffer (fields x size, ~3 MiB).
+        "limit_request_field_size": GUNICORN_HEADER_FIELD,
+        "limit_request_fields": GUNICORN_HEADER_FIELDS,
         "post_worker_init": worker_started,
     }).run()

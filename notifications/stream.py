@@ -21,7 +21,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import gevent
@@ -30,6 +31,7 @@ from flask import Flask, Response, current_app
 from gevent.event import Event
 
 from . import signals, sse
+from .errors import Unavailable
 from .store import ChangeCounter, queries
 from .store.models import db
 from .store.queries import Scope
@@ -44,6 +46,12 @@ LEASE_TTL = 30.0
 LEASE_RENEW = 10.0
 #: Longest pause between watcher retries after a database error.
 ERROR_BACKOFF = 2.0
+
+#: Rows read (and framed) at a time when replaying what a reconnecting client missed: a
+#: stream holds at most one page, and reads the next once the client has taken the last.
+REPLAY_PAGE = 50
+#: Replay pages a worker reads and frames at once, and stream leases it takes at once.
+SLOTS = {"replay": 2, "lease": 2}
 
 #: Most undelivered events kept for one stream (a client that stopped reading).
 MAX_PENDING = 1000
@@ -213,6 +221,10 @@ class StreamHub:
         self.queries = 0
         self.peak_streams = 0
         self.open_streams = 0
+        #: Most streams this worker admits at once (set by the server from its
+        #: worker_connections; None: no bound) and how many it has admitted.
+        self.stream_capacity: int | None = None
+        self.admitted = 0
         self.started_at = time.monotonic()
         self._pid = os.getpid()
         self._wake = Event()
@@ -221,6 +233,9 @@ class StreamHub:
         self._counter: ChangeCounter | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self._start_lock: Any = None
+        # Stream set-up and replay share the threadpool (and the worker's CPU) with every
+        # other request: bounded, a burst of streams queues here and leaves the rest free.
+        self._slots: dict[str, Any] = {}
 
     # --- life cycle --------------------------------------------------------------
 
@@ -356,10 +371,15 @@ class StreamHub:
 
     # --- leases ------------------------------------------------------------------
 
-    def acquire_lease(self, user_id: str, limit: int) -> queries.LeaseResult:
-        """Take a stream slot for ``user_id`` (counted across the node's workers)."""
+    def acquire_lease(self, user_id: str, limit: int,
+                      kind: str = "organization") -> queries.LeaseResult:
+        """Take a stream slot of ``kind`` for ``user_id`` (counted across the node's workers)."""
         self.start()
-        result = queries.acquire_lease(user_id, self.owner, limit, int(LEASE_TTL * 1e6))
+        # A burst of new streams waits here, a few at a time, rather than queue a lease
+        # write each in front of everyone else's writes.
+        with self._slot("lease"):
+            result = queries.acquire_lease(user_id, self.owner, limit, int(LEASE_TTL * 1e6),
+                                           kind)
         if result.lease_id is not None:
             self.leases.add(result.lease_id)
         return result
@@ -490,9 +510,67 @@ class StreamHub:
 
     def replay(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                limit: int) -> list[dict[str, Any]]:
-        """Read what a reconnecting client missed (``after < seq <= upto``)."""
-        with self.app.app_context():
+        """Read one page of what a reconnecting client missed (``after < seq <= upto``)."""
+        with self._slot("replay"), self.app.app_context():
             return queries.replay(scope, dataset_id, after, upto, limit)
+
+    def replay_page(self, scope: Scope, dataset_id: str | None, after: int,
+                    upto: int) -> tuple[str, int, int]:
+        """Read and frame the next page of a replay; return the frames, their count, last seq.
+
+        The page is read and framed holding one of the worker's replay slots, and the
+        slot is given back with a switch to the other greenlets: however many streams
+        replay at once, a short request waits behind at most that many pages.
+        """
+        with self._slot("replay"), self.app.app_context():
+            rows = queries.replay(scope, dataset_id, after, upto, REPLAY_PAGE)
+            text = "".join(notification_frame(row) for row in rows)
+        gevent.sleep(0)
+        return text, len(rows), rows[-1]["seq"] if rows else after
+
+    def _slot(self, name: str) -> Any:
+        """Return the context that holds one of the worker's ``name`` slots (on the hub)."""
+        if not on_hub():
+            return nullcontext()  # threads of a test client: nothing to share
+        if name not in self._slots:
+            self._slots[name] = gevent.lock.BoundedSemaphore(SLOTS[name])
+        return self._slots[name]
+
+    def replay_exceeds(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
+                       limit: int) -> bool:
+        """Tell whether a client missed more than ``limit`` rows (then it gets a reset)."""
+        with self._slot("replay"), self.app.app_context():
+            return queries.replay_exceeds(scope, dataset_id, after, upto, limit)
+
+
+#: Seconds a client refused for want of room is asked to wait.
+NO_ROOM_RETRY_AFTER = 5
+
+
+def open_stream(hub: StreamHub, open_response: Callable[[], Response]) -> Response:
+    """Open a stream if this worker has room for another; the room frees when it closes.
+
+    Counted when admitted, not when the stream's generator first runs, so that a burst of
+    stream requests cannot all pass the check together.
+    """
+    if hub.stream_capacity is not None and hub.admitted >= hub.stream_capacity:
+        raise Unavailable(
+            "This server has no room for another stream right now",
+            hint="Retry after the number of seconds in Retry-After.",
+            headers={"Retry-After": str(NO_ROOM_RETRY_AFTER)},
+        )
+    hub.admitted += 1
+    try:
+        response = open_response()
+    except BaseException:
+        hub.admitted -= 1
+        raise
+
+    def leave() -> None:
+        hub.admitted -= 1
+
+    response.call_on_close(leave)
+    return response
 
 
 def notification_frame(row: dict[str, Any]) -> str:
@@ -532,20 +610,8 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
             # notification still replays what it missed meanwhile.
             yield sse.last_id(frontier)
         else:
-            try:
-                missed = hub.replay(scope, dataset_id, last_event_id, frontier, replay_limit + 1)
-            except Exception:
-                log.exception("replay failed")
-                yield sse.event(json.dumps({"detail": "Could not replay missed notifications"}),
-                                name="error")
-                yield reset_frame(frontier)
-            else:
-                if len(missed) > replay_limit:
-                    yield reset_frame(frontier)
-                elif missed:
-                    yield "".join(notification_frame(row) for row in missed)
-                else:
-                    yield sse.last_id(frontier)
+            yield from replay_frames(hub, scope, dataset_id, last_event_id, frontier,
+                                     replay_limit)
         for ping_due in sub.wake_ups(ping_interval):
             frames = []
             while sub.items:
@@ -564,6 +630,44 @@ def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
                 yield PING
     finally:
         hub.unsubscribe(sub)
+
+
+def replay_frames(hub: StreamHub, scope: Scope, dataset_id: str | None, after: int,
+                  frontier: int, replay_limit: int) -> Iterator[str]:
+    """Yield what a client missed (``after < seq <= frontier``) a page at a time, or a reset.
+
+    A page is read only when the previous one has been written to the client, so a client
+    that does not read holds one page and causes no more database work; a gap over
+    ``replay_limit`` rows is a reset, found out without reading the rows.
+    """
+    try:
+        text, count, last = hub.replay_page(scope, dataset_id, after, frontier)
+        if count == REPLAY_PAGE and hub.replay_exceeds(scope, dataset_id, after, frontier,
+                                                       replay_limit):
+            yield reset_frame(frontier)
+            return
+    except Exception:
+        log.exception("replay failed")
+        yield sse.event(json.dumps({"detail": "Could not replay missed notifications"}),
+                        name="error")
+        yield reset_frame(frontier)
+        return
+    if not count:
+        yield sse.last_id(frontier)
+        return
+    while count:
+        yield text
+        if count < REPLAY_PAGE:
+            return
+        del text
+        try:
+            text, count, last = hub.replay_page(scope, dataset_id, last, frontier)
+        except Exception:
+            # Part of the gap has been sent: what follows the client's cursor cannot be
+            # vouched for, so the client reloads.
+            log.exception("replay failed")
+            yield reset_frame(frontier)
+            return
 
 
 def reset_frame(frontier: int) -> str:

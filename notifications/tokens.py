@@ -35,6 +35,8 @@ class KeySettings:
     issuer: str | None = None
     leeway: int = 30
     org_claim: str = "organization_id"
+    #: Longest accepted ``exp - iat`` in seconds (then ``iat`` is required); None: no bound.
+    max_lifetime: int | None = None
 
     @classmethod
     def from_config(cls, config: Any) -> KeySettings:
@@ -47,6 +49,7 @@ class KeySettings:
             issuer=config.get("JWT_ISSUER"),
             leeway=config.get("JWT_LEEWAY", 30),
             org_claim=config.get("ORG_CLAIM", "organization_id"),
+            max_lifetime=config.get("JWT_MAX_LIFETIME"),
         )
 
     def key_for(self, algorithm: str) -> str | None:
@@ -119,6 +122,7 @@ def decode(token: str, settings: KeySettings) -> Principal:
     key = settings.key_for(algorithm)
     if not key:
         raise AuthError("Could not validate credentials: no key configured for this algorithm")
+    required = ["exp", "sub"] if settings.max_lifetime is None else ["exp", "iat", "sub"]
     try:
         claims = jwt.decode(
             token,
@@ -127,12 +131,20 @@ def decode(token: str, settings: KeySettings) -> Principal:
             audience=settings.audience,
             issuer=settings.issuer,
             leeway=settings.leeway,
+            # The audience is always checked: with none configured, a token that names one
+            # (minted for another service by the same issuer) is refused, as PyJWT intends.
             options={
-                "require": ["exp", "sub"],
-                "verify_aud": settings.audience is not None,
+                "require": required,
                 "verify_iss": settings.issuer is not None,
             },
         )
+    except jwt.InvalidAudienceError:
+        raise AuthError(
+            "Could not validate credentials: token audience is not accepted"
+            if settings.audience is not None
+            else "Could not validate credentials: token names an audience, and this service "
+            "accepts none (set NOTIFICATIONS_JWT_AUDIENCE)"
+        ) from None
     except jwt.ExpiredSignatureError:
         raise AuthError("Could not validate credentials: token has expired") from None
     except jwt.MissingRequiredClaimError as exc:
@@ -143,7 +155,20 @@ def decode(token: str, settings: KeySettings) -> Principal:
         # A configured key that does not fit this token's algorithm (say an RSA key and an
         # ES256 token) is the token's problem, not a server error.
         raise AuthError("Could not validate credentials: invalid signature") from None
+    check_lifetime(claims, settings.max_lifetime)
     return principal_from_claims(claims, settings.org_claim)
+
+
+def check_lifetime(claims: dict[str, Any], max_lifetime: int | None) -> None:
+    """Refuse a token issued for longer than ``max_lifetime`` seconds (``exp - iat``)."""
+    if max_lifetime is None:
+        return
+    exp, iat = claims["exp"], claims["iat"]
+    # PyJWT has checked both are numbers; booleans are numbers to Python, not to JWT.
+    if isinstance(exp, bool) or isinstance(iat, bool) or exp - iat > max_lifetime:
+        raise AuthError(
+            f"Could not validate credentials: token lifetime exceeds {max_lifetime} seconds"
+        )
 
 
 def _is_text(value: Any) -> bool:

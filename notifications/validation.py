@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -233,15 +234,37 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("time is out of range") from None
 
 
+#: A number written as text, which pydantic would read as Unix seconds or milliseconds.
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+#: Earliest year an ingest ``created_at`` may be written with; older times are a unit
+#: mix-up or a placeholder, not data. The bound is on the year as written (before the
+#: offset is applied), so that the API description can state it exactly, as a pattern.
+EARLIEST_INGEST_YEAR = 2000
+INGEST_TIME_PATTERN = "^[2-9][0-9]{3}-"
+
+
 def _iso_text(value: Any) -> Any:
-    """Take times as ISO-8601 text only: a bare number is ambiguous (seconds? milliseconds?)."""
-    if not isinstance(value, (str, datetime)):
+    """Take times as ISO-8601 text only: a number is ambiguous (seconds? milliseconds?)."""
+    if not isinstance(value, (str, datetime)) or (
+        isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value)
+    ):
         raise ValueError("time must be an ISO-8601 string, for example 2026-03-31T17:02:12Z")
+    return value
+
+
+def _ingest_time(value: datetime) -> datetime:
+    """Refuse ingest times written with a year before 2000."""
+    if value.year < EARLIEST_INGEST_YEAR:
+        raise ValueError(f"time must be in the years {EARLIEST_INGEST_YEAR} to 9999")
     return value
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
+IngestDatetime = Annotated[
+    datetime, BeforeValidator(_iso_text), AfterValidator(_ingest_time), AfterValidator(_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": INGEST_TIME_PATTERN}),
+]
 ShortText = Annotated[str, Field(max_length=255)]
 #: Text without a length bound; pydantic checks only bounded strings for lone surrogates.
 Text = Annotated[str, AfterValidator(_unicode)]
@@ -300,6 +323,11 @@ class IngestNotification(NotificationFields):
     """One notification sent to the ingest API; unknown fields are refused (typos)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    created_at: IngestDatetime | None = Field(
+        None, description="ISO-8601 text (a number, also as a string, is refused) with a year "
+        "from 2000 to 9999; a time without offset is UTC. Defaults to now."
+    )
 
 
 class IngestBatch(BaseModel):

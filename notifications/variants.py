@@ -13,7 +13,7 @@ from .errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
 from .store.queries import Scope
 from .schemas import DetailError, DetailValidationError, OrganizationError
 from .serialize import dataset_notification, organization_record
-from .stream import dataset_events, event_stream, hub_of, organization_events
+from .stream import StreamHub, dataset_events, event_stream, hub_of, organization_events
 from .validation import (
     DatasetListQuery,
     DatasetStreamQuery,
@@ -26,6 +26,16 @@ from .validation import (
 STREAM_RETRY_MS = 3000
 #: Most missed notifications replayed on reconnect; a larger gap gets ``event: reset``.
 REPLAY_LIMIT = 1000
+
+
+def acquire_stream_lease(hub: StreamHub, user_id: str, limit: int,
+                         kind: str = "organization") -> str:
+    """Take one of the user's ``limit`` stream slots of ``kind``; raise 429 when none is free."""
+    lease = hub.acquire_lease(user_id, limit, kind)
+    if lease.lease_id is None:
+        raise TooManyStreams(details={"limit": limit, "active": lease.active},
+                             headers={"Retry-After": str(lease.retry_after)})
+    return lease.lease_id
 
 
 def detail_body(error: ApiError) -> dict[str, Any]:
@@ -120,12 +130,24 @@ class DatasetVariant(Variant):
                 last_event_id = int(header)
             else:
                 reset = True
-        events = dataset_events(
-            hub_of(), scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
-            ping_interval=current_app.config["PING_INTERVAL"], retry_ms=STREAM_RETRY_MS,
-            replay_limit=REPLAY_LIMIT, reset=reset, sock=request.environ.get("gunicorn.socket"),
-        )
-        return event_stream(events)
+        hub = hub_of()
+        # Capped like the organization stream (its own slots): each replaying stream costs
+        # the worker memory and reads, and one user must not take them all.
+        lease_id = acquire_stream_lease(hub, scope.user_id,
+                                        current_app.config["DATASET_STREAM_LIMIT"], "dataset")
+        try:
+            events = dataset_events(
+                hub, scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
+                ping_interval=current_app.config["PING_INTERVAL"], retry_ms=STREAM_RETRY_MS,
+                replay_limit=REPLAY_LIMIT, reset=reset,
+                sock=request.environ.get("gunicorn.socket"),
+            )
+            response = event_stream(events)
+        except BaseException:
+            hub.release_lease(lease_id)
+            raise
+        response.call_on_close(lambda: hub.release_lease(lease_id))
+        return response
 
 
 #: Organization-variant wording of validation failures, by pydantic error type.
@@ -204,12 +226,7 @@ class OrganizationVariant(Variant):
     def stream_response(self, scope: Scope) -> Response:
         """Stream the unread count (on connect and on change) and keep-alive comments."""
         hub = hub_of()
-        limit = current_app.config["STREAM_LIMIT"]
-        lease = hub.acquire_lease(scope.user_id, limit)
-        if lease.lease_id is None:
-            raise TooManyStreams(details={"limit": limit, "active": lease.active},
-                                 headers={"Retry-After": str(lease.retry_after)})
-        lease_id = lease.lease_id
+        lease_id = acquire_stream_lease(hub, scope.user_id, current_app.config["STREAM_LIMIT"])
         try:
             response = event_stream(organization_events(
                 hub, (scope.user_id, scope.organization_id),

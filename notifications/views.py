@@ -17,6 +17,7 @@ from .validation import (
     parse_json_body,
     parse_query,
 )
+from .stream import hub_of, open_stream
 from .variants import VARIANTS, Variant
 from .serialize import parse_ntf_id
 
@@ -78,7 +79,8 @@ def mark_read() -> dict[str, Any]:
 def stream() -> Any:
     """Open the caller's live notification stream (Server-Sent Events)."""
     variant = current_variant()
-    return variant.stream_response(variant.authorize())
+    scope = variant.authorize()
+    return open_stream(hub_of(), lambda: variant.stream_response(scope))
 
 
 VIEWS = {

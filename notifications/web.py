@@ -8,6 +8,8 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +18,8 @@ import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import HTTP_ERRORS, ApiError, DatabaseBusy, PayloadTooLarge, UriTooLong
+from .errors import (HTTP_ERRORS, ApiError, DatabaseBusy, HeadersTooLarge, PayloadTooLarge,
+                     RequestTimeout, UriTooLong)
 from .store import WriteTimeout
 from .variants import detail_body
 
@@ -25,6 +28,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Longest query string (and path) accepted, in bytes; longer requests get 414.
 MAX_QUERY_LENGTH = 8192
 MAX_PATH_LENGTH = 8192
+#: Longest header field (name, ": " and value) and most header fields the service answers
+#: with 431 in the variant's format. gunicorn's own caps (:mod:`server`) sit above these,
+#: so that requests between the two reach the service instead of gunicorn's HTML page.
+MAX_HEADER_FIELD = 8192
+MAX_HEADER_FIELDS = 100
 #: Query parameters whose values are never logged, whatever they hold.
 _SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|auth|session|signature|jwt|code",
                            re.IGNORECASE)
@@ -39,12 +47,33 @@ access_log = logging.getLogger("notifications.access")
 error_log = logging.getLogger("notifications.errors")
 
 
+def check_headers(headers: Any) -> None:
+    """Refuse more than :data:`MAX_HEADER_FIELDS` fields or one over :data:`MAX_HEADER_FIELD` bytes."""
+    count = 0
+    for name, value in headers.items():
+        count += 1
+        if len(name) + 2 + len(value) > MAX_HEADER_FIELD:
+            raise HeadersTooLarge(
+                f"The {name} header is longer than {MAX_HEADER_FIELD} bytes",
+                details={"header": name, "limit": MAX_HEADER_FIELD},
+            )
+    if count > MAX_HEADER_FIELDS:
+        raise HeadersTooLarge(f"More than {MAX_HEADER_FIELDS} header fields",
+                              details={"limit": MAX_HEADER_FIELDS})
+
+
 def _start_request() -> None:
+    g.started = time.perf_counter()
+    # First, so that neither the request id nor any view looks at an oversized header.
+    try:
+        check_headers(request.headers)
+    except HeadersTooLarge:
+        g.request_id = uuid.uuid4().hex
+        raise
     incoming = request.headers.get("X-Request-Id", "")
     # A token pasted into X-Request-Id would be echoed and logged: never accept one.
     valid = _REQUEST_ID.fullmatch(incoming) and not _JWT_LIKE.search(incoming)
     g.request_id = incoming if valid else uuid.uuid4().hex
-    g.started = time.perf_counter()
     # Checked here, before any view, so every endpoint answers in its variant's format.
     if len(request.query_string) > MAX_QUERY_LENGTH:
         raise UriTooLong(f"The query string is longer than {MAX_QUERY_LENGTH} bytes")
@@ -64,11 +93,39 @@ class Request(flask.Request):
         that reaches the limit is refused here. Views read bodies after authenticating, so
         a wrong credential is a 401 even when the body is too large.
         """
-        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        with body_deadline(current_app.config["BODY_TIMEOUT"]):
+            data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
         limit = self.max_content_length
         if limit is not None and self.content_length is None and len(data) >= limit:
             raise body_too_large(limit)
         return data.decode(errors="replace") if as_text else data
+
+
+@contextmanager
+def body_deadline(seconds: float) -> Iterator[None]:
+    """Raise 408 when reading the body takes longer than ``seconds`` in all.
+
+    A client that trickles its body would otherwise hold its connection (and the greenlet
+    that waits for it) for as long as it likes. Under gevent the read is interrupted where
+    it waits; elsewhere (the test client reads from memory) there is nothing to bound.
+    """
+    from gevent import Timeout, monkey
+
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    timer = Timeout(seconds)
+    timer.start()
+    try:
+        yield
+    except Timeout as exc:
+        if exc is not timer:
+            raise
+        raise RequestTimeout(f"The request body did not arrive within {seconds:g} seconds",
+                             hint="Send the whole body at once.",
+                             details={"timeout": seconds}) from None
+    finally:
+        timer.close()
 
 
 def body_too_large(limit: int) -> PayloadTooLarge:
@@ -81,8 +138,12 @@ def request_id() -> str:
     return g.get("request_id") or uuid.uuid4().hex
 
 
+#: Settings whose values are secrets: never written to a log, whatever their length.
+SECRET_SETTINGS = ("JWT_SECRET", "INGEST_TOKEN")
+
+
 def _secrets() -> list[str]:
-    """Return the credentials this request carries and the configured ingest token."""
+    """Return the credentials this request carries and every configured secret."""
     found = []
     authorization = request.headers.get("Authorization", "")
     _, _, credential = authorization.partition(" ")
@@ -91,15 +152,19 @@ def _secrets() -> list[str]:
     cookie = request.cookies.get(current_app.config["SESSION_COOKIE"])
     if cookie:
         found.append(cookie)
-    if current_app.config.get("INGEST_TOKEN"):
-        found.append(current_app.config["INGEST_TOKEN"])
+    # A request's own credential shorter than 4 characters is no secret anyone relies on,
+    # and removing it would blank out ordinary words; a configured secret goes whatever
+    # its length.
+    found = [value for value in found if len(value) >= 4]
+    found.extend(value for key in SECRET_SETTINGS if (value := current_app.config.get(key)))
     return found
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Remove credentials, JWT-like and key-like runs from text bound for a log line."""
-    for secret in secrets:
-        if len(secret) >= 4:
+    """Remove the given secrets, JWT-like and key-like runs from text bound for a log line."""
+    # Longest first, so a secret that contains another is removed whole.
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
             text = text.replace(secret, REDACTED)
     text = _JWT_LIKE.sub(REDACTED, text)
     return _KEY_LIKE.sub(REDACTED, text)

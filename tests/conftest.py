@@ -125,6 +125,20 @@ def make(app: Any) -> Any:
     return _make
 
 
+def active_leases(user_id: str, kind: str | None = None) -> int:
+    """Count a user's unexpired stream leases (of one kind, or of every kind)."""
+    from sqlalchemy import func, select
+
+    from notifications.store import reading
+    from notifications.store.models import stream_leases_table as leases
+
+    conditions = [leases.c.user_id == user_id, leases.c.expires_at > queries.now_us()]
+    if kind is not None:
+        conditions.append(leases.c.kind == kind)
+    with reading() as conn:
+        return conn.execute(select(func.count()).select_from(leases).where(*conditions)).scalar_one()
+
+
 # --- real servers ---------------------------------------------------------------------
 
 
@@ -147,7 +161,7 @@ class LiveServer:
     """``notifications serve`` in a subprocess on a free port, with its own database."""
 
     def __init__(self, tmp: Path, workers: int = 2, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), preexec_fn: Any = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db_path = tmp / "live.db"
@@ -164,6 +178,7 @@ class LiveServer:
             [*notifications_command(), "serve", "--port", str(self.port), "--workers",
              str(workers), *args],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=preexec_fn,
         )
         self._wait_ready()
 
@@ -203,8 +218,8 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     servers: list[LiveServer] = []
 
     def start(workers: int = 2, env: dict[str, str] | None = None,
-              args: tuple[str, ...] = ()) -> LiveServer:
-        server = LiveServer(tmp_path, workers=workers, env=env, args=args)
+              args: tuple[str, ...] = (), preexec_fn: Any = None) -> LiveServer:
+        server = LiveServer(tmp_path, workers=workers, env=env, args=args, preexec_fn=preexec_fn)
         servers.append(server)
         return server
 

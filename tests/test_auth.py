@@ -242,8 +242,46 @@ def test_audience_and_issuer(app_config: dict[str, Any], claims: dict[str, Any],
     assert response.status_code == status
 
 
-def test_audience_ignored_when_not_configured(client: Any) -> None:
-    assert_accepted(client, bearer(sign(good_claims(aud="anything", iss="anyone"))))
+def test_issuer_ignored_when_not_configured(client: Any) -> None:
+    assert_accepted(client, bearer(sign(good_claims(iss="anyone"))))
+
+
+@pytest.mark.parametrize("aud", ["other-service", ["other-service"], "notifications"])
+def test_token_with_an_audience_is_refused_when_none_is_configured(client: Any, aud: Any) -> None:
+    # A token the same issuer minted for another service must not work here.
+    response = client.get(DATASET_URL, headers=bearer(sign(good_claims(aud=aud))))
+    assert response.status_code == 401
+    assert "audience" in response.get_json()["detail"]
+
+
+# --- maximum token lifetime ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        ({"iat": now(), "exp": now() + 3600}, 200),
+        ({"iat": now() - 100, "exp": now() + 3500}, 200),
+        ({"iat": now(), "exp": now() + 3601}, 401),
+        ({"iat": now(), "exp": 10**30}, 401),
+        ({"iat": None, "exp": now() + 60}, 401),  # without iat the lifetime is unknown
+    ],
+)
+def test_max_lifetime(app_config: dict[str, Any], claims: dict[str, Any], status: int) -> None:
+    client = create_app({**app_config, "JWT_MAX_LIFETIME": "3600"}).test_client()
+    response = client.get(DATASET_URL, headers=bearer(sign(good_claims(**claims))))
+    assert response.status_code == status, response.get_json()
+
+
+def test_any_lifetime_without_the_setting(client: Any) -> None:
+    assert_accepted(client, bearer(sign(good_claims(exp=10**30))))
+    assert_accepted(client, bearer(sign(good_claims(iat=None))))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "an hour", "1e3"])
+def test_bad_max_lifetime_stops_startup(app_config: dict[str, Any], value: str) -> None:
+    with pytest.raises(ConfigError, match="NOTIFICATIONS_JWT_MAX_LIFETIME"):
+        create_app({**app_config, "JWT_MAX_LIFETIME": value})
 
 
 # --- asymmetric keys -----------------------------------------------------------------
@@ -339,6 +377,43 @@ def test_environment_configures_auth(db_url: str, monkeypatch: pytest.MonkeyPatc
     token = sign(good_claims(), key="from-the-environment-0123456789abcdef")
     assert client.get(DATASET_URL, headers=bearer(token)).status_code == 200
     assert client.get(DATASET_URL, headers=bearer(sign(good_claims()))).status_code == 401
+
+
+@pytest.mark.parametrize("name, value", [
+    ("NOTIFICATIONS_REQUIRE_KEY", ""),
+    ("NOTIFICATIONS_REQUIRE_KEY", "0"),
+    ("NOTIFICATIONS_DEMO", "1"),
+    ("NOTIFICATIONS_TESTING", "1"),
+])
+def test_environment_cannot_switch_off_the_key_check(db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                     name: str, value: str) -> None:
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", db_url)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="NOTIFICATIONS_JWT_SECRET"):
+        create_app()
+
+
+@pytest.mark.parametrize("name, value", [
+    ("NOTIFICATIONS_JWT_ALGORITHM_LIST", "none"),
+    ("NOTIFICATIONS_CORS_ORIGIN_LIST", "https://evil.example"),
+    ("NOTIFICATIONS_SECRET_KEY", "x"),
+    ("NOTIFICATIONS_SQLALCHEMY_DATABASE_URI", "sqlite://"),
+])
+def test_environment_sets_only_documented_settings(db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str, value: str) -> None:
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", db_url)
+    monkeypatch.setenv("NOTIFICATIONS_JWT_SECRET", SECRET)
+    monkeypatch.setenv(name, value)
+    app = create_app()
+    key = name.removeprefix("NOTIFICATIONS_")
+    assert app.config.get(key) != value
+    assert app.config["JWT_ALGORITHM_LIST"] == ["HS256"] and app.config["CORS_ORIGIN_LIST"] == []
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == db_url
+
+
+def test_code_may_still_set_internal_flags(db_url: str) -> None:
+    app = create_app({"DATABASE_URL": db_url, "REQUIRE_KEY": False})
+    assert app.config["REQUIRE_KEY"] is False
 
 
 # --- open mode -----------------------------------------------------------------------

@@ -101,3 +101,72 @@ def test_bad_origin_settings_stop_startup(app_config: dict[str, Any], value: str
                                           message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         create_app({**app_config, "CORS_ORIGINS": value})
+
+
+# --- cross-site requests with the session cookie -----------------------------------------
+
+MARK_ALL = "/api/v1/org/notifications/mark-read"
+READ_ALL = "/api/v1/notifications/read-all"
+
+
+def unread(client: Any, auth: Any) -> int:
+    return client.get("/api/v1/org/notifications", headers=auth.headers("alice", "acme")).get_json()["unread"]
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},
+    {"Origin": "http://localhost:5174"},  # another port is another origin
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},  # Origin decides
+])
+def test_cookie_request_from_a_foreign_origin_cannot_change_state(client: Any, auth: Any, make: Any,
+                                                                  headers: dict[str, str]) -> None:
+    make("alice", n=2, organization_id="acme")
+    client.set_cookie("session", auth.token("alice", "acme"))
+    # A form on another site: text/plain body, the cookie attached by the browser.
+    org = client.post(MARK_ALL, data="ids=", content_type="text/plain", headers=headers)
+    assert org.status_code == 403
+    assert org.get_json()["code"] == "forbidden" and "Cross-site" in org.get_json()["message"]
+    assert org.headers["X-Request-Id"] == org.get_json()["request_id"]
+    dataset = client.post(READ_ALL, headers=headers)
+    assert dataset.status_code == 403
+    assert set(dataset.get_json()) == {"detail"} and "Cross-site" in dataset.get_json()["detail"]
+    assert unread(client, auth) == 2
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # no Origin: not a browser, or a same-origin GET-like navigation
+    {"Origin": ALLOWED},
+    {"Origin": "https://app.example.com"},
+    {"Origin": "http://localhost"},  # the test client's own host
+    {"Sec-Fetch-Site": "same-origin"},
+    {"Sec-Fetch-Site": "same-site"},
+])
+def test_cookie_request_from_this_service_or_a_listed_origin_is_served(
+        client: Any, auth: Any, make: Any, headers: dict[str, str]) -> None:
+    make("alice", n=2, organization_id="acme")
+    client.set_cookie("session", auth.token("alice", "acme"))
+    assert client.post(MARK_ALL, json={}, headers=headers).status_code == 200
+    assert unread(client, auth) == 0
+
+
+def test_header_authenticated_requests_are_not_origin_checked(client: Any, auth: Any,
+                                                              make: Any) -> None:
+    make("alice", n=2, organization_id="acme")
+    foreign = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    response = client.post(MARK_ALL, json={}, headers={**foreign, **auth.headers("alice", "acme")})
+    assert response.status_code == 200 and response.get_json()["unread"] == 0
+    assert client.post(READ_ALL, headers={**foreign, **auth.headers("alice")}).status_code == 200
+
+
+def test_reads_with_the_cookie_from_a_foreign_origin_are_unaffected(client: Any, auth: Any) -> None:
+    # The browser withholds the answer (no CORS headers); refusing a GET would protect nothing.
+    client.set_cookie("session", auth.token("alice", "acme"))
+    assert client.get("/api/v1/notifications", headers={"Origin": "https://evil.example"}).status_code == 200
+
+
+def test_open_mode_refuses_foreign_origins_too(app_config: dict[str, Any], make: Any) -> None:
+    client = create_app({**app_config, "OPEN_USER": "alice"}).test_client()
+    assert client.post(READ_ALL, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post(READ_ALL, headers={"Origin": "http://localhost"}).status_code == 200

@@ -245,6 +245,16 @@ INVALID = [
     ({"user_id": "a", "created_at": "yesterday"}, ["body", "created_at"], "datetime_from_date_parsing"),
     ({"user_id": "a", "created_at": "0001-01-01T00:00:00+01:00"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "created_at": 1774976532}, ["body", "created_at"], "value_error"),
+    # Numbers as text: pydantic would guess seconds or milliseconds from their size.
+    ({"user_id": "a", "created_at": "1700000000"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "1700000000000"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "17000000000"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "-1"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": " 1.7e9 "}, ["body", "created_at"], "value_error"),
+    # Written with a year before 2000.
+    ({"user_id": "a", "created_at": "1999-12-31T23:59:59Z"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "1970-01-01T00:00:00"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "0253-08-08T02:35:43+00:32"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "dedupe_key": ""}, ["body", "dedupe_key"], "string_too_short"),
     ({"user_id": "a", "priority": "high"}, ["body", "priority"], "extra_forbidden"),
     ({"user_id": "a", "body": "x", "message": "y"}, ["body"], "value_error"),
@@ -265,6 +275,13 @@ def test_invalid_object_is_422_naming_the_field(client: Any, app: Any, body: Any
     assert any(e["loc"] == loc and e["type"] == kind for e in errors), errors
     assert all(set(e) >= {"type", "loc", "msg", "input"} for e in errors)
     assert stored(app) == []
+
+
+@pytest.mark.parametrize("created", ["2000-01-01T00:00:00Z", "2000-01-01T00:30:00+01:00",
+                                     "9999-12-31T23:59:59.999999Z"])
+def test_created_at_years_2000_to_9999_are_accepted(client: Any, app: Any, created: str) -> None:
+    assert post(client, {"user_id": "a", "created_at": created}).status_code == 201
+    assert len(stored(app)) == 1
 
 
 @pytest.mark.parametrize("raw", [

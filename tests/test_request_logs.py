@@ -97,3 +97,21 @@ def test_request_id_is_echoed_unless_token_like(client: Any) -> None:
     assert client.get("/healthz", headers={"X-Request-Id": JWT[:100]}).headers[
         "X-Request-Id"] != JWT[:100]
     assert client.get("/healthz", headers={"X-Request-Id": "a b"}).headers["X-Request-Id"] != "a b"
+
+
+@pytest.mark.parametrize("setting, secret", [
+    ("JWT_SECRET", "hunter2-jwt"),
+    ("JWT_SECRET", "xyz"),
+    ("INGEST_TOKEN", "tok"),
+    ("INGEST_TOKEN", "a-short-ingest-token"),
+])
+def test_configured_secrets_never_reach_the_log(app_config: dict[str, Any], log_lines: list[str],
+                                                setting: str, secret: str) -> None:
+    from notifications import create_app
+
+    client = create_app({**app_config, setting: secret}).test_client()
+    client.get(f"/api/v1/notifications/{secret}/x", query_string={"q": f"({secret})"})
+    client.get("/healthz", query_string={"q": secret, secret: "1"})
+    assert len(log_lines) == 2
+    assert all(secret not in line for line in log_lines), log_lines
+    assert "q=%28[redacted]%29" in log_lines[0]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, event, inspect
 
 from cli import AppContext, cli
-from conftest import DATASET, SECRET, notifications_command
+from conftest import DATASET, SECRET, active_leases, notifications_command
 from notifications import create_app
 from notifications.store import queries
 from notifications.store.engine import SCHEMA_VERSION, SchemaError, schema_sql
@@ -144,6 +144,65 @@ def test_schema_version_is_stored(app: Any, db_url: str) -> None:
     with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
         assert conn.execute("SELECT value FROM counters WHERE name = 'read'").fetchone() == (0,)
+
+
+#: stream_leases as schema version 2 created it (before the per-kind stream caps).
+V2_STREAM_LEASES = """
+    CREATE TABLE stream_leases (id VARCHAR(32) NOT NULL PRIMARY KEY,
+        user_id VARCHAR(255) NOT NULL, owner VARCHAR(128) NOT NULL, expires_at BIGINT NOT NULL);
+    CREATE INDEX ix_stream_leases_user ON stream_leases (user_id, expires_at);
+    CREATE INDEX ix_stream_leases_owner ON stream_leases (owner);
+"""
+
+
+def version_2_database(path: Path) -> str:
+    """Write a version-2 database with one live organization lease and one notification."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(schema_sql())
+        conn.executescript("DROP TABLE stream_leases;" + V2_STREAM_LEASES + """
+            INSERT INTO stream_leases VALUES ('l1', 'alice', 'old-worker', 9000000000000000);
+            INSERT INTO notifications (id, user_id, created_at) VALUES ('kept', 'alice', 1);
+            PRAGMA user_version = 2;
+        """)
+    return f"sqlite:///{path}"
+
+
+def test_a_version_2_database_gets_the_lease_kind_column(tmp_path: Path) -> None:
+    url = version_2_database(tmp_path / "v2.db")
+    app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
+    with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("SELECT id, kind FROM stream_leases").fetchall() == [("l1", "organization")]
+        assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
+    with app.app_context():
+        # The old lease still counts against alice's organization streams, not dataset ones.
+        assert active_leases("alice", "organization") == 1
+        assert active_leases("alice", "dataset") == 0
+        assert queries.acquire_lease("alice", "w", 1, 30_000_000, "dataset").lease_id
+        assert queries.acquire_lease("alice", "w", 1, 30_000_000).lease_id is None
+        db.engine.dispose()
+    # Starting again (another worker, init-db) changes nothing.
+    again = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
+    with again.app_context():
+        assert active_leases("alice", "organization") == 1
+        db.engine.dispose()
+
+
+def test_processes_upgrading_together_add_the_column_once(tmp_path: Path) -> None:
+    import os
+
+    url = version_2_database(tmp_path / "v2.db")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
+           "NOTIFICATIONS_DATABASE_URL": url}
+    procs = [subprocess.Popen([*notifications_command(), "init-db"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(4)]
+    outputs = [proc.communicate(timeout=60)[0].decode() for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(stream_leases)")]
+        assert columns.count("kind") == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from .. import paths, signals
 from ..config import ConfigError
@@ -30,7 +30,12 @@ from .models import db
 from .writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Columns later versions added to tables an older ``schema.sql`` created; its CREATE TABLE
+#: IF NOT EXISTS leaves such a table as it is. (version that added it, table, column DDL)
+ADDED_COLUMNS = (
+    (3, "stream_leases", "kind VARCHAR(16) NOT NULL DEFAULT 'organization'"),
+)
 #: Milliseconds a reading connection waits on a lock (in WAL mode only in rare cases, such
 #: as recovering the WAL after a crash). The writer waits ``WRITE_TIMEOUT`` instead.
 BUSY_TIMEOUT_MS = 5_000
@@ -185,6 +190,8 @@ def ensure_schema(engine: Engine) -> int:
         )
     if found == SCHEMA_VERSION:
         return found
+    if found:
+        _add_columns(engine, found)
     if engine.dialect.name == "sqlite":
         raw = engine.raw_connection()
         try:
@@ -214,6 +221,27 @@ def ensure_schema(engine: Engine) -> int:
     return found
 
 
+
+
+def _add_columns(engine: Engine, found: int) -> None:
+    """Add the columns of :data:`ADDED_COLUMNS` that a version-``found`` database lacks."""
+    for version, table, column in ADDED_COLUMNS:
+        if found >= version:
+            continue
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(immediate=True)
+                with conn.begin():
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column}")
+        except OperationalError as exc:
+            # Another worker starting at the same moment added it first, or the table is
+            # not there yet (schema.sql creates it whole).
+            message = str(exc.orig).lower()
+            if "duplicate column" not in message and "no such table" not in message:
+                raise
+        except ProgrammingError as exc:  # PostgreSQL's words for the same two cases
+            if getattr(exc.orig, "sqlstate", None) not in ("42701", "42P01"):
+                raise
 
 class Store:
     """The app's database: its engine and this process's writer (a new one after a fork)."""

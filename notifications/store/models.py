@@ -67,7 +67,7 @@ class Counter(db.Model):
 
 
 class StreamLease(db.Model):
-    """One open organization stream, counted against its user's stream limit."""
+    """One open stream, counted against its user's limit for streams of its kind."""
 
     __tablename__ = "stream_leases"
 
@@ -75,6 +75,8 @@ class StreamLease(db.Model):
     user_id: Mapped[str] = mapped_column(String(255), nullable=False)
     owner: Mapped[str] = mapped_column(String(128), nullable=False)
     expires_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False,
+                                      server_default=text("'organization'"))
 
     __table_args__ = (
         Index("ix_stream_leases_user", "user_id", "expires_at"),

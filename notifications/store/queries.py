@@ -406,6 +406,17 @@ def replay(scope: Scope, dataset_id: str | None, after: int, upto: int,
     return [row_dict(r) for r in rows]
 
 
+def replay_exceeds(scope: Scope, dataset_id: str | None, after: int, upto: int,
+                   limit: int) -> bool:
+    """Tell whether more than ``limit`` of the caller's rows have ``after < seq <= upto``."""
+    with reading() as conn:
+        return conn.execute(
+            select(t.c.seq)
+            .where(_filters(scope, dataset_id), t.c.seq > after, t.c.seq <= upto)
+            .order_by(t.c.seq).limit(1).offset(limit)
+        ).first() is not None
+
+
 def rows_after(last_seq: int, upto: int, *, user_id: str | None = None,
                organization_id: str | None = None,
                limit: int = CHANGE_BATCH) -> list[dict[str, Any]]:
@@ -432,10 +443,11 @@ class LeaseResult:
 
 
 def _acquire_lease_job(conn: Connection, user_id: str, owner: str, limit: int, now: int,
-                       ttl_us: int) -> LeaseResult:
-    conn.execute(delete(leases).where(leases.c.user_id == user_id, leases.c.expires_at <= now))
+                       ttl_us: int, kind: str) -> LeaseResult:
+    mine = (leases.c.user_id == user_id, leases.c.kind == kind)
+    conn.execute(delete(leases).where(*mine, leases.c.expires_at <= now))
     active, earliest = conn.execute(
-        select(func.count(), func.min(leases.c.expires_at)).where(leases.c.user_id == user_id)
+        select(func.count(), func.min(leases.c.expires_at)).where(*mine)
     ).one()
     if active >= limit:
         # When a slot may free up at the latest: the oldest lease lapses unless renewed.
@@ -443,14 +455,18 @@ def _acquire_lease_job(conn: Connection, user_id: str, owner: str, limit: int, n
         return LeaseResult(None, int(active), max(1, wait))
     lease_id = uuid.uuid4().hex
     conn.execute(insert(leases).values(
-        id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us
+        id=lease_id, user_id=user_id, owner=owner, expires_at=now + ttl_us, kind=kind
     ))
     return LeaseResult(lease_id, int(active) + 1, 0)
 
 
-def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int) -> LeaseResult:
-    """Take one of ``limit`` stream slots of a user, counting live leases of every worker."""
-    return write(_acquire_lease_job, user_id, owner, limit, now_us(), ttl_us)
+def acquire_lease(user_id: str, owner: str, limit: int, ttl_us: int,
+                  kind: str = "organization") -> LeaseResult:
+    """Take one of ``limit`` stream slots of a user, counting live leases of every worker.
+
+    Each ``kind`` of stream (``organization``, ``dataset``) has slots of its own.
+    """
+    return write(_acquire_lease_job, user_id, owner, limit, now_us(), ttl_us, kind)
 
 
 def _run_statement_job(conn: Connection, statement: Any) -> int:
