@@ -68,6 +68,11 @@ def worker_started(worker: Any) -> None:
     It runs once the worker's own signal handlers are installed and its app is built.
     """
     end_streams_on_exit(worker, worker.wsgi)
+    from . import metrics, retention
+
+    if worker.wsgi.config.get("METRICS"):
+        metrics.start_sampler(worker.wsgi)
+    retention.start(worker.wsgi)
     # The writer thread needs the GIL back after every SQLite call; with the default 5 ms
     # switch interval each of those waits behind the request greenlets (measured: 21 ms
     # a write against 1.2 ms). A short interval costs nothing while the writer sleeps.
@@ -110,15 +115,42 @@ def end_streams_on_exit(worker: Any, app: Any) -> None:
     gevent.spawn(watch)
 
 
+def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
+    """Return the master's ``child_exit`` hook: free a dead worker's stream slots at once.
+
+    Without it a worker killed with its streams open kept their slots for the lease
+    lifetime (30 s), and its users got 429. The master learns of the death from SIGCHLD.
+    """
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from . import metrics
+        from .store import maintenance
+        from .stream import owner_prefix
+
+        try:
+            metrics.process_dead(worker.pid)
+            if url is not None:
+                freed = maintenance.release_worker_leases(url, owner_prefix(worker.pid))
+                if freed:
+                    server.log.info("freed %d stream slot(s) of worker %s", freed, worker.pid)
+        except Exception as exc:  # the leases still expire on their own
+            server.log.warning("could not free the stream slots of worker %s: %s",
+                               worker.pid, exc)
+
+    return child_exit
+
+
 def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: int,
                app: Flask | None = None) -> None:
     """Serve until interrupted."""
+    url = None
     if app is not None:
         # Connections opened in this process must not be shared with forked workers.
         from .store import current_store
 
         with app.app_context():
             current_store().close()
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
     Server(factory, {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -137,4 +169,5 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # query strings over 8 KiB with a 414 in the variant's error format.
         "limit_request_line": 0,
         "post_worker_init": worker_started,
+        "child_exit": worker_exited(url),
     }).run()
