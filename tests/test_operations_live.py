@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 
 
+def program(name: str) -> str | None:
+    """Find an outside program, also in the sbin directories a user's PATH may lack."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
 class Burst:
     """Threads posting ingest batches until stopped; remembers what was acknowledged (201)."""
 
@@ -229,7 +234,7 @@ def test_reload_during_a_stream_loses_nothing(live_server: Any) -> None:
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
+    analyze = program("systemd-analyze")
     require(analyze is not None, "systemd-analyze is not installed (Debian package systemd)")
     unit = (DEPLOY / "notifications.service").read_text()
     assert "Restart=on-failure" in unit and "EnvironmentFile=" in unit
@@ -279,7 +284,7 @@ class Nginx:
         self.log_path = prefix / "logs" / "output.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [shutil.which("nginx") or "nginx", "-p", str(prefix), "-c",
+                [program("nginx") or "nginx", "-p", str(prefix), "-c",
                  str(prefix / "nginx.conf"), "-g", "daemon off;"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -309,7 +314,7 @@ class Nginx:
 
 @pytest.fixture
 def proxied(live_server: Any, tmp_path: Path) -> Any:
-    require(shutil.which("nginx") is not None, "nginx is not installed (Debian package nginx)")
+    require(program("nginx") is not None, "nginx is not installed (Debian package nginx)")
     server = live_server(workers=2, env={
         "NOTIFICATIONS_INGEST_TOKEN": INGEST_TOKEN, "NOTIFICATIONS_POLL_INTERVAL": "0.05",
         "NOTIFICATIONS_KEEPALIVE_INTERVAL": "0.5", "NOTIFICATIONS_PING_INTERVAL": "10",
