@@ -377,3 +377,32 @@ def test_keep_alives_hold_an_idle_stream_past_the_proxy_read_timeout(proxied: An
     assert json.loads(inbox.next_of("unread", timeout=3)["data"]) == {"unread": 1}
     inbox.close()
     quiet.close()
+
+
+@pytest.mark.slow
+def test_retention_runs_in_the_background_of_one_worker(live_server: Any) -> None:
+    server = live_server(workers=2, env={
+        **FAST, "NOTIFICATIONS_INGEST_TOKEN": INGEST_TOKEN,
+        "NOTIFICATIONS_RETENTION": "unread=30d", "NOTIFICATIONS_RETENTION_INTERVAL": "0.3",
+    })
+    inbox = SSEClient(server.url("/api/v1/org/notifications/stream"), server.headers("old", "acme"))
+    assert json.loads(inbox.next_of("unread")["data"]) == {"unread": 0}
+    ingest(server, user_id="old", organization_id="acme", title="ancient",
+           created_at="2020-01-01T00:00:00Z")
+    ingest(server, user_id="old", organization_id="acme", title="recent")
+    # The open inbox sees the count go up, then down again when retention deletes the old one.
+    counts = [json.loads(inbox.next_of("unread", timeout=5)["data"])["unread"]]
+    while counts[-1] != 1 or len(counts) < 2:
+        counts.append(json.loads(inbox.next_of("unread", timeout=5)["data"])["unread"])
+    inbox.close()
+    conn = sqlite3.connect(server.db_path)
+    try:
+        titles = {row[0] for row in conn.execute(
+            "SELECT title FROM notifications WHERE user_id = 'old'")}
+    finally:
+        conn.close()
+    assert titles == {"recent"}
+    stats = json.loads(server.cli("stats", "--json").stdout)["retention"]
+    assert stats["policy"] == "unread=30d" and stats["deleted"] == 1
+    assert stats["deleted_unread"] == 1 and stats["last_run"] is not None
+    assert "retention (unread=30d) deleted 1 notification(s)" in server.log()
