@@ -13,7 +13,7 @@ import click
 
 #: Errors that mean "bad configuration or database", shown as one line, never a traceback.
 _FATAL = ("ConfigError", "SchemaError", "NoDatabase", "OperationalError", "DatabaseError",
-          "ArgumentError", "WriteTimeout")
+          "ArgumentError", "WriteTimeout", "MaintenanceError")
 
 
 class AppContext:
@@ -299,9 +299,24 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
     from gevent import monkey
 
     monkey.patch_all()
-    from notifications.server import raise_fd_limit, run_server
+    from notifications import metrics
 
+    # Before prometheus_client is imported: the workers share their values through it.
+    metrics_dir = metrics.prepare_multiprocess()
+    master = os.getpid()
+    try:
+        _serve(host, port, workers, demo)
+    finally:
+        # Workers leave through here too (gunicorn forks inside run_server): only the
+        # master removes what the whole server shared.
+        if os.getpid() == master:
+            metrics.remove_multiprocess(metrics_dir)
+
+
+def _serve(host: str, port: int, workers: int, demo: bool) -> None:
+    """Build the app once in this process, take the server lock and run gunicorn."""
     from notifications import paths
+    from notifications.server import raise_fd_limit, run_server
 
     overrides: dict[str, Any] = {}
     secret_file = None
@@ -322,6 +337,12 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
 
     # Build the app once in this process: a bad setting stops here with one clear line.
     app = create_app(overrides)
+    from notifications.store import maintenance
+
+    database = paths.sqlite_path(app.config["SQLALCHEMY_DATABASE_URI"])
+    # Held for the life of the master and inherited by every worker (the kernel drops it
+    # when the last of them exits): `restore` refuses while it is held.
+    server_lock = maintenance.hold_server_lock(database) if database is not None else None
     if demo:
         from notifications import demo as sample
 
@@ -497,8 +518,11 @@ def stats(top: int, as_json: bool) -> None:
 
     from notifications.store import queries
 
+    from notifications import retention
+
     data = queries.stats(top=top)
     data.update(_file_sizes(current_app.config["SQLALCHEMY_DATABASE_URI"]))
+    data["retention"] = retention.status(current_app)
     if as_json:
         echo_json(data)
         return
@@ -506,6 +530,10 @@ def stats(top: int, as_json: bool) -> None:
     click.echo(f"users {data['users']}, organizations {data['organizations']}, datasets {data['datasets']}")
     if data["database_bytes"] is not None:
         click.echo(f"database {data['database_bytes'] / 1e6:.1f} MB, WAL {data['wal_bytes'] / 1e6:.1f} MB")
+    kept = data["retention"]
+    click.echo(f"retention {kept['policy']}: last run {kept['last_run'] or 'never'}, "
+               f"deleted {kept['last_deleted']} then, {kept['deleted']} in all "
+               f"({kept['deleted_unread']} unread)")
     for title, key in (("users", "top_users"), ("organizations", "top_organizations"),
                        ("datasets", "top_datasets")):
         if data[key]:
@@ -775,6 +803,143 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     if skipped:
         message += f"; skipped {plural(skipped, 'invalid line')}"
     click.echo(message + ".")
+
+
+# --- operations: backup, restore, check -------------------------------------------------
+
+
+class _Progress:
+    """A click progress bar on stderr when it is a terminal; silence otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _database_file() -> Any:
+    """Return the configured SQLite database file (a one-line error for other databases)."""
+    from flask import current_app
+
+    from notifications.store import maintenance
+
+    return maintenance.sqlite_file(current_app.config["SQLALCHEMY_DATABASE_URI"])
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_app(database="existing")
+def backup(file: str, as_json: bool) -> None:
+    """Write a consistent copy of the database to FILE, while the service runs."""
+    from pathlib import Path
+
+    from notifications.store import maintenance
+
+    progress = _Progress("Backing up")
+    try:
+        result = maintenance.backup(_database_file(), Path(file), progress=progress)
+    finally:
+        progress.close()
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"Backed up {plural(result['notifications'], 'notification')} "
+               f"({result['bytes'] / 1e6:.1f} MB) to {result['file']}.")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--force", is_flag=True,
+              help="Restore even while a server uses the database (restart it afterwards).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def restore(obj: AppContext, file: str, force: bool, as_json: bool) -> None:
+    """Replace the database with the backup FILE, after checking FILE."""
+    from pathlib import Path
+
+    from notifications.store import engine as store
+    from notifications.store import maintenance
+
+    app = obj.app()
+    target = maintenance.sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
+    source = Path(file)
+    if source.resolve() == target.resolve():
+        raise click.ClickException("FILE is the database itself")
+    report = maintenance.check(source, allow_older=True)
+    if not report.ok:
+        raise click.ClickException(f"{file} is not a usable backup: {report.problems[0]}")
+    lock = maintenance.take_exclusive(maintenance.lock_path(target))
+    if lock is None and not force:
+        raise click.ClickException(
+            f"a server is using {target} (it holds {maintenance.lock_path(target)}); stop it "
+            "first, or pass --force and restart it afterwards")
+    progress = _Progress("Restoring")
+    try:
+        with app.app_context():
+            store.current_store().close()
+        result = maintenance.restore(source, target, progress=progress)
+        # A backup of an older version is upgraded as init-db would.
+        store.prepare(app, create=True)
+    finally:
+        progress.close()
+        if lock is not None:
+            maintenance.release(lock)
+    result["schema_version_found"] = report.schema_version
+    result["forced"] = lock is None
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"Restored {plural(result['notifications'], 'notification')} from {file} "
+               f"into {target}.")
+    if lock is None:
+        click.echo("A server was using the database: restart it now.", err=True)
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--quick", is_flag=True, help="PRAGMA quick_check instead of the full integrity_check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def check(obj: AppContext, file: str | None, quick: bool, as_json: bool) -> None:
+    """Check the database (or the backup FILE): integrity, schema, indexes, sizes."""
+    from pathlib import Path
+
+    from notifications.store import maintenance
+
+    if file is not None:
+        path = Path(file)
+    else:
+        path = maintenance.sqlite_file(obj.app().config["SQLALCHEMY_DATABASE_URI"])
+    report = maintenance.check(path, quick=quick)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(f"database       {report.path}")
+        click.echo(f"integrity      {', '.join(report.integrity[:3]) or '-'}")
+        click.echo(f"schema         version {report.schema_version}")
+        click.echo(f"notifications  {report.notifications}")
+        click.echo(f"size           {report.database_bytes / 1e6:.1f} MB, "
+                   f"WAL {report.wal_bytes / 1e6:.1f} MB")
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+        if report.ok:
+            click.echo("ok")
+    if not report.ok:
+        sys.exit(1)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Config, Flask
 
-from . import auth, config, cors, ingest, openapi, store, stream, views, web
+from . import auth, config, cors, ingest, metrics, openapi, retention, store, stream, views, web
 
 __all__ = ["create_app"]
 
@@ -24,6 +24,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
 
     store.init_app(app)
+    # Before web: its request timer starts first, so every answer is counted.
+    metrics.init_app(app)
+    retention.init_app(app)
     auth.init_app(app)
     stream.init_app(app)
     web.init_app(app)

@@ -39,6 +39,12 @@ DEFAULTS: dict[str, Any] = {
     "WRITE_TIMEOUT": 5.0,
     # PRAGMA synchronous of the writer's connection: "full" or "normal".
     "SYNCHRONOUS": "full",
+    # Operations: /metrics (on/off) and its optional bearer token; the retention policy
+    # (e.g. "read=30d,unread=180d", off by default) and seconds between its passes.
+    "METRICS": "on",
+    "METRICS_TOKEN": None,
+    "RETENTION": None,
+    "RETENTION_INTERVAL": 600.0,
     # Not environment settings: set by the CLI and the demo mode.
     "DEMO": False,
     "REQUIRE_KEY": True,
@@ -62,11 +68,13 @@ _FLOATS = {
     "POLL_INTERVAL": (0.01, 60.0),
     "WRITE_TIMEOUT": (0.05, 600.0),
     "BODY_TIMEOUT": (0.1, 3600.0),
+    "RETENTION_INTERVAL": (0.1, 7 * 86400.0),
 }
 _STRINGS = (
     "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ALGORITHMS", "JWT_AUDIENCE",
     "JWT_ISSUER", "ORG_CLAIM", "SESSION_COOKIE", "DATASET_PREFIX", "ORGANIZATION_PREFIX",
     "INGEST_TOKEN", "OPEN_USER", "OPEN_ORGANIZATION", "CORS_ORIGINS", "LOG_FORMAT", "SYNCHRONOUS",
+    "METRICS", "METRICS_TOKEN", "RETENTION",
 )
 SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                         "ES256", "ES384", "ES512")

@@ -141,6 +141,11 @@ def worker_started(worker: Any) -> None:
     hub = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
     if hub is not None:
         hub.stream_capacity = stream_capacity(worker.cfg.worker_connections)
+    from . import metrics, retention
+
+    if worker.wsgi.config.get("METRICS"):
+        metrics.start_sampler(worker.wsgi)
+    retention.start(worker.wsgi)
     # The writer thread needs the GIL back after every SQLite call; with the default 5 ms
     # switch interval each of those may wait behind the request greenlets.
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -182,16 +187,43 @@ def end_streams_on_exit(worker: Any, app: Any) -> None:
     gevent.spawn(watch)
 
 
+def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
+    """Return the master's ``child_exit`` hook: free a dead worker's stream slots at once.
+
+    Without it a worker killed with its streams open kept their slots for the lease
+    lifetime (30 s), and its users got 429. The master learns of the death from SIGCHLD.
+    """
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from . import metrics
+        from .store import maintenance
+        from .stream import owner_prefix
+
+        try:
+            metrics.process_dead(worker.pid)
+            if url is not None:
+                freed = maintenance.release_worker_leases(url, owner_prefix(worker.pid))
+                if freed:
+                    server.log.info("freed %d stream slot(s) of worker %s", freed, worker.pid)
+        except Exception as exc:  # the leases still expire on their own
+            server.log.warning("could not free the stream slots of worker %s: %s",
+                               worker.pid, exc)
+
+    return child_exit
+
+
 def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: int,
                app: Flask | None = None,
                worker_connections: int = MAX_WORKER_CONNECTIONS) -> None:
     """Serve until interrupted."""
+    url = None
     if app is not None:
         # Connections opened in this process must not be shared with forked workers.
         from .store import current_store
 
         with app.app_context():
             current_store().close()
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
     Server(factory, {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -216,4 +248,5 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         "limit_request_field_size": GUNICORN_HEADER_FIELD,
         "limit_request_fields": GUNICORN_HEADER_FIELDS,
         "post_worker_init": worker_started,
+        "child_exit": worker_exited(url),
     }).run()

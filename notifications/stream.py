@@ -192,9 +192,14 @@ class Subscriber:
         return self.dataset_id is None or row["dataset_id"] == self.dataset_id
 
 
+def owner_prefix(pid: int) -> str:
+    """Return how the lease owner names of process ``pid`` on this host begin."""
+    return f"{socket.gethostname()}:{pid}:"
+
+
 def _owner_name() -> str:
     """Name this process as the owner of stream leases, unique across the node's workers."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{owner_prefix(os.getpid())}{uuid.uuid4().hex[:8]}"
 
 
 class StreamHub:
@@ -225,6 +230,9 @@ class StreamHub:
         #: worker_connections; None: no bound) and how many it has admitted.
         self.stream_capacity: int | None = None
         self.admitted = 0
+        #: Events handed to streams, and when the watcher last caught up (read by metrics).
+        self.delivered = 0
+        self.last_tick_at: float | None = None
         self.started_at = time.monotonic()
         self._pid = os.getpid()
         self._wake = Event()
@@ -437,6 +445,7 @@ class StreamHub:
                     backoff = min(ERROR_BACKOFF, backoff * 2)
                 else:
                     self.failing = False
+                    self.last_tick_at = time.monotonic()
                     backoff = self.poll_interval
 
     def _changed(self) -> bool:
@@ -478,6 +487,7 @@ class StreamHub:
                 if not subs:
                     continue
                 self.counts[key] = count
+                self.delivered += len(subs)
                 for sub in subs:
                     sub.set_count(count)
 
@@ -490,6 +500,7 @@ class StreamHub:
             if sub.matches(row):
                 if frame is None:
                     frame = notification_frame(row)
+                self.delivered += 1
                 sub.push((row["seq"], frame))
 
     def _broadcast_error(self) -> None:

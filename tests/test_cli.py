@@ -316,7 +316,8 @@ def test_stats(listed: Any) -> None:
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert set(data) == {"total", "unread", "users", "organizations", "datasets", "top_users",
-                         "top_organizations", "top_datasets", "database_bytes", "wal_bytes"}
+                         "top_organizations", "top_datasets", "database_bytes", "wal_bytes",
+                         "retention"}
     assert (data["total"], data["unread"], data["users"], data["organizations"],
             data["datasets"]) == (6, 5, 2, 2, 2)
     assert data["top_users"] == [{"id": "alice", "total": 3, "unread": 3},

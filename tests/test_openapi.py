@@ -14,7 +14,7 @@ from conftest import DATASET
 
 ROOT = Path(__file__).resolve().parent.parent
 #: App-level endpoints that are not API operations (the document and its viewer).
-NOT_OPERATIONS = {"static", "openapi", "docs", "docs_asset"}
+NOT_OPERATIONS = {"static", "openapi", "docs", "docs_asset", "metrics"}
 
 
 def document(client: Any) -> dict[str, Any]:

@@ -168,7 +168,8 @@ def connect_dataset(server: Any, user: str = "alice", query: str = "", **kwargs:
 
 
 def test_dataset_stream_delivers_across_processes_with_filters(live_server: Any) -> None:
-    server = live_server(workers=2, env=FAST)
+    # Up to 22 streams of alice until both workers hold one: more than the default cap.
+    server = live_server(workers=2, env={**FAST, "NOTIFICATIONS_DATASET_STREAM_LIMIT": "50"})
     wait_for_workers(server)
     alice, _ = connect_dataset(server)
     response = alice.response
