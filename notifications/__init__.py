@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, cors, ingest, openapi, store, stream, views, web
+from . import auth, config, cors, inbox, ingest, openapi, store, stream, views, web
 
 __all__ = ["create_app"]
 
@@ -29,4 +29,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     views.init_app(app)
     ingest.init_app(app)
     openapi.init_app(app)
+    inbox.init_app(app)
     return app
