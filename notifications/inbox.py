@@ -62,6 +62,12 @@ class UnknownDemoUser(NotFound):
     message = "No such demo user"
 
 
+class DemoSignInUnavailable(ApiError):
+    status, code = 409, "conflict"
+    message = ("Demo sign-in needs NOTIFICATIONS_JWT_SECRET and an HS algorithm; "
+               "paste a token instead")
+
+
 # --- helpers --------------------------------------------------------------------------
 
 
@@ -214,8 +220,7 @@ def demo_sign_in() -> Response:
     keys: tokens.KeySettings = current_app.extensions["notifications.keys"]
     algorithm = next((a for a in keys.algorithms if a.startswith("HS")), None)
     if algorithm is None or not keys.secret:
-        raise ApiError("Demo sign-in needs NOTIFICATIONS_JWT_SECRET and an HS algorithm; "
-                       "paste a token instead")
+        raise DemoSignInUnavailable()
     token = tokens.issue(config["JWT_SECRET"], body.user_id, users[body.user_id], ttl=DEMO_TTL,
                          org_claim=keys.org_claim, audience=keys.audience, issuer=keys.issuer,
                          algorithm=algorithm)
