@@ -27,7 +27,12 @@
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
     }
-    const response = await fetch(url, options);
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (error) { // the server is away: the streams show it and retry
+      return {ok: false, status: 0, data: null};
+    }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
     if (response.status === 401) {
       signedOut("Your session has ended; sign in again.");
