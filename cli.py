@@ -279,7 +279,7 @@ def _demo_banner(app: Any, host: str, port: int, seeded: int, stored: int,
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     click.echo("")
     if "/" in routes:
-        click.echo(f"Open {base}/ to look around.")
+        click.echo(f"Open {base}/ for the live inbox (pick a demo user to sign in).")
     if "/docs" in routes:
         click.echo(f"Open {base}/docs for the API reference (and to try each call).")
     click.echo("")

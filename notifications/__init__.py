@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Config, Flask
 
-from . import auth, config, cors, ingest, metrics, openapi, retention, store, stream, views, web
+from . import (auth, config, cors, inbox, ingest, metrics, openapi, retention, store, stream,
+               views, web)
 
 __all__ = ["create_app"]
 
@@ -34,4 +35,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     views.init_app(app)
     ingest.init_app(app)
     openapi.init_app(app)
+    inbox.init_app(app)
     return app

@@ -14,7 +14,10 @@ from conftest import DATASET
 
 ROOT = Path(__file__).resolve().parent.parent
 #: App-level endpoints that are not API operations (the document and its viewer).
-NOT_OPERATIONS = {"static", "openapi", "docs", "docs_asset", "metrics"}
+NOT_OPERATIONS = {"static", "openapi", "docs", "docs_asset", "metrics",
+                  # The inbox page and its sign-in, for browsers rather than API clients.
+                  "inbox.page", "inbox.who", "inbox.sign_in", "inbox.sign_out",
+                  "inbox_demo.demo_session", "inbox_demo.demo_send"}
 
 
 def document(client: Any) -> dict[str, Any]:
