@@ -44,6 +44,8 @@ log = logging.getLogger("notifications.stream")
 LEASE_TTL = 30.0
 #: How often a worker renews the leases of its open streams.
 LEASE_RENEW = 10.0
+#: The lease of a stream opened while its worker stops: it holds no slot.
+NO_LEASE = ""
 #: Longest pause between watcher retries after a database error.
 ERROR_BACKOFF = 2.0
 
@@ -383,6 +385,11 @@ class StreamHub:
                       kind: str = "organization") -> queries.LeaseResult:
         """Take a stream slot of ``kind`` for ``user_id`` (counted across the node's workers)."""
         self.start()
+        if self.stopping:
+            # The stream ends at once and its client reconnects to another worker: it needs
+            # no slot, and one taken now would outlive this worker's release of its leases
+            # (a client reconnecting in a loop to a reloading worker ran out of slots).
+            return queries.LeaseResult(NO_LEASE, 0, 0)
         # A burst of new streams waits here, a few at a time, rather than queue a lease
         # write each in front of everyone else's writes.
         with self._slot("lease"):
@@ -393,11 +400,21 @@ class StreamHub:
         return result
 
     def release_lease(self, lease_id: str) -> None:
-        """Give a slot back; the delete is batched by the lease greenlet."""
-        if lease_id in self.leases:
-            self.leases.discard(lease_id)
-            self.released.add(lease_id)
-            self._lease_wake.set()
+        """Give a slot back; the delete is batched by the lease greenlet (at once when stopping)."""
+        if lease_id not in self.leases:
+            return
+        self.leases.discard(lease_id)
+        if self.stopping:
+            # The lease greenlet has ended, and the shutdown's release of every lease of this
+            # worker may have run already: a lease left now would hold its slot until it expired.
+            try:
+                with self.app.app_context():
+                    queries.release_leases([lease_id])
+            except Exception:  # the master frees a dead worker's slots anyway
+                log.warning("could not release a stream lease while stopping", exc_info=True)
+            return
+        self.released.add(lease_id)
+        self._lease_wake.set()
 
     def _lease_loop(self) -> None:
         next_renewal = time.monotonic() + LEASE_RENEW

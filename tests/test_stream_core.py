@@ -311,3 +311,22 @@ def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
         assert queries.release_owner(built_by) == 0
         assert queries.release_owner(hub.owner) == 1 and lease.lease_id
     hub.shutdown()
+
+
+def test_a_stopping_worker_leaves_no_lease_behind(app: Any) -> None:
+    """Streams opened or ended while a worker stops (a reload) never hold a slot after it."""
+    from notifications import stream
+
+    hub = stream.hub_of(app)
+    with app.app_context():
+        before = hub.acquire_lease("alice", 5, "dataset")
+        assert active_leases("alice") == 1
+        hub.shutdown()
+        # The shutdown released the worker's leases; a stream ending now gives its slot back
+        # at once, and one opened now (it ends at once) takes none.
+        hub.release_lease(before.lease_id)
+        during = [hub.acquire_lease("alice", 5, "dataset") for _ in range(10)]
+        assert all(lease.lease_id is not None for lease in during)
+        for lease in during:
+            hub.release_lease(lease.lease_id)
+        assert active_leases("alice") == 0
