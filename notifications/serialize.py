@@ -1,8 +1,10 @@
 """Serialisers of the two API variants (pure functions over stored rows)."""
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,22 +21,44 @@ def from_datetime(value: datetime) -> int:
 
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
+_DAY_US = 86_400_000_000
+#: ``YYYY-MM-DD`` by day since the epoch: a page's rows share a few days, and the date is
+#: the dear part of a datetime's isoformat. Bounded; cleared when full.
+_DATES: dict[int, str] = {}
+
+
+def _date(days: int) -> str:
+    date = _DATES.get(days)
+    if date is None:
+        if len(_DATES) >= 4096:
+            _DATES.clear()
+        # isoformat, unlike strftime("%Y"), always writes four-digit years.
+        date = _DATES[days] = (_NAIVE_EPOCH + timedelta(days=days)).isoformat()[:10]
+    return date
 
 
 def iso_naive(us: int | None) -> str | None:
     """Dataset variant time: naive UTC with exactly six fractional digits."""
     if us is None:
         return None
-    # isoformat, unlike strftime("%Y"), always writes four-digit years, and is faster.
-    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds")
+    days, rest = divmod(us, _DAY_US)
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}"
 
 
 def iso_z(us: int | None) -> str | None:
     """Organization variant time: UTC with ``Z``; fraction only when not zero."""
     if us is None:
         return None
-    # "auto" leaves out a zero fraction; isoformat writes four-digit years, as in iso_naive.
-    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat() + "Z"
+    days, rest = divmod(us, _DAY_US)
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if fraction:
+        return f"{_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"
+    return f"{_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}Z"
 
 
 def parse_time(value: str) -> int:
@@ -85,6 +109,52 @@ def organization_record(row: dict[str, Any]) -> dict[str, Any]:
         "read_at": iso_z(row["read_at"]),
         "created_at": iso_z(row["created_at"]),
     }
+
+
+#: Stored fields :func:`dataset_notifications` reads, in the order of its rows.
+DATASET_FIELDS = ("id", "user_id", "entity_type", "entity_id", "title", "body", "metadata",
+                  "dataset_id", "created_at", "read_at")
+#: Stored fields :func:`organization_records` reads, in the order of its rows.
+ORGANIZATION_FIELDS = ("id", "user_id", "organization_id", "kind", "title", "body", "link",
+                       "read_at", "created_at")
+_decode = json.JSONDecoder().decode
+
+
+def dataset_notifications(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Render rows of :data:`DATASET_FIELDS` as :func:`dataset_notification` does."""
+    return [
+        {
+            "id": r[0],
+            "user_id": r[1],
+            "entity_type": r[2],
+            "entity_id": r[3],
+            "title": r[4],
+            "message": r[5],
+            "metadata": _decode(r[6]) if r[6] else {},
+            "dataset_id": r[7],
+            "created_at": iso_naive(r[8]),
+            "read_at": iso_naive(r[9]),
+        }
+        for r in rows
+    ]
+
+
+def organization_records(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Render rows of :data:`ORGANIZATION_FIELDS` as :func:`organization_record` does."""
+    return [
+        {
+            "id": "ntf_" + r[0].replace("-", ""),
+            "user_id": r[1],
+            "organization_id": r[2],
+            "kind": r[3],
+            "title": r[4],
+            "body": r[5],
+            "link": r[6],
+            "read_at": iso_z(r[7]),
+            "created_at": iso_z(r[8]),
+        }
+        for r in rows
+    ]
 
 
 def full_record(row: dict[str, Any]) -> dict[str, Any]:
