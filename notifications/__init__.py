@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, cors, ingest, openapi, store, stream, views, web
+from . import auth, config, cors, ingest, jsonio, openapi, store, stream, views, web
 
 __all__ = ["create_app"]
 
@@ -19,7 +19,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     config.normalize(app.config)
-    app.json.sort_keys = False
+    jsonio.init_app(app)
 
     store.init_app(app)
     auth.init_app(app)

@@ -14,6 +14,7 @@ from .store.queries import Scope
 from .schemas import DetailError, DetailValidationError, OrganizationError
 from .serialize import (
     DATASET_FIELDS,
+    Body,
     ORGANIZATION_FIELDS,
     dataset_notifications,
     organization_records,
@@ -104,11 +105,11 @@ class DatasetVariant(Variant):
             dataset_id=str(query.dataset_id) if query.dataset_id else None,
             unread_only=query.unread_only,
         )
-        return {
-            "notifications": dataset_notifications(rows),
-            "total": total,
-            "has_more": query.offset + len(rows) < total,
-        }
+        return Body(
+            notifications=dataset_notifications(rows),
+            total=total,
+            has_more=query.offset + len(rows) < total,
+        )
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         return detail_body(error)
@@ -191,7 +192,7 @@ class OrganizationVariant(Variant):
             scope, fields=ORGANIZATION_FIELDS, limit=query.limit, unread_only=query.unread_only,
             with_unread=True,
         )
-        return {"items": organization_records(rows), "total": total, "unread": unread}
+        return Body(items=organization_records(rows), total=total, unread=unread)
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         details = dict(error.details)
