@@ -7,10 +7,11 @@ For each database size (``--rows``: 10 k and 1 M notifications, 1,000 per user, 
 ``notifications seed``) and each worker count (``--workers``: 1 and 2) it starts
 ``notifications serve`` and, beside it, the baseline: ``bench/empty_server.py``, an empty
 JSON endpoint on exactly the same gunicorn + gevent settings
-(:func:`notifications.server.run_server`) and the same number of workers. ``wrk`` (Debian's
-package) then loads one endpoint at a time at each of ``--connections`` (8, 32, 128), the
-baseline first and once more at the end of each level, so that every endpoint is compared with a
-baseline measured a few seconds earlier on the same machine:
+(:func:`notifications.server.run_server`) and the same number of workers; the servers of
+every size run at once. ``wrk`` (Debian's package) then loads one endpoint at a time at each
+of ``--connections`` (8, 32, 128): baseline, the endpoint on each database, baseline, the
+next endpoint..., so that each endpoint is compared with the baseline runs just before and
+after it, and the sizes with each other seconds apart:
 
 - ``unread-count``, ``list`` (first page of 20), ``list offset=500``, ``org list`` (50) for
   random users of the database, each request with the user's own token;
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,15 +235,16 @@ def run_wrk(script: Path, port: int, connections: int, seconds: float) -> Figure
     sys.exit(f"wrk printed no result:\n{out}")
 
 
-HEADER = ("| endpoint | req/s | ratio | p50 ms | p99 ms | max ms | p99/p50 | 2xx | 5xx/transport |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| endpoint | rows | req/s | ratio | p50 ms | p99 ms | max ms | p99/p50 | p99/base p99 "
+          "| 2xx | 5xx/transport |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def row(name: str, f: Figures, base: Figures | None) -> str:
+def row(name: str, rows: str, f: Figures, base: Figures | None) -> str:
     ratio = f"{f.rate / base.rate:.2f}" if base else "1"
+    tail = f"{f.p99_ms / base.p99_ms:.1f}" if base else "1"
     ok = f"{f.ok / f.requests:.0%}" if f.requests else "-"
-    return (f"| {name} | {f.rate:,.0f} | {ratio} | {f.p50_ms:.2f} | {f.p99_ms:.1f} | "
-            f"{f.max_ms:.0f} | {f.p99_ms / max(f.p50_ms, 0.001):.1f} | {ok} | "
+    return (f"| {name} | {rows} | {f.rate:,.0f} | {ratio} | {f.p50_ms:.2f} | {f.p99_ms:.1f} | "
+            f"{f.max_ms:.0f} | {f.p99_ms / max(f.p50_ms, 0.001):.1f} | {tail} | {ok} | "
             f"{f.server_errors}/{f.transport_errors} |")
 
 
@@ -256,83 +259,91 @@ def start_empty(folder: Path, workers: int) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def measure(folder: Path, data: Data, workers: int, levels: list[int], seconds: float,
-            only: list[str]) -> dict[int, dict[str, Figures]]:
-    """Run every endpoint at every level against one server; print and return the figures."""
-    paths = scripts(folder, data)
-    results: dict[int, dict[str, Figures]] = {}
-    empty, empty_port = start_empty(folder, workers)
-    try:
-        with serving(data.db, folder / f"serve-{data.rows}-{workers}.log", workers=workers,
-                     JWT_SECRET=SECRET) as served:
-            for name in ("baseline", "list", "org list"):  # warm both servers up
-                port = empty_port if name == "baseline" else served.port
-                run_wrk(paths[name], port, 8, 1)
-            for connections in levels:
-                level: dict[str, Figures] = {}
-                for name in ENDPOINTS:
-                    if name not in only and not name.startswith("baseline"):
-                        continue
-                    if name in ("mark-one-read", "read-all"):
-                        restore(data)
-                    port = empty_port if name.startswith("baseline") else served.port
-                    level[name] = run_wrk(paths[name], port, connections, seconds)
-                results[connections] = level
-                base = baseline(level)
-                print(f"\n### {data.rows:,} rows, {workers} worker(s), {connections} connections "
-                      f"(load average {os.getloadavg()[0]:.1f})\n\n{HEADER}")
-                for name, f in level.items():
-                    print(row(name, f, None if name.startswith("baseline") else base))
-                sys.stdout.flush()
-    finally:
-        stop(empty)
-    return results
-
-
-def baseline(level: dict[str, Figures]) -> Figures:
-    """Combine the two baseline runs of a level (their requests over their seconds)."""
-    runs = [level[n] for n in ("baseline", "baseline again") if n in level]
+def combine(runs: list[Figures]) -> Figures:
+    """Combine baseline runs: their requests over their seconds, the worst of their tails."""
     return Figures(
         sum(f.requests for f in runs), sum(f.seconds for f in runs),
         sum(f.p50_ms for f in runs) / len(runs), max(f.p99_ms for f in runs),
         max(f.max_ms for f in runs), sum(f.ok for f in runs), 0, 0)
 
 
+#: Results of one level: for each endpoint, its figures by row count and its baseline.
+Level = dict[str, tuple[dict[int, Figures], Figures]]
+
+
+def measure(folder: Path, datasets: list[Data], workers: int, levels: list[int],
+            seconds: float, only: list[str]) -> dict[int, Level]:
+    """Serve every database at once beside the baseline and run every endpoint on each.
+
+    The order at each level is baseline, endpoint on each database, baseline, next
+    endpoint...: each endpoint is compared with the two baseline runs around it, and the
+    databases of different sizes with each other a few seconds apart, so that the load of
+    a shared machine, which moves by a factor of two within minutes, falls on all alike.
+    """
+    paths = {data.rows: scripts(folder, data) for data in datasets}
+    any_paths = paths[datasets[0].rows]
+    results: dict[int, Level] = {}
+    empty, empty_port = start_empty(folder, workers)
+    try:
+        with ExitStack() as stack:
+            served = {data.rows: stack.enter_context(serving(
+                data.db, folder / f"serve-{data.rows}-{workers}.log", workers=workers,
+                JWT_SECRET=SECRET)) for data in datasets}
+            run_wrk(any_paths["baseline"], empty_port, 8, 1)  # warm every server up
+            for data in datasets:
+                for name in ("list", "org list"):
+                    run_wrk(paths[data.rows][name], served[data.rows].port, 8, 1)
+            for connections in levels:
+                level: Level = {}
+                before = run_wrk(any_paths["baseline"], empty_port, connections, seconds)
+                for name in ENDPOINTS:
+                    if name.startswith("baseline") or name not in only:
+                        continue
+                    figures = {}
+                    for data in datasets:
+                        if name in ("mark-one-read", "read-all"):
+                            restore(data)
+                        figures[data.rows] = run_wrk(paths[data.rows][name],
+                                                     served[data.rows].port, connections, seconds)
+                    after = run_wrk(any_paths["baseline"], empty_port, connections, seconds)
+                    level[name] = (figures, combine([before, after]))
+                    before = after
+                results[connections] = level
+                print(f"\n### {workers} worker(s), {connections} connections "
+                      f"(load average {os.getloadavg()[0]:.1f})\n\n{HEADER}")
+                for name, (figures, base) in level.items():
+                    print(row("baseline (around the next rows)", "-", base, None))
+                    for rows, f in figures.items():
+                        print(row(name, f"{rows:,}", f, base))
+                sys.stdout.flush()
+    finally:
+        stop(empty)
+    return results
+
+
 #: Target ratios to the baseline's req/s at 2 workers and 32 connections.
 RATIO_TARGETS = {"unread-count": 0.75, "list": 0.60, "org list": 0.50}
 
 
-def check(all_results: dict[tuple[int, int], dict[int, dict[str, Figures]]]) -> None:
+def check(level: Level) -> None:
     """Print each target at 2 workers and 32 connections: met or missed, and by how much."""
-    keys = sorted(k for k in all_results if k[1] == 2 and 32 in all_results[k])
-    if not keys:
-        return
     print("\n### targets (2 workers, 32 connections)\n")
-    for rows, workers in keys:
-        level = all_results[(rows, workers)][32]
-        base = baseline(level)
-        for name, target in RATIO_TARGETS.items():
-            if name in level:
-                ratio = level[name].rate / base.rate
-                print(f"- {rows:,} rows, {name}: ratio {ratio:.2f} (target >= {target}) "
-                      f"{'met' if ratio >= target else 'MISSED'}")
-        for name, f in level.items():
-            if name.startswith("baseline"):
-                continue
+    for name, (figures, base) in level.items():
+        for rows, f in figures.items():
+            target = RATIO_TARGETS.get(name)
+            if target is not None:
+                ratio = f.rate / base.rate
+                print(f"- {name}, {rows:,} rows: {ratio:.2f} of the baseline's req/s "
+                      f"(target >= {target}) {'met' if ratio >= target else 'MISSED'}")
             tail = f.p99_ms <= 4 * f.p50_ms and f.p99_ms <= 2 * base.p99_ms
-            print(f"- {rows:,} rows, {name}: p99 {f.p99_ms:.1f} ms = {f.p99_ms / f.p50_ms:.1f} x p50, "
-                  f"{f.p99_ms / base.p99_ms:.1f} x baseline p99 (targets <= 4, <= 2) "
+            print(f"- {name}, {rows:,} rows: p99 {f.p99_ms:.1f} ms = {f.p99_ms / f.p50_ms:.1f} x p50,"
+                  f" {f.p99_ms / base.p99_ms:.1f} x the baseline's p99 (targets <= 4, <= 2) "
                   f"{'met' if tail else 'MISSED'}")
-    if len(keys) >= 2:
-        small, large = all_results[keys[0]][32], all_results[keys[-1]][32]
-        for name in small:
-            if name.startswith("baseline") or name not in large:
-                continue
-            # Each against its own run's baseline, so that machine load between runs cancels.
-            a = small[name].rate / baseline(small).rate
-            b = large[name].rate / baseline(large).rate
-            print(f"- {name}: {keys[-1][0]:,} rows at {b / a:.0%} of {keys[0][0]:,} rows "
-                  f"(target >= 90 %) {'met' if b / a >= 0.9 else 'MISSED'}")
+        if len(figures) >= 2:
+            small, large = min(figures), max(figures)
+            share = figures[large].rate / figures[small].rate
+            print(f"- {name}: {large:,} rows at {share:.0%} of the req/s of {small:,} rows "
+                  f"(target >= 90 %) {'met' if share >= 0.9 else 'MISSED'}")
 
 
 def main() -> None:
@@ -355,19 +366,15 @@ def main() -> None:
     only = args.only.split(",")
     print(f"# bench/http.py, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"{args.seconds:g} s a run, wrk -t1")
-    all_results = {}
     try:
-        for rows in (int(r) for r in args.rows.split(",")):
-            data = prepare(folder, rows)
-            for workers in (int(w) for w in args.workers.split(",")):
-                all_results[(rows, workers)] = measure(
-                    folder, data, workers, [int(c) for c in args.connections.split(",")],
-                    args.seconds, only)
-            data.db.unlink()
-        check(all_results)
+        datasets = [prepare(folder, int(r)) for r in args.rows.split(",")]
+        levels = [int(c) for c in args.connections.split(",")]
+        for workers in (int(w) for w in args.workers.split(",")):
+            results = measure(folder, datasets, workers, levels, args.seconds, only)
+            if workers == 2 and 32 in results:
+                check(results[32])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """Run the app under gunicorn with gevent workers, from Python."""
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections.abc import Callable
@@ -74,6 +75,10 @@ def worker_started(worker: Any) -> None:
     # switch interval each of those waits behind the request greenlets (measured: 21 ms
     # a write against 1.2 ms). A short interval costs nothing while the writer sleeps.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # What exists now (the app; SQLAlchemy's, pydantic's and Flask's structures) lives as
+    # long as the worker. Frozen, it is out of the collector's way: a full collection,
+    # which stops the hub, walked it all (measured: 65 ms, against 0.1 ms frozen).
+    gc.freeze()
     worker.wsgi = take_turns(worker.wsgi)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
