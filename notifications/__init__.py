@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Config, Flask
 
-from . import (auth, config, cors, inbox, ingest, metrics, openapi, retention, store, stream,
-               views, web)
+from . import (auth, config, cors, inbox, ingest, jsonio, metrics, openapi, retention, store,
+               stream, views, web)
 
 __all__ = ["create_app"]
 
@@ -22,7 +22,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     config.normalize(app.config)
-    app.json.sort_keys = False
+    jsonio.init_app(app)
 
     store.init_app(app)
     # Before web: its request timer starts first, so every answer is counted.

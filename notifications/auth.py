@@ -6,7 +6,8 @@ from flask import Flask, current_app, g, request
 from .config import ConfigError
 from .cors import UNSAFE_METHODS, foreign_origin
 from .errors import Forbidden, Unauthorized
-from .tokens import AuthError, KeySettings, Principal, bearer_token, decode
+from .token_cache import verify
+from .tokens import AuthError, KeySettings, Principal, bearer_token
 
 
 def init_app(app: Flask) -> None:
@@ -62,7 +63,7 @@ def current_principal() -> Principal:
             check_same_site()
     if token is not None:
         try:
-            principal = decode(token, current_app.extensions["notifications.keys"])
+            principal = verify(token, current_app.extensions["notifications.keys"])
         except AuthError as exc:
             raise Unauthorized(str(exc)) from None
     elif config["OPEN_USER"]:

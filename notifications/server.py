@@ -1,6 +1,7 @@
 """Run the app under gunicorn with gevent workers, from Python."""
 from __future__ import annotations
 
+import gc
 import resource
 import signal
 import sys
@@ -82,6 +83,8 @@ def stream_capacity(worker_connections: int) -> int:
     return max(1, worker_connections - max(4, worker_connections // 10))
 
 
+#: A request's turn: any positive sleep is a timer, due at the hub's next loop iteration.
+TURN = 1e-6
 #: Signals that tell a worker to stop.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
@@ -149,6 +152,10 @@ def worker_started(worker: Any) -> None:
     # The writer thread needs the GIL back after every SQLite call; with the default 5 ms
     # switch interval each of those may wait behind the request greenlets.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # What exists now (the app; SQLAlchemy's, pydantic's and Flask's structures) lives as
+    # long as the worker. Frozen, it is out of the collector's way: a full collection,
+    # which stops the hub, walked it all (measured: 65 ms, against 0.1 ms frozen).
+    gc.freeze()
     worker.wsgi = take_turns(worker.wsgi)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
@@ -159,11 +166,19 @@ def take_turns(app: Callable[..., Any]) -> Callable[..., Any]:
     A keep-alive connection whose next request is already waiting would otherwise be
     served again and again without the hub ever getting back control: the other
     connections, the streams and the results of the writer would wait behind it.
+
+    The turn is a timer, not ``sleep(0)``: gevent runs the greenlets that ``sleep(0)``
+    queued, and those they queue meanwhile, for up to 50 at a time before it looks at the
+    sockets again, so under saturation the connections whose next request was already read
+    kept their lane while those that had to wait for theirs waited rounds (measured at 32
+    connections: p99 0.6-1.7 s with ``sleep(0)`` against 0.2-0.45 s with the timer). An
+    expired timer wakes in the loop's next iteration together with every ready socket
+    and the writer's results: one request per connection per round.
     """
     import gevent
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        gevent.sleep(0)
+        gevent.sleep(TURN)
         return app(environ, start_response)
 
     return wsgi

@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -33,6 +34,10 @@ MAX_OFFSET = 2**62
 MAX_JSON_DEPTH = 64
 #: Strings (skipped whole, so brackets inside them do not count) and brackets.
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+#: JSON strings alone, everything but brackets, and what each bracket does to the depth.
+_JSON_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 class Query(BaseModel):
@@ -127,17 +132,11 @@ def json_depth(raw: bytes) -> int:
     """Return how deeply arrays and objects nest in a JSON text (without parsing it)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return 0  # cannot be too deep: skip the scan for ordinary bodies
-    depth = deepest = 0
-    for token in _JSON_TOKENS.finditer(raw):
-        char = token.group()
-        if char in (b"[", b"{"):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return depth  # deep enough to refuse: stop scanning
-            deepest = max(deepest, depth)
-        elif char in (b"]", b"}"):
-            depth -= 1
-    return deepest
+    # Strings out (their brackets nest nothing), then only the brackets, then the deepest
+    # running sum: each step in C. A loop over the tokens in Python took 11 % of a worker
+    # ingesting batches of 500 (py-spy), more than the parse itself.
+    brackets = _JSON_STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(0, max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0))
 
 
 def decode_json(raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:

@@ -12,7 +12,13 @@ from .auth import current_principal
 from .errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
 from .store.queries import Scope
 from .schemas import DetailError, DetailValidationError, OrganizationError
-from .serialize import dataset_notification, organization_record
+from .serialize import (
+    DATASET_FIELDS,
+    ORGANIZATION_FIELDS,
+    Body,
+    dataset_notifications,
+    organization_records,
+)
 from .stream import StreamHub, dataset_events, event_stream, hub_of, organization_events
 from .validation import (
     DatasetListQuery,
@@ -103,16 +109,17 @@ class DatasetVariant(Variant):
     def list_body(self, scope: Scope, query: DatasetListQuery) -> dict[str, Any]:
         rows, total, _ = queries.list_notifications(
             scope,
+            fields=DATASET_FIELDS,
             limit=query.limit,
             offset=query.offset,
             dataset_id=str(query.dataset_id) if query.dataset_id else None,
             unread_only=query.unread_only,
         )
-        return {
-            "notifications": [dataset_notification(r) for r in rows],
-            "total": total,
-            "has_more": query.offset + len(rows) < total,
-        }
+        return Body(
+            notifications=dataset_notifications(rows),
+            total=total,
+            has_more=query.offset + len(rows) < total,
+        )
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         return detail_body(error)
@@ -204,9 +211,10 @@ class OrganizationVariant(Variant):
 
     def list_body(self, scope: Scope, query: OrganizationListQuery) -> dict[str, Any]:
         rows, total, unread = queries.list_notifications(
-            scope, limit=query.limit, unread_only=query.unread_only, with_unread=True
+            scope, fields=ORGANIZATION_FIELDS, limit=query.limit, unread_only=query.unread_only,
+            with_unread=True,
         )
-        return {"items": [organization_record(r) for r in rows], "total": total, "unread": unread}
+        return Body(items=organization_records(rows), total=total, unread=unread)
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         details = dict(error.details)

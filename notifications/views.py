@@ -38,6 +38,8 @@ def list_notifications() -> dict[str, Any]:
 
 def dataset_filter() -> str | None:
     """Return the request's optional ``dataset_id`` filter as a canonical UUID string."""
+    if not request.query_string:
+        return None  # what the model gives for no parameters, without building it
     query = parse_query(DatasetFilterQuery, request.args)
     return str(query.dataset_id) if query.dataset_id else None
 

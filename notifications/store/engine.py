@@ -6,6 +6,9 @@ The rule of the store, for every statement the service runs:
   (:func:`reading`). In WAL mode a read never waits for a writer, and a read never yields
   to another greenlet while it holds its connection, so the pool never has to wait; it
   may also grow past its size rather than make anyone wait (``max_overflow = -1``).
+  The hot paths' single statements go straight to the driver (:func:`read_rows`): one
+  statement is one snapshot, and SQLAlchemy's statement machinery cost several times
+  what SQLite takes to run them.
 - **Writes** are jobs, functions of a connection, handed to the process's one writer
   thread (:func:`write`), which runs them in group-committed ``BEGIN IMMEDIATE``
   transactions on the one connection it owns (see :mod:`.writer`). Nothing else writes.
@@ -15,8 +18,9 @@ The rule of the store, for every statement the service runs:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -286,6 +290,39 @@ def reading() -> Iterator[Connection]:
     """Yield a pooled connection for reads that share one snapshot; it never writes."""
     with db.engine.connect() as conn:
         yield conn
+
+
+@lru_cache(maxsize=1024)
+def _pyformat(sql: str) -> str:
+    """Return a ``?``-placeholder statement in the ``%s`` style of psycopg."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run one read statement (``?`` placeholders) on a pooled connection; return its rows.
+
+    It goes through the driver's own cursor, with no transaction: a single statement reads
+    one snapshot. When anyone listens for cursor events on the engine (statement logging,
+    metrics, the tests' query-plan checks), it runs through SQLAlchemy instead, so that
+    they see it.
+    """
+    engine = db.engine
+    if engine.dialect.paramstyle != "qmark":
+        sql = _pyformat(sql)
+    dispatch = engine.dispatch
+    if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+        with engine.connect() as conn:
+            return list(conn.exec_driver_sql(sql, tuple(params)).all())
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
 
 
 def write(fn: Callable[..., T], *args: Any) -> T:
