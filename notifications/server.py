@@ -141,14 +141,16 @@ def worker_started(worker: Any) -> None:
     It runs once the worker's own signal handlers are installed and its app is built.
     """
     end_streams_on_exit(worker, worker.wsgi)
+    # The benchmarks' baseline serves a plain Flask app with these same settings: only the
+    # service's own app has streams, metrics and retention to start.
     hub = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
     if hub is not None:
         hub.stream_capacity = stream_capacity(worker.cfg.worker_connections)
-    from . import metrics, retention
+        from . import metrics, retention
 
-    if worker.wsgi.config.get("METRICS"):
-        metrics.start_sampler(worker.wsgi)
-    retention.start(worker.wsgi)
+        if worker.wsgi.config.get("METRICS"):
+            metrics.start_sampler(worker.wsgi)
+        retention.start(worker.wsgi)
     # The writer thread needs the GIL back after every SQLite call; with the default 5 ms
     # switch interval each of those may wait behind the request greenlets.
     sys.setswitchinterval(SWITCH_INTERVAL)
