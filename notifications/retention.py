@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import paths
+from . import logs, paths
 from .config import ConfigError
 from .transfer import parse_duration
 
@@ -157,10 +157,5 @@ def status(app: Flask) -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     """Parse ``NOTIFICATIONS_RETENTION`` (a bad value stops the start with one line)."""
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    logs.to_stderr(log)
     app.extensions["notifications.retention"] = parse_policy(app.config.get("RETENTION"))

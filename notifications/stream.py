@@ -30,7 +30,7 @@ import gevent.lock
 from flask import Flask, Response, current_app
 from gevent.event import Event
 
-from . import signals, sse
+from . import logs, signals, sse
 from .errors import Unavailable
 from .store import ChangeCounter, queries
 from .store.models import db
@@ -745,10 +745,5 @@ def hub_of(app: Flask | None = None) -> StreamHub:
 
 def init_app(app: Flask) -> None:
     """Attach a (not yet started) stream hub; it starts with the first stream."""
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    logs.to_stderr(log)
     app.extensions["notifications.streams"] = StreamHub(app)

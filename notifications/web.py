@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import time
 import traceback
 import uuid
@@ -17,6 +16,7 @@ import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from . import logs
 from .errors import (HTTP_ERRORS, ApiError, DatabaseBusy, HeadersTooLarge, PayloadTooLarge,
                      RequestTimeout, UriTooLong)
 from .store import WriteTimeout
@@ -360,12 +360,7 @@ def _handle_unexpected(error: Exception) -> Response:
 
 def _configure_logging(app: Flask) -> None:
     for logger in (access_log, error_log):
-        if not logger.handlers:
-            handler = _LineHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
+        logs.to_stderr(logger, _LineHandler)
 
 
 def init_app(app: Flask) -> None:
