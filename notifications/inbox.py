@@ -4,17 +4,15 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import jwt
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import demo, tokens
+from . import auth, demo, tokens
 from .auth import current_principal
-from .cors import allowed_origin
-from .errors import ApiError, Forbidden, NotFound, Unauthorized, UnsupportedMediaType
+from .errors import ApiError, NotFound, Unauthorized, UnsupportedMediaType
 from .store import queries
 from .validation import parse_ingest_body, parse_json_body
 
@@ -89,11 +87,7 @@ def check_same_origin() -> None:
     """
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send a JSON body (Content-Type: application/json)")
-    origin = request.headers.get("Origin")
-    if origin is None or allowed_origin() is not None:
-        return
-    if urlsplit(origin).netloc.lower() != request.host.lower():
-        raise Forbidden("Requests from this origin are not accepted")
+    auth.check_same_site()
 
 
 def _expiry(token: str) -> int | None:
@@ -197,11 +191,7 @@ def sign_in() -> Response:
 @bp.delete("/session")
 def sign_out() -> Response:
     """Forget the session cookie."""
-    origin = request.headers.get("Origin")
-    if origin is not None and allowed_origin() is None and (
-        urlsplit(origin).netloc.lower() != request.host.lower()
-    ):
-        raise Forbidden("Requests from this origin are not accepted")
+    auth.check_same_site()
     response = Response(status=204)
     response.delete_cookie(current_app.config["SESSION_COOKIE"], path=cookie_path(),
                            secure=request.is_secure, httponly=True, samesite="Lax")
