@@ -6,6 +6,7 @@ on ``sys.path``); a script that patches with gevent imports it after patching.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -115,3 +116,81 @@ def serving(db: Path, log: Path, workers: int = 1, **settings: str) -> Iterator[
             yield Served(port, proc.pid)
         finally:
             stop(proc)
+
+
+# --- wrk: load from Debian's wrk, one machine-readable line per run ------------------
+
+#: Appended to every wrk script: counts 2xx and 5xx answers per thread and prints one line.
+WRK_REPORT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function response(status, headers, body)
+  if status < 300 then ok = (ok or 0) + 1 end
+  if status >= 500 then server_errors = (server_errors or 0) + 1 end
+end
+function done(summary, latency, requests)
+  local good, fivexx = 0, 0
+  for _, t in ipairs(threads) do
+    good = good + (t:get("ok") or 0)
+    fivexx = fivexx + (t:get("server_errors") or 0)
+  end
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %d\\n", summary.requests,
+    summary.duration, latency:percentile(50), latency:percentile(99), latency.max, good,
+    fivexx, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass
+class Figures:
+    """What one wrk run reported."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    ok: int
+    server_errors: int
+    transport_errors: int
+
+    @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds
+
+
+def start_wrk(script: Path, port: int, connections: int, seconds: float,
+              threads: int = 1) -> subprocess.Popen[str]:
+    """Start wrk on ``port`` with a script that ends in :data:`WRK_REPORT`."""
+    return subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+         "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wrk_figures(proc: subprocess.Popen[str]) -> Figures:
+    """Wait for a wrk run and return its figures; exit with its output if it printed none."""
+    out, _ = proc.communicate(timeout=600)
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            n, us, p50, p99, mx, ok, fivexx, transport = map(int, line.split()[1:])
+            return Figures(n, us / 1e6, p50 / 1000, p99 / 1000, mx / 1000, ok, fivexx, transport)
+    sys.exit(f"wrk printed no result:\n{out}")
+
+
+def lua_list(values: list[str]) -> str:
+    """Write strings as a Lua table literal."""
+    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+
+
+def bench_token(secret: str, user: str, org: str | None = None) -> str:
+    """Sign a two-hour HS256 token for ``user`` (and ``org``)."""
+    import jwt
+
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user, "iat": now, "exp": now + 7200}
+    if org:
+        claims["organization_id"] = org
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -27,7 +27,6 @@ and each endpoint's ratio to the baseline's req/s, then checks the targets of
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -40,56 +39,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
-from common import command, environment, free_port, serving, stop, wait_ready
+from common import (WRK_REPORT, Figures, bench_token, command, environment, free_port, lua_list,
+                    serving, start_wrk, stop, wait_ready, wrk_figures)
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 PER_USER = 1000
 #: Most notifications one mark-one-read run can mark before its pool wraps around.
 MARK_POOL = 40_000
 
-#: Counts 2xx and 5xx answers per thread and prints one machine-readable line at the end.
-LUA_REPORT = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function response(status, headers, body)
-  if status < 300 then ok = (ok or 0) + 1 end
-  if status >= 500 then server_errors = (server_errors or 0) + 1 end
-end
-function done(summary, latency, requests)
-  local good, fivexx = 0, 0
-  for _, t in ipairs(threads) do
-    good = good + (t:get("ok") or 0)
-    fivexx = fivexx + (t:get("server_errors") or 0)
-  end
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d %d %d\\n", summary.requests,
-    summary.duration, latency:percentile(50), latency:percentile(99), latency.max, good,
-    fivexx, e.connect + e.read + e.write + e.timeout))
-end
-"""
-
 #: Endpoints in the order they are measured; ``baseline`` runs on the empty server.
 ENDPOINTS = ("baseline", "unread-count", "list", "list offset=500", "org list",
              "mark-one-read", "read-all", "baseline again")
-
-
-@dataclass
-class Figures:
-    """What one wrk run reported."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    ok: int
-    server_errors: int
-    transport_errors: int
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
 
 
 @dataclass
@@ -169,21 +129,13 @@ def restore(data: Data) -> None:
 
 
 def token(user: str, org: str | None = None) -> str:
-    now = int(time.time())
-    claims = {"sub": user, "iat": now, "exp": now + 7200}
-    if org:
-        claims["organization_id"] = org
-    return jwt.encode(claims, SECRET, algorithm="HS256")
-
-
-def lua(values: list[str]) -> str:
-    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+    return bench_token(SECRET, user, org)
 
 
 def scripts(folder: Path, data: Data) -> dict[str, Path]:
     """Write one wrk script per endpoint; return their paths."""
-    tokens = lua([token(u) for u in data.users])
-    org_tokens = lua([token(u, data.orgs[u]) for u in data.users])
+    tokens = lua_list([token(u) for u in data.users])
+    org_tokens = lua_list([token(u, data.orgs[u]) for u in data.users])
     get = """
 local tokens = %s
 request = function()
@@ -198,7 +150,7 @@ end"""
         "mark-one-read": f"""
 local tokens = {tokens}
 local users = {{{",".join(str(u + 1) for u, _, _ in data.marks)}}}
-local paths = {lua([f"/api/v1/notifications/{i}/read" for _, i, _ in data.marks])}
+local paths = {lua_list([f"/api/v1/notifications/{i}/read" for _, i, _ in data.marks])}
 local n = 0
 request = function()
   n = n %% #paths + 1
@@ -207,7 +159,7 @@ end""".replace("%%", "%"),
         "read-all": f"""
 local tokens = {tokens}
 local users = {{{",".join(str(u + 1) for u, _ in data.sets)}}}
-local paths = {lua([f"/api/v1/notifications/read-all?dataset_id={d}" for _, d in data.sets])}
+local paths = {lua_list([f"/api/v1/notifications/read-all?dataset_id={d}" for _, d in data.sets])}
 local n = 0
 request = function()
   n = n % #paths + 1
@@ -218,21 +170,13 @@ end""",
     paths = {}
     for name, text in body.items():
         paths[name] = folder / f"{data.rows}-{name.replace(' ', '_').replace('=', '')}.lua"
-        paths[name].write_text(text + LUA_REPORT)
+        paths[name].write_text(text + WRK_REPORT)
     return paths
 
 
 def run_wrk(script: Path, port: int, connections: int, seconds: float) -> Figures:
     """Load ``port`` with one wrk thread and ``connections`` keep-alive connections."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, timeout=600).stdout
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            n, us, p50, p99, mx, ok, fivexx, transport = map(int, line.split()[1:])
-            return Figures(n, us / 1e6, p50 / 1000, p99 / 1000, mx / 1000, ok, fivexx, transport)
-    sys.exit(f"wrk printed no result:\n{out}")
+    return wrk_figures(start_wrk(script, port, connections, seconds))
 
 
 HEADER = ("| endpoint | rows | req/s | ratio | p50 ms | p99 ms | max ms | p99/p50 | p99/base p99 "

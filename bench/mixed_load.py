@@ -23,13 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
-from common import command, environment, free_port, serving, stop, wait_ready
+from common import (WRK_REPORT, Figures, bench_token, command, environment, free_port, lua_list,
+                    serving, start_wrk, stop, wait_ready, wrk_figures)
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 INGEST_TOKEN = "bench-ingest-token-0123456789"
@@ -41,34 +39,8 @@ PER_USER = 100
 MIX = {"ingest": 0.30, "mark_one": 0.10, "read_all": 0.05, "list": 0.20,
        "unread_count": 0.20, "org_list": 0.15}
 
-#: Collects 5xx answers per thread and prints one machine-readable line at the end.
-LUA_REPORT = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function response(status, headers, body)
-  if status >= 500 then server_errors = (server_errors or 0) + 1 end
-end
-function done(summary, latency, requests)
-  local fivexx = 0
-  for _, t in ipairs(threads) do fivexx = fivexx + (t:get("server_errors") or 0) end
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), latency.max, fivexx,
-    e.connect + e.read + e.write + e.timeout))
-end
-"""
-
-
-def lua_list(values: list[str]) -> str:
-    return "{" + ",".join(json.dumps(v) for v in values) + "}"
-
-
 def token(user: str, org: str | None = None) -> str:
-    now = int(time.time())
-    claims = {"sub": user, "iat": now, "exp": now + 7200}
-    if org:
-        claims["organization_id"] = org
-    return jwt.encode(claims, SECRET, algorithm="HS256")
+    return bench_token(SECRET, user, org)
 
 
 def scripts(folder: Path, ids: dict[str, list[str]]) -> dict[str, Path]:
@@ -138,49 +110,15 @@ end""",
         if name == "single":
             for target, path in (("single", "/internal/v1/notifications"), ("empty", "/empty")):
                 paths[target] = folder / f"{target}.lua"
-                paths[target].write_text(text.replace("{path}", path) + LUA_REPORT)
+                paths[target].write_text(text.replace("{path}", path) + WRK_REPORT)
             continue
         paths[name] = folder / f"{name}.lua"
-        paths[name].write_text(text + LUA_REPORT)
+        paths[name].write_text(text + WRK_REPORT)
     # The mix's baseline: the ingest body, posted to the empty endpoint.
     paths["empty_mix"] = folder / "empty_mix.lua"
     paths["empty_mix"].write_text(
-        body["ingest"].replace("/internal/v1/notifications", "/empty") + LUA_REPORT)
+        body["ingest"].replace("/internal/v1/notifications", "/empty") + WRK_REPORT)
     return paths
-
-
-@dataclass
-class Figures:
-    """What one wrk run reported."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    server_errors: int
-    transport_errors: int
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-
-def start_wrk(script: Path, port: int, connections: int, seconds: float,
-              threads: int = 1) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def figures(proc: subprocess.Popen[str]) -> Figures:
-    out, _ = proc.communicate(timeout=600)
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            n, us, p50, p99, mx, fivexx, transport = map(int, line.split()[1:])
-            return Figures(n, us / 1e6, p50 / 1000, p99 / 1000, mx / 1000, fivexx, transport)
-    sys.exit(f"wrk printed no result:\n{out}")
 
 
 def split(total: int) -> dict[str, int]:
@@ -197,7 +135,7 @@ def split(total: int) -> dict[str, int]:
 def run_mix(port: int, paths: dict[str, Path], total: int, seconds: float) -> dict[str, Figures]:
     procs = {name: start_wrk(paths[name], port, connections, seconds)
              for name, connections in split(total).items()}
-    return {name: figures(proc) for name, proc in procs.items()}
+    return {name: wrk_figures(proc) for name, proc in procs.items()}
 
 
 def seed(db: Path, folder: Path) -> dict[str, list[str]]:
@@ -255,10 +193,10 @@ def main() -> None:
             paths = scripts(folder, ids)
             with serving(db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
                          INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous) as served:
-                figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
+                wrk_figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
                 print(f"\n## synchronous = {synchronous}\n")
                 for total in levels:
-                    base = figures(start_wrk(paths["empty_mix"], empty_port, total, args.seconds))
+                    base = wrk_figures(start_wrk(paths["empty_mix"], empty_port, total, args.seconds))
                     mix = run_mix(served.port, paths, total, args.seconds)
                     print(f"\n### mix at {total} connections (2 workers)\n\n{HEADER}")
                     print(row("empty endpoint, same body as ingest (baseline)", base))
@@ -266,8 +204,8 @@ def main() -> None:
                         print(row(f"{name} ({split(total)[name]} conn.)", f))
                     combined = sum(f.rate for f in mix.values())
                     print(f"\nall operations together: {combined:,.0f} req/s")
-                base = figures(start_wrk(paths["empty"], empty_port, 32, args.seconds, threads=2))
-                single = figures(start_wrk(paths["single"], served.port, 32, args.seconds,
+                base = wrk_figures(start_wrk(paths["empty"], empty_port, 32, args.seconds, threads=2))
+                single = wrk_figures(start_wrk(paths["single"], served.port, 32, args.seconds,
                                            threads=2))
                 print(f"\n### single-notification ingest, 32 connections, 2 wrk threads\n\n{HEADER}")
                 print(row("empty endpoint, same body (baseline)", base))
