@@ -66,8 +66,12 @@ class NotificationPath(Query):
     notification_id: UUID
 
 
+#: Largest page of the organization inbox.
+ORGANIZATION_MAX_LIMIT = 200
+
+
 class OrganizationListQuery(Query):
-    limit: int = Field(50, ge=1, le=200)
+    limit: int = Field(50, ge=1, le=ORGANIZATION_MAX_LIMIT)
     unread_only: bool = False
 
 

@@ -21,6 +21,7 @@ from .serialize import (
 )
 from .stream import StreamHub, dataset_events, event_stream, hub_of, organization_events
 from .validation import (
+    ORGANIZATION_MAX_LIMIT,
     DatasetListQuery,
     DatasetStreamQuery,
     OrganizationListQuery,
@@ -177,7 +178,7 @@ def organization_message(error: dict[str, Any]) -> str:
     """Word one validation error the way the organization variant does."""
     ctx = error.get("ctx") or {}
     if error["type"] in ("greater_than_equal", "less_than_equal") and error["loc"][-1] == "limit":
-        return f"must be between 1 and {OrganizationListQuery.model_fields['limit'].metadata[1].le}"
+        return f"must be between 1 and {ORGANIZATION_MAX_LIMIT}"
     if error["type"] == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}"
     if error["type"] == "less_than_equal":
