@@ -139,6 +139,19 @@ def active_leases(user_id: str, kind: str | None = None) -> int:
         return conn.execute(select(func.count()).select_from(leases).where(*conditions)).scalar_one()
 
 
+@pytest.fixture(scope="session")
+def built_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the package as a non-editable install would (``build_py``); return its folder."""
+    target = tmp_path_factory.mktemp("build")
+    result = subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+         "-d", str(target)],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return target / "notifications"
+
+
 # --- real servers ---------------------------------------------------------------------
 
 

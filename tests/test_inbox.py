@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,6 @@ import pytest
 
 from conftest import DATASET
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -209,14 +206,8 @@ def test_demo_sign_in_and_send_through_the_ingest_path(demo_client: Any) -> None
     assert ["body", "title"] in locations and ["body", "dataset_id"] in locations
 
 
-def test_package_build_ships_the_page(tmp_path: Path) -> None:
+def test_package_build_ships_the_page(built_package: Path) -> None:
     """A non-editable install serves the page (setup.cfg package_data)."""
-    result = subprocess.run(
-        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
-         "-d", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    package = tmp_path / "notifications"
+    package = built_package
     for name in ("static/inbox/inbox.js", "static/inbox/inbox.css", "templates/inbox.html"):
         assert (package / name).is_file(), name
