@@ -168,6 +168,14 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
 Progress = Callable[[int, int], None]
 
 
+def _pages_done(progress: Progress | None) -> Callable[[int, int, int], None]:
+    """Adapt ``progress(done, total)`` to what sqlite3's backup calls after each step."""
+    def step(_status: int, remaining: int, total: int) -> None:
+        if progress is not None:
+            progress(total - remaining, total)
+    return step
+
+
 def backup(source: Path, target: Path, *, progress: Progress | None = None,
            step_pages: int = BACKUP_STEP_PAGES) -> dict[str, Any]:
     """Copy one consistent snapshot of ``source`` to ``target``; return what it holds.
@@ -198,11 +206,7 @@ def backup(source: Path, target: Path, *, progress: Progress | None = None,
         except sqlite3.Error as exc:
             raise MaintenanceError(f"cannot write {target}: {exc}") from None
         try:
-            def step(_status: int, remaining: int, total: int) -> None:
-                if progress is not None:
-                    progress(total - remaining, total)
-
-            src.backup(dst, pages=step_pages, progress=step)
+            src.backup(dst, pages=step_pages, progress=_pages_done(progress))
             # A backup is one self-contained file: no -wal beside it.
             dst.execute("PRAGMA journal_mode = DELETE")
             result = dst.execute("PRAGMA quick_check").fetchone()[0]
@@ -237,11 +241,7 @@ def restore(source: Path, target: Path, *, progress: Progress | None = None) -> 
     except sqlite3.Error as exc:
         raise MaintenanceError(f"cannot open the database files: {exc}") from None
     try:
-        def step(_status: int, remaining: int, total: int) -> None:
-            if progress is not None:
-                progress(total - remaining, total)
-
-        src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
+        src.backup(dst, pages=BACKUP_STEP_PAGES, progress=_pages_done(progress))
         dst.execute("PRAGMA journal_mode = WAL")
         count = dst.execute("SELECT count(*) FROM notifications").fetchone()[0]
     except sqlite3.Error as exc:
