@@ -220,11 +220,7 @@ class Writer:
             self.busy_failures += 1
             # Everyone queued meanwhile has waited for the same lock: answer them all now
             # rather than let each wait a full timeout of its own.
-            while not self._queue.empty():
-                job = self._queue.get()
-                if job is None:
-                    self._queue.put(None)
-                    break
+            while (job := self._take_queued()) is not None:
                 jobs.append(job)
             log.warning("write lock not available within %gs; %d write(s) refused",
                         self.timeout, len(jobs))
@@ -258,16 +254,21 @@ class Writer:
                 index += 1
                 if (index == len(jobs) and len(jobs) < BATCH_JOBS
                         and (time.monotonic() - started) * 1000 < BATCH_MS
-                        and not self._queue.empty()):
-                    pending = self._queue.get()
-                    if pending is None:  # closing: put the sentinel back for the loop
-                        self._queue.put(None)
-                    else:
-                        jobs.append(pending)
+                        and (pending := self._take_queued()) is not None):
+                    jobs.append(pending)
             notify = bool(conn.info.get("changed"))
             commit_started = time.monotonic()
         self.last_commit_seconds = time.monotonic() - commit_started
         return notify
+
+    def _take_queued(self) -> Job | None:
+        """Return the next queued job without waiting; None when there is none or on closing."""
+        if self._queue.empty():
+            return None
+        job = self._queue.get()
+        if job is None:
+            self._queue.put(None)  # closing: leave the sentinel for the loop
+        return job
 
     def _lock(self, deadline: float) -> None:
         """Take SQLite's write lock (``BEGIN IMMEDIATE``), retrying until ``deadline``.
