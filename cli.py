@@ -233,7 +233,9 @@ def _url_host(host: str) -> str:
 def _demo_banner(app: Any, host: str, port: int, seeded: int, stored: int,
                  secret_file: str | None) -> None:
     """Print what the demo did, tokens and curl lines that answer, and where to look next."""
-    from notifications import demo, paths, tokens
+    from notifications import paths
+    from notifications.core import tokens
+    from notifications.store import demo
 
     click.echo("Demo mode: for trying the service, not for serving real users.")
     click.echo(f"Database: {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}")
@@ -299,7 +301,7 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
     from gevent import monkey
 
     monkey.patch_all()
-    from notifications import metrics
+    from notifications.ops import metrics
 
     # Before prometheus_client is imported: the workers share their values through it.
     metrics_dir = metrics.prepare_multiprocess()
@@ -316,7 +318,7 @@ def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> No
 def _serve(host: str, port: int, workers: int, demo: bool) -> None:
     """Build the app once in this process, take the server lock and run gunicorn."""
     from notifications import paths
-    from notifications.server import raise_fd_limit, run_server
+    from notifications.ops.server import raise_fd_limit, run_server
 
     overrides: dict[str, Any] = {}
     secret_file = None
@@ -344,7 +346,7 @@ def _serve(host: str, port: int, workers: int, demo: bool) -> None:
     # when the last of them exits): `restore` refuses while it is held.
     server_lock = maintenance.hold_server_lock(database) if database is not None else None
     if demo:
-        from notifications import demo as sample
+        from notifications.store import demo as sample
 
         with app.app_context():
             stored = sample.count()
@@ -370,7 +372,7 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
     """Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET)."""
     from flask import current_app
 
-    from notifications import tokens
+    from notifications.core import tokens
 
     secret = current_app.config["JWT_SECRET"]
     keys = current_app.extensions["notifications.keys"]
@@ -411,8 +413,8 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
          entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
          metadata_json: str | None) -> None:
     """Store a notification for each --user and print each as JSON (one per line)."""
+    from notifications.core.serialize import full_record
     from notifications.store import queries
-    from notifications.serialize import full_record
 
     metadata: dict[str, Any] = json.loads(metadata_json) if metadata_json is not None else {}
     fields = {
@@ -437,7 +439,7 @@ def seed(users: int, per_user: int, orgs: int, datasets: int, random_seed: int |
     """Write realistic sample data for both variants (monitor alerts and inbox items)."""
     import time
 
-    from notifications import seeding
+    from notifications.store import seeding
 
     total = users * per_user
     started = time.perf_counter()
@@ -452,7 +454,7 @@ def seed(users: int, per_user: int, orgs: int, datasets: int, random_seed: int |
 
 
 def _format_row(row: dict[str, Any]) -> str:
-    from notifications.serialize import iso_naive
+    from notifications.core.serialize import iso_naive
 
     state = "read  " if row["read_at"] is not None else "UNREAD"
     what = row["kind"] or row["entity_type"] or "-"
@@ -465,7 +467,7 @@ def _format_row(row: dict[str, Any]) -> str:
 
 def _show_row(row: dict[str, Any], as_json: bool) -> None:
     """Print a row as a JSON line (every stored field) or as one readable line."""
-    from notifications.serialize import full_record
+    from notifications.core.serialize import full_record
 
     if as_json:
         echo_json(full_record(row))
@@ -516,9 +518,8 @@ def stats(top: int, as_json: bool) -> None:
     """Show totals, unread counts, the busiest users/organizations/datasets and file sizes."""
     from flask import current_app
 
+    from notifications.ops import retention
     from notifications.store import queries
-
-    from notifications import retention
 
     data = queries.stats(top=top)
     data.update(_file_sizes(current_app.config["SQLALCHEMY_DATABASE_URI"]))
@@ -613,7 +614,7 @@ def _stop_on_signals() -> Callable[[], None]:
 
 def notification_id_option(value: str) -> str:
     """Accept a notification id as a UUID or as the organization variant's ``ntf_...``."""
-    from notifications.serialize import parse_ntf_id
+    from notifications.core.serialize import parse_ntf_id
 
     found = parse_ntf_id(value) if value.startswith("ntf_") else None
     if found is not None:
@@ -665,9 +666,9 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
 @with_app(database="existing")
 def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> None:
     """Delete notifications created longer ago than DURATION."""
-    from notifications import transfer
+    from notifications.core import records as transfer
+    from notifications.core.serialize import iso_naive
     from notifications.store import queries
-    from notifications.serialize import iso_naive
 
     try:
         seconds = transfer.parse_duration(older_than)
@@ -695,7 +696,7 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
 @with_app(database="existing")
 def export(user_id: str | None, since: str | None, output: str) -> None:
     """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
-    from notifications import transfer
+    from notifications.core import records as transfer
     from notifications.store import queries
 
     since_us = None
@@ -759,7 +760,7 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     duplicate, so importing an export twice stores it once. Records without an id get a
     new one.
     """
-    from notifications import transfer
+    from notifications.core import records as transfer
     from notifications.store import queries
 
     skipped = 0

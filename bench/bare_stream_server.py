@@ -13,7 +13,7 @@ monkey.patch_all()
 import gevent  # noqa: E402
 from flask import Flask, Response  # noqa: E402
 
-from notifications.server import Server  # noqa: E402
+from notifications.ops.server import Server  # noqa: E402
 
 
 def create_app(interval: float) -> Flask:

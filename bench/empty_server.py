@@ -2,7 +2,7 @@
 
 ``GET /empty`` answers ``{}``; ``POST /empty`` parses the JSON body, as ingest does, and
 answers 201. Both run under exactly the gunicorn + gevent settings of ``notifications serve``
-(:func:`notifications.server.run_server`), so any difference from the real endpoints is
+(:func:`notifications.ops.server.run_server`), so any difference from the real endpoints is
 the service's own work.
 
 Usage: python bench/empty_server.py PORT WORKERS
@@ -17,7 +17,7 @@ monkey.patch_all()
 
 from flask import Flask, request  # noqa: E402
 
-from notifications.server import run_server  # noqa: E402
+from notifications.ops.server import run_server  # noqa: E402
 
 
 def create_app() -> Flask:

@@ -7,7 +7,7 @@ For each database size (``--rows``: 10 k and 1 M notifications, 1,000 per user, 
 ``notifications seed``) and each worker count (``--workers``: 1 and 2) it starts
 ``notifications serve`` and, beside it, the baseline: ``bench/empty_server.py``, an empty
 JSON endpoint on exactly the same gunicorn + gevent settings
-(:func:`notifications.server.run_server`) and the same number of workers; the servers of
+(:func:`notifications.ops.server.run_server`) and the same number of workers; the servers of
 every size run at once. ``wrk`` (Debian's package) then loads one endpoint at a time at each
 of ``--connections`` (8, 32, 128): baseline, the endpoint on each database, baseline, the
 next endpoint..., so that each endpoint is compared with the baseline runs just before and
@@ -39,8 +39,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (WRK_REPORT, Figures, bench_token, command, environment, free_port, lua_list,
-                    serving, start_wrk, stop, wait_ready, wrk_figures)
+from common import (
+    WRK_REPORT,
+    Figures,
+    bench_token,
+    command,
+    environment,
+    free_port,
+    lua_list,
+    serving,
+    start_wrk,
+    stop,
+    wait_ready,
+    wrk_figures,
+)
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 PER_USER = 1000

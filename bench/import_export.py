@@ -33,7 +33,8 @@ def run(db: Path, *args: str) -> float:
 
 
 def seed(db: Path, rows: int) -> float:
-    from notifications import create_app, seeding
+    from notifications import create_app
+    from notifications.store import seeding
 
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
     per_user = 1000 if rows >= 1000 else rows

@@ -40,7 +40,7 @@ def direct_cost(n: int = 100_000) -> float:
     import time
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
-    from notifications import metrics
+    from notifications.ops import metrics
 
     count, latency = metrics.metrics().children("/healthz", "GET", 200)
     started = time.perf_counter()

@@ -26,8 +26,20 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from common import (WRK_REPORT, Figures, bench_token, command, environment, free_port, lua_list,
-                    serving, start_wrk, stop, wait_ready, wrk_figures)
+from common import (
+    WRK_REPORT,
+    Figures,
+    bench_token,
+    command,
+    environment,
+    free_port,
+    lua_list,
+    serving,
+    start_wrk,
+    stop,
+    wait_ready,
+    wrk_figures,
+)
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 INGEST_TOKEN = "bench-ingest-token-0123456789"

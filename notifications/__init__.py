@@ -6,8 +6,12 @@ from typing import Any
 
 from flask import Config, Flask
 
-from . import (auth, config, cors, inbox, ingest, jsonio, metrics, openapi, retention, store,
-               stream, views, web)
+from notifications import settings as config
+from notifications import store
+from notifications.http import auth, cors, inbox, ingest, jsonio, openapi, views
+from notifications.http import hooks as web
+from notifications.ops import metrics, retention
+from notifications.realtime import hub as stream
 
 __all__ = ["create_app"]
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from conftest import LiveServer
 
 INGEST_TOKEN = "ingest-token-0123456789abcdef"
@@ -162,7 +161,7 @@ def test_oversized_headers_get_431_in_the_variants_format(server: LiveServer, pa
 def test_beyond_gunicorns_own_caps_gunicorn_answers(server: LiveServer) -> None:
     import requests
 
-    from notifications.server import GUNICORN_HEADER_FIELD, GUNICORN_HEADER_FIELDS
+    from notifications.ops.server import GUNICORN_HEADER_FIELD, GUNICORN_HEADER_FIELDS
 
     for extra in ({"X-Big": "x" * GUNICORN_HEADER_FIELD},
                   {f"X-Extra-{i}": "x" for i in range(GUNICORN_HEADER_FIELDS + 1)}):

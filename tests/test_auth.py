@@ -11,12 +11,12 @@ from typing import Any
 
 import jwt
 import pytest
+from conftest import SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import SECRET
 from notifications import create_app
-from notifications.config import ConfigError
+from notifications.settings import ConfigError
 
 DATASET_URL = "/api/v1/notifications"
 ORG_URL = "/api/v1/org/notifications"

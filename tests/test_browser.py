@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import DATASET, require, stop_group
 
 #: The page: set the session cookie (cookies ignore ports, so the service on another port of

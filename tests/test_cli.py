@@ -10,9 +10,9 @@ from typing import Any
 import jwt
 import pytest
 from click.testing import CliRunner
+from conftest import DATASET, OTHER_DATASET, SECRET
 
 from cli import AppContext, cli
-from conftest import DATASET, OTHER_DATASET, SECRET
 from notifications import create_app
 
 INBOX_KINDS = {"review.created", "review.approved", "version.published", "api.quota.warning"}

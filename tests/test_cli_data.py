@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DATASET, OTHER_DATASET, SECRET, Runner
 from sqlalchemy import text
 
-from conftest import DATASET, OTHER_DATASET, SECRET, Runner
-from notifications import create_app, serialize, signals, transfer
+from notifications import create_app
+from notifications.core import records as transfer
+from notifications.core import serialize
+from notifications.store import listeners as signals
 from notifications.store import queries
 from notifications.store.models import db
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from notifications import create_app
-from notifications.config import ConfigError
+from notifications.settings import ConfigError
 
 ALLOWED = "http://localhost:5173"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import DATASET, OTHER_DATASET
 
 #: Reference payloads of the public API this variant mirrors, kept with the tests.
@@ -328,7 +327,7 @@ def test_read_all(client: Any, auth: Any, make: Any) -> None:
 def test_read_counter_moves_only_when_something_was_marked(app: Any, client: Any, auth: Any,
                                                           make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stream watchers recount when the read counter moves or a change is signalled."""
-    from notifications import signals
+    from notifications.store import listeners as signals
     from notifications.store import queries
 
     rows = alert(make, n=2)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from notifications import create_app, stream
+from notifications import create_app
+from notifications.realtime import hub as stream
 from notifications.store import queries
 from notifications.store.queries import Scope
 

@@ -12,9 +12,9 @@ from typing import Any
 import jwt
 import pytest
 from click.testing import CliRunner
+from conftest import SECRET, notifications_command
 
 from cli import AppContext, cli
-from conftest import SECRET, notifications_command
 from notifications import paths
 
 

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import DATASET
-
 
 
 @pytest.fixture

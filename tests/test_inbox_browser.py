@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import DATASET, notifications_command, require
 
 ROOT = Path(__file__).resolve().parents[1]

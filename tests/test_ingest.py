@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import DATASET
-from notifications import signals
+
+from notifications.http.ingest import INGEST_PATH
+from notifications.store import listeners as signals
 from notifications.store import queries
-from notifications.ingest import INGEST_PATH
 
 TOKEN = "ingest-token-0123456789abcdef"
 H = {"Authorization": f"Bearer {TOKEN}"}
@@ -427,7 +427,7 @@ def test_metadata_nesting_is_bounded(client: Any, app: Any) -> None:
 
 def test_body_limit_is_configurable(app_config: dict[str, Any]) -> None:
     from notifications import create_app
-    from notifications.config import ConfigError
+    from notifications.settings import ConfigError
 
     app = create_app({**app_config, "MAX_CONTENT_LENGTH": "2048"})  # as the environment gives it
     assert app.config["MAX_CONTENT_LENGTH"] == 2048

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from notifications import create_app
-from notifications.serialize import Body, _decode, encode_body
+from notifications.core.serialize import Body, _decode, encode_body
 
 METADATA = [
     '{}', '{"a":1,"b":[true,false,null],"c":{"d":"e"}}', '{"f":1e16,"g":0.1,"h":1e-7,"i":-0.0}',

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from notifications.validation import MAX_JSON_DEPTH, json_depth
+from notifications.core.validation import MAX_JSON_DEPTH, json_depth
 
 MIB = 1024 * 1024
 MARK_READ = "/api/v1/org/notifications/mark-read"

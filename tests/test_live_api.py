@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import DATASET, SECRET
 
 INGEST_TOKEN = "ingest-secret-0123456789-abcdefghijklmnopqrstuvwxyz"

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import DATASET, notifications_command
 from test_stream import FAST, SSEClient
 

@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DATASET
 from openapi_spec_validator import validate
 
-from notifications import openapi, schemas
-from conftest import DATASET
+from notifications.core import schemas
+from notifications.http import openapi
 
 #: App-level endpoints that are not API operations (the document and its viewer).
 NOT_OPERATIONS = {"static", "openapi", "docs", "docs_asset", "metrics",

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SECRET, Runner
 from sqlalchemy import text
 
-from conftest import SECRET, Runner
-from notifications import create_app, retention
-from notifications.config import ConfigError
+from notifications import create_app
+from notifications.ops import retention
+from notifications.settings import ConfigError
 from notifications.store import maintenance, queries
 from notifications.store.models import db
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import free_port, notifications_command, require
 from test_stream import FAST, SSEClient
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import DATASET
+
 from notifications import create_app
-from notifications.config import ConfigError
+from notifications.settings import ConfigError
 
 ORG = "/api/v1/org"
 ENVELOPE = ["code", "message", "detail", "hint", "details", "request_id"]
@@ -80,7 +80,7 @@ def test_both_variants_served_at_once(client: Any, auth: Any, make: Any) -> None
 
 
 def test_one_blueprint_registered_twice(app: Any) -> None:
-    from notifications.views import bp
+    from notifications.http.views import bp
 
     assert {name: app.blueprints[name] for name in ("dataset", "organization")} == {
         "dataset": bp, "organization": bp}

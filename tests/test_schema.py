@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import DATASET, SECRET, active_leases, notifications_command
 from sqlalchemy import create_engine, event, inspect
 
 from cli import AppContext, cli
-from conftest import DATASET, SECRET, active_leases, notifications_command
 from notifications import create_app
 from notifications.store import queries
 from notifications.store.engine import SCHEMA_VERSION, SchemaError, schema_sql
@@ -310,7 +310,7 @@ def plans(app: Any, statements: list[tuple[str, Any]]) -> list[tuple[str, list[s
 @pytest.fixture
 def populated(app: Any) -> Any:
     """A few users, organizations and datasets, with statistics as after ANALYZE-free use."""
-    from notifications import seeding
+    from notifications.store import seeding
 
     with app.app_context():
         seeding.seed(users=20, per_user=50, orgs=3, datasets=4, random_seed=1)

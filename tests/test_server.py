@@ -15,9 +15,17 @@ from typing import Any
 
 import pytest
 import requests
-
-from conftest import (DATASET, OTHER_DATASET, SECRET, Auth, LiveServer, free_port,
-                      notifications_command, stop_group, wait_healthy)
+from conftest import (
+    DATASET,
+    OTHER_DATASET,
+    SECRET,
+    Auth,
+    LiveServer,
+    free_port,
+    notifications_command,
+    stop_group,
+    wait_healthy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVELOPE = ["code", "message", "detail", "hint", "details", "request_id"]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from notifications import sse
+from notifications.core import sse
 
 
 def parse(text: str) -> list[dict[str, str]]:

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import requests
-
 from conftest import DATASET, OTHER_DATASET
 
 FAST = {

@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 import pytest
-
 from conftest import active_leases, notifications_command
+
 from notifications.store import queries
 from notifications.store.queries import Scope
 
@@ -153,7 +153,7 @@ def test_tail_prints_human_lines(runner: Any, app: Any) -> None:
 
 
 def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: Any) -> None:
-    from notifications import stream
+    from notifications.realtime import hub as stream
 
     hub = stream.hub_of(app)
     events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=60,
@@ -183,7 +183,7 @@ def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> N
 
 def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
     """A client reconnecting to a worker whose watcher has not polled yet loses nothing."""
-    from notifications import stream
+    from notifications.realtime import hub as stream
 
     hub = stream.hub_of(app)
     hub.start()
@@ -241,7 +241,7 @@ def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: A
     import gevent
     from sqlalchemy.exc import OperationalError
 
-    from notifications import stream
+    from notifications.realtime import hub as stream
 
     hub = stream.hub_of(app)
     with app.app_context():
@@ -270,7 +270,7 @@ def test_streams_opened_after_shutdown_end_at_once(app: Any) -> None:
     must not hold up the exit until gunicorn's graceful_timeout."""
     from itertools import islice
 
-    from notifications import stream
+    from notifications.realtime import hub as stream
 
     hub = stream.hub_of(app)
     hub.shutdown()
@@ -298,7 +298,7 @@ def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
         app: Any, monkeypatch: Any) -> None:
     """gunicorn --preload builds the app before the fork: one worker's shutdown must not
     drop (nor its renewals keep) the other workers' leases."""
-    from notifications import stream
+    from notifications.realtime import hub as stream
 
     hub = stream.hub_of(app)
     built_by = hub.owner
@@ -315,7 +315,7 @@ def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
 
 def test_a_stopping_worker_leaves_no_lease_behind(app: Any) -> None:
     """Streams opened or ended while a worker stops (a reload) never hold a slot after it."""
-    from notifications import stream
+    from notifications.realtime import hub as stream
 
     hub = stream.hub_of(app)
     with app.app_context():

@@ -7,9 +7,9 @@ from typing import Any
 import jwt
 import pytest
 
-from notifications import token_cache, tokens
-from notifications.token_cache import TokenCache
-from notifications.tokens import AuthError, KeySettings
+from notifications.core import token_cache, tokens
+from notifications.core.token_cache import TokenCache
+from notifications.core.tokens import AuthError, KeySettings
 
 SECRET = "cache-secret-0123456789abcdef0123456789"
 

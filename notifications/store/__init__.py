@@ -8,8 +8,8 @@
 """
 from __future__ import annotations
 
-from .engine import ChangeCounter, current_store, init_app, ping, reading, write
-from .writer import WriteTimeout
+from notifications.store.engine import ChangeCounter, current_store, init_app, ping, reading, write
+from notifications.store.writer import WriteTimeout
 
 __all__ = ["ChangeCounter", "WriteTimeout", "current_store", "init_app", "ping", "reading",
            "write"]

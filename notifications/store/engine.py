@@ -28,10 +28,11 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
-from .. import paths, signals
-from ..config import ConfigError
-from .models import db
-from .writer import Writer
+from notifications import paths
+from notifications.settings import ConfigError
+from notifications.store import listeners as signals
+from notifications.store.models import db
+from notifications.store.writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
 SCHEMA_VERSION = 3

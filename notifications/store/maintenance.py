@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, create_engine, func, or_, select, text
 from sqlalchemy.pool import NullPool
 
-from .. import paths
-from .engine import SCHEMA_VERSION, reading, schema_sql, write
-from .models import counters_table as counters
-from .models import notifications_table as t
-from .queries import _purge_job, now_us
+from notifications import paths
+from notifications.store.engine import SCHEMA_VERSION, reading, schema_sql, write
+from notifications.store.models import counters_table as counters
+from notifications.store.models import notifications_table as t
+from notifications.store.queries import _purge_job, now_us
 
 #: Pages copied per backup step (4 KiB each): a progress bar moves every 4 MiB.
 BACKUP_STEP_PAGES = 1024

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
-from .engine import read_rows, reading, write
-from .models import counters_table as counters
-from .models import db
-from .models import notifications_table as t
-from .models import stream_leases_table as leases
-from .writer import mark_changed
+from notifications.store.engine import read_rows, reading, write
+from notifications.store.models import counters_table as counters
+from notifications.store.models import db
+from notifications.store.models import notifications_table as t
+from notifications.store.models import stream_leases_table as leases
+from notifications.store.writer import mark_changed
 
 #: Columns every read returns, under their public names.
 COLUMNS = (

@@ -23,8 +23,8 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from .config import ConfigError
-from .errors import Unauthorized
+from notifications.core.errors import Unauthorized
+from notifications.settings import ConfigError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Seconds between two samples of a worker's writer and streams.
@@ -198,8 +198,8 @@ def _file_collector(app: Flask) -> Any:
     """Return a collector of the database's and WAL's sizes (read at scrape time)."""
     from prometheus_client.core import GaugeMetricFamily
 
-    from . import paths
-    from .store.maintenance import file_sizes
+    from notifications import paths
+    from notifications.store.maintenance import file_sizes
 
     class Files:
         def collect(self) -> Any:

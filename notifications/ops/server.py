@@ -146,7 +146,7 @@ def worker_started(worker: Any) -> None:
     hub = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
     if hub is not None:
         hub.stream_capacity = stream_capacity(worker.cfg.worker_connections)
-        from . import metrics, retention
+        from notifications.ops import metrics, retention
 
         if worker.wsgi.config.get("METRICS"):
             metrics.start_sampler(worker.wsgi)
@@ -212,9 +212,9 @@ def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
     """
 
     def child_exit(server: Any, worker: Any) -> None:
-        from . import metrics
-        from .store import maintenance
-        from .stream import owner_prefix
+        from notifications.ops import metrics
+        from notifications.realtime.hub import owner_prefix
+        from notifications.store import maintenance
 
         try:
             metrics.process_dead(worker.pid)
@@ -236,7 +236,7 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
     url = None
     if app is not None:
         # Connections opened in this process must not be shared with forked workers.
-        from .store import current_store
+        from notifications.store import current_store
 
         with app.app_context():
             current_store().close()

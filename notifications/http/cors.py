@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 
-from .config import ConfigError
+from notifications.settings import ConfigError
 
 #: Request headers a browser may send cross-origin (credentials, stream resume, tracing).
 ALLOWED_HEADERS = ("Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id", "X-API-Key")

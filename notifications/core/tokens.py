@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import get_default_algorithms
 
-from .config import ConfigError
+from notifications.settings import ConfigError
 
 
 class AuthError(Exception):

@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 
-from .store import queries
-from .errors import Unauthorized
-from .tokens import AuthError, bearer_token
-from .validation import parse_ingest_body
+from notifications.core.errors import Unauthorized
+from notifications.core.tokens import AuthError, bearer_token
+from notifications.core.validation import parse_ingest_body
+from notifications.store import queries
 
 #: Where the endpoint is mounted (outside both public API prefixes).
 INGEST_PATH = "/internal/v1/notifications"

@@ -7,20 +7,16 @@ from typing import Any, ClassVar
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
-from .store import queries
-from .auth import current_principal
-from .errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
-from .store.queries import Scope
-from .schemas import DetailError, DetailValidationError, OrganizationError
-from .serialize import (
+from notifications.core.errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
+from notifications.core.schemas import DetailError, DetailValidationError, OrganizationError
+from notifications.core.serialize import (
     DATASET_FIELDS,
     ORGANIZATION_FIELDS,
     Body,
     dataset_notifications,
     organization_records,
 )
-from .stream import StreamHub, dataset_events, event_stream, hub_of, organization_events
-from .validation import (
+from notifications.core.validation import (
     ORGANIZATION_MAX_LIMIT,
     DatasetListQuery,
     DatasetStreamQuery,
@@ -28,6 +24,16 @@ from .validation import (
     Query,
     parse_query,
 )
+from notifications.http.auth import current_principal
+from notifications.realtime.hub import (
+    StreamHub,
+    dataset_events,
+    event_stream,
+    hub_of,
+    organization_events,
+)
+from notifications.store import queries
+from notifications.store.queries import Scope
 
 #: Reconnection delay suggested to stream clients, in milliseconds.
 STREAM_RETRY_MS = 3000

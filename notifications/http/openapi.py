@@ -18,9 +18,14 @@ from flask import Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import schemas, validation
-from .variants import Variant
-from .web import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_PATH_LENGTH, MAX_QUERY_LENGTH
+from notifications.core import schemas, validation
+from notifications.http.hooks import (
+    MAX_HEADER_FIELD,
+    MAX_HEADER_FIELDS,
+    MAX_PATH_LENGTH,
+    MAX_QUERY_LENGTH,
+)
+from notifications.http.variants import Variant
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -471,7 +476,7 @@ _ASSETS = {
 
 
 def _asset(name: str) -> bytes:
-    return resources.files(__package__).joinpath("static", "swagger-ui", name).read_bytes()
+    return resources.files("notifications").joinpath("static", "swagger-ui", name).read_bytes()
 
 
 def docs_page() -> Response:
@@ -504,7 +509,7 @@ def docs_page() -> Response:
 def docs_asset(name: str) -> Response:
     """Serve one of the packaged Swagger UI files."""
     if name not in _ASSETS:
-        from .errors import NotFound
+        from notifications.core.errors import NotFound
 
         raise NotFound()
     response = Response(_asset(name), content_type=_ASSETS[name])

@@ -30,13 +30,14 @@ import gevent.lock
 from flask import Flask, Response, current_app
 from gevent.event import Event
 
-from . import logs, signals, sse
-from .errors import Unavailable
-from .store import ChangeCounter, queries
-from .store.models import db
-from .store.queries import Scope
-from .store.writer import on_hub
-from .serialize import dataset_notification
+from notifications.core import logs, sse
+from notifications.core.errors import Unavailable
+from notifications.core.serialize import dataset_notification
+from notifications.store import ChangeCounter, queries
+from notifications.store import listeners as signals
+from notifications.store.models import db
+from notifications.store.queries import Scope
+from notifications.store.writer import on_hub
 
 log = logging.getLogger("notifications.stream")
 

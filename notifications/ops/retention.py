@@ -18,9 +18,10 @@ from typing import Any
 
 from flask import Flask
 
-from . import logs, paths
-from .config import ConfigError
-from .transfer import parse_duration
+from notifications import paths
+from notifications.core import logs
+from notifications.core.records import parse_duration
+from notifications.settings import ConfigError
 
 log = logging.getLogger("notifications.retention")
 
@@ -100,9 +101,9 @@ def run_once(app: Flask) -> dict[str, int]:
     """Apply the policy now, in small transactions; return what was deleted."""
     import gevent
 
-    from . import metrics
-    from .store import maintenance
-    from .store.queries import now_us
+    from notifications.ops import metrics
+    from notifications.store import maintenance
+    from notifications.store.queries import now_us
 
     policy = policy_of(app)
     read_before, unread_before = policy.cutoffs(now_us())
@@ -122,7 +123,7 @@ def start(app: Flask) -> None:
         return
     import gevent
 
-    from .store import maintenance
+    from notifications.store import maintenance
 
     interval = app.config["RETENTION_INTERVAL"]
     path = lock_file(app.config["SQLALCHEMY_DATABASE_URI"])
@@ -144,8 +145,8 @@ def start(app: Flask) -> None:
 
 def status(app: Flask) -> dict[str, Any]:
     """Return the policy and what its last run did (the ``stats`` command shows it)."""
-    from .serialize import iso_naive
-    from .store import maintenance
+    from notifications.core.serialize import iso_naive
+    from notifications.store import maintenance
 
     info: dict[str, Any] = {"policy": policy_of(app).describe()}
     found = maintenance.retention_status()

@@ -6,7 +6,7 @@ from typing import Any
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
-from .serialize import Body, encode_body
+from notifications.core.serialize import Body, encode_body
 
 
 class JSONProvider(DefaultJSONProvider):

@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import jwt
 
-from .tokens import KeySettings, Principal, decode
+from notifications.core.tokens import KeySettings, Principal, decode
 
 #: Longest a verified token is trusted again without verifying it, in seconds.
 TTL = 5.0

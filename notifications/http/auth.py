@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, request
 
-from .config import ConfigError
-from .cors import UNSAFE_METHODS, foreign_origin
-from .errors import Forbidden, Unauthorized
-from .token_cache import verify
-from .tokens import AuthError, KeySettings, Principal, bearer_token
+from notifications.core.errors import Forbidden, Unauthorized
+from notifications.core.token_cache import verify
+from notifications.core.tokens import AuthError, KeySettings, Principal, bearer_token
+from notifications.http.cors import UNSAFE_METHODS, foreign_origin
+from notifications.settings import ConfigError
 
 
 def init_app(app: Flask) -> None:

@@ -13,8 +13,8 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ValidationFailed
-from .serialize import from_datetime
+from notifications.core.errors import ValidationFailed
+from notifications.core.serialize import from_datetime
 
 M = TypeVar("M", bound=BaseModel)
 

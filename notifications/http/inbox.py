@@ -10,11 +10,12 @@ import jwt
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import auth, demo, tokens
-from .auth import current_principal
-from .errors import ApiError, NotFound, Unauthorized, UnsupportedMediaType
-from .store import queries
-from .validation import parse_ingest_body, parse_json_body
+from notifications.core import tokens
+from notifications.core.errors import ApiError, NotFound, Unauthorized, UnsupportedMediaType
+from notifications.core.validation import parse_ingest_body, parse_json_body
+from notifications.http import auth
+from notifications.http.auth import current_principal
+from notifications.store import demo, queries
 
 #: The page, the session endpoint and the static files: never part of the API description.
 bp = Blueprint("inbox", __name__)

@@ -16,11 +16,18 @@ import flask
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import logs
-from .errors import (HTTP_ERRORS, ApiError, DatabaseBusy, HeadersTooLarge, PayloadTooLarge,
-                     RequestTimeout, UriTooLong)
-from .store import WriteTimeout
-from .variants import detail_body
+from notifications.core import logs
+from notifications.core.errors import (
+    HTTP_ERRORS,
+    ApiError,
+    DatabaseBusy,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    RequestTimeout,
+    UriTooLong,
+)
+from notifications.http.variants import detail_body
+from notifications.store import WriteTimeout
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 

@@ -6,10 +6,10 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from . import store
-from .store import queries
-from .errors import NotFound, Unavailable
-from .validation import (
+from notifications import store
+from notifications.core.errors import NotFound, Unavailable
+from notifications.core.serialize import parse_ntf_id
+from notifications.core.validation import (
     DatasetFilterQuery,
     MarkReadBody,
     NotificationPath,
@@ -17,9 +17,9 @@ from .validation import (
     parse_json_body,
     parse_query,
 )
-from .stream import hub_of, open_stream
-from .variants import VARIANTS, Variant
-from .serialize import parse_ntf_id
+from notifications.http.variants import VARIANTS, Variant
+from notifications.realtime.hub import hub_of, open_stream
+from notifications.store import queries
 
 bp = Blueprint("notifications", __name__)
 

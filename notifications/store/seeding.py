@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .store.queries import insert_tuples, now_us, set_page_cache
+from notifications.store.queries import insert_tuples, now_us, set_page_cache
 
 DATASET_NAMES = (
     "Ice cream", "Customer churn", "Web traffic", "Fraud signals", "Fleet telemetry",

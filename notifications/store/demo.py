@@ -5,7 +5,7 @@ import random
 import uuid
 from typing import Any
 
-from .store import queries
+from notifications.store import queries
 
 #: Demo users and their organizations; the README's examples use alice in acme.
 USERS: tuple[tuple[str, str], ...] = (("alice", "acme"), ("bob", "acme"), ("carol", "globex"))

@@ -1,0 +1,1 @@
+"""Pure building blocks: SSE framing, serialisers, tokens, request models, errors (no Flask globals)."""

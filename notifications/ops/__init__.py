@@ -1,0 +1,1 @@
+"""Running the service: the gunicorn server, metrics and the retention pass."""

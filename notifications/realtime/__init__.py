@@ -1,0 +1,1 @@
+"""Real time: the stream hub, subscriptions, leases and the event generators."""
