@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Config, Flask
 
-from notifications import settings as config
+from notifications import settings
 from notifications import store
 from notifications.http import auth, cors, inbox, ingest, jsonio, openapi, views
 from notifications.http import hooks as web
@@ -19,13 +19,13 @@ __all__ = ["create_app"]
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then ``NOTIFICATIONS_*`` environment, then ``test_config``."""
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(config.DEFAULTS)
+    app.config.from_mapping(settings.defaults())
     environment = Config(app.root_path)
-    environment.from_prefixed_env("NOTIFICATIONS", loads=config.keep_string)
-    app.config.update(config.from_environment(environment))
+    environment.from_prefixed_env("NOTIFICATIONS", loads=settings.keep_string)
+    app.config.update(settings.from_environment(environment))
     if test_config is not None:
         app.config.from_mapping(test_config)
-    config.normalize(app.config)
+    settings.normalize(app.config)
     jsonio.init_app(app)
 
     store.init_app(app)

@@ -1,87 +1,149 @@
-"""Configuration defaults and their validation (no Flask globals, no IO)."""
+"""Every setting the service reads, in one table, and the checks that turn values into types.
+
+Each row of :data:`SETTINGS` gives a setting's name (the environment variable is the same
+name with a ``NOTIFICATIONS_`` prefix), its default, its kind and bounds, and what it means.
+:func:`normalize` coerces ``app.config`` in place to those kinds -- every key keeps its own
+name, nothing derived is written beside it -- and rejects what the service cannot run with,
+in one line that names the variable. The table in ``docs/configuration.md`` is generated
+from this one (``python -m notifications.settings``) and a test keeps the two equal.
+
+No Flask globals and no IO here: the app factory calls these functions.
+"""
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
-from typing import Any
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-#: Every setting the service reads, with its default. Environment variables are the
-#: same names with a ``NOTIFICATIONS_`` prefix.
-DEFAULTS: dict[str, Any] = {
-    "DATABASE_URL": None,
-    "JWT_SECRET": None,
-    "JWT_PUBLIC_KEY": None,
-    "JWT_ALGORITHMS": "HS256",
-    "JWT_AUDIENCE": None,
-    "JWT_ISSUER": None,
-    "JWT_LEEWAY": 30,
-    # Longest accepted token lifetime (exp - iat) in seconds; unset: any lifetime.
-    "JWT_MAX_LIFETIME": None,
-    "ORG_CLAIM": "organization_id",
-    "SESSION_COOKIE": "session",
-    "DATASET_PREFIX": "/api/v1",
-    "ORGANIZATION_PREFIX": "/api/v1/org",
-    "PING_INTERVAL": 3.0,
-    "KEEPALIVE_INTERVAL": 15.0,
-    "POLL_INTERVAL": 0.25,
-    "STREAM_LIMIT": 5,
-    # Concurrent dataset streams per user, counted across the node's workers.
-    "DATASET_STREAM_LIMIT": 10,
-    "INGEST_TOKEN": None,
-    # Largest request body in bytes (Flask's own setting); larger bodies get 413.
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
-    # Seconds a client has to send a whole request body, from when the service reads it.
-    "BODY_TIMEOUT": 10.0,
-    "OPEN_USER": None,
-    "OPEN_ORGANIZATION": None,
-    "CORS_ORIGINS": None,
-    "LOG_FORMAT": "text",
-    # Seconds a write waits for another process's write lock before answering 503.
-    "WRITE_TIMEOUT": 5.0,
-    # PRAGMA synchronous of the writer's connection: "full" or "normal".
-    "SYNCHRONOUS": "full",
-    # Operations: /metrics (on/off) and its optional bearer token; the retention policy
-    # (e.g. "read=30d,unread=180d", off by default) and seconds between its passes.
-    "METRICS": "on",
-    "METRICS_TOKEN": None,
-    "RETENTION": None,
-    "RETENTION_INTERVAL": 600.0,
-    # Not environment settings: set by the CLI and the demo mode.
-    "DEMO": False,
-    "REQUIRE_KEY": True,
-}
+from notifications.core.errors import ConfigError
 
-#: Settings that only code may set (``create_app(test_config)``), never the environment:
-#: an empty NOTIFICATIONS_REQUIRE_KEY would otherwise switch off "refuse to start without a
-#: key". Values :func:`normalize` derives are not in DEFAULTS and so not settable either.
-INTERNAL = frozenset({"DEMO", "REQUIRE_KEY"})
-#: The documented settings, the only ones read from ``NOTIFICATIONS_*`` variables.
-ENVIRONMENT_SETTINGS = frozenset(DEFAULTS) - INTERNAL
+__all__ = ["ConfigError", "SETTINGS", "Setting", "defaults", "from_environment", "normalize"]
 
-_INTS = {"JWT_LEEWAY": (0, 86400), "STREAM_LIMIT": (1, 100_000),
-         "DATASET_STREAM_LIMIT": (1, 100_000),
-         "MAX_CONTENT_LENGTH": (1024, 1024**3)}
-#: Whole numbers that may also be unset (None or empty: no limit).
-_OPTIONAL_INTS = {"JWT_MAX_LIFETIME": (1, 10 * 366 * 86400)}
-_FLOATS = {
-    "PING_INTERVAL": (0.05, 3600.0),
-    "KEEPALIVE_INTERVAL": (0.05, 3600.0),
-    "POLL_INTERVAL": (0.01, 60.0),
-    "WRITE_TIMEOUT": (0.05, 600.0),
-    "BODY_TIMEOUT": (0.1, 3600.0),
-    "RETENTION_INTERVAL": (0.1, 7 * 86400.0),
-}
-_STRINGS = (
-    "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ALGORITHMS", "JWT_AUDIENCE",
-    "JWT_ISSUER", "ORG_CLAIM", "SESSION_COOKIE", "DATASET_PREFIX", "ORGANIZATION_PREFIX",
-    "INGEST_TOKEN", "OPEN_USER", "OPEN_ORGANIZATION", "CORS_ORIGINS", "LOG_FORMAT", "SYNCHRONOUS",
-    "METRICS", "METRICS_TOKEN", "RETENTION",
-)
+Kind = Literal["text", "int", "float", "list", "choice", "switch", "prefix", "flag"]
+
 SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                         "ES256", "ES384", "ES512")
 
 
-class ConfigError(Exception):
-    """A setting is missing or has a value the service cannot use."""
+@dataclass(frozen=True)
+class Setting:
+    """One setting: what it is called, holds by default, accepts, and means."""
+
+    name: str
+    default: Any
+    kind: Kind
+    meaning: str
+    #: How the docs show the default, where the value itself says too little.
+    shown_default: str | None = None
+    #: Inclusive bounds of a number.
+    bounds: tuple[int, int] | tuple[float, float] | None = None
+    #: Accepted values of a ``choice`` (the first is the default's spelling).
+    choices: tuple[str, ...] = ()
+    #: A number that may be unset (empty or missing: no limit).
+    optional: bool = False
+    #: Only code sets it (``create_app(test_config)``), never the environment: an empty
+    #: ``NOTIFICATIONS_REQUIRE_KEY`` must not switch off "refuse to start without a key".
+    internal: bool = False
+
+    @property
+    def variable(self) -> str:
+        """The environment variable that sets it."""
+        return "NOTIFICATIONS_" + self.name
+
+    def docs_default(self) -> str:
+        """The default as the configuration table shows it."""
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.default is None:
+            return "none"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        if self.kind in ("choice", "switch", "prefix", "list"):
+            return f"`{self.default}`"
+        return str(self.default)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", None, "text",
+            "SQLAlchemy URL (`sqlite:///...` or `postgresql://...`)",
+            shown_default="`$XDG_DATA_HOME/notifications/notifications.db`, else "
+                          "`~/.local/share/notifications/notifications.db`"),
+    Setting("JWT_SECRET", None, "text", "HS256 secret",
+            shown_default="none (required outside demo mode)"),
+    Setting("JWT_PUBLIC_KEY", None, "text", "PEM text or a path to it, for RS256/ES256"),
+    Setting("JWT_ALGORITHMS", "HS256", "list", "accepted algorithms, comma-separated",
+            choices=SUPPORTED_ALGORITHMS),
+    Setting("JWT_AUDIENCE", None, "text", "`aud` the tokens must carry, checked when set"),
+    Setting("JWT_ISSUER", None, "text", "`iss` the tokens must carry, checked when set"),
+    Setting("JWT_LEEWAY", 30, "int", "seconds of clock skew", bounds=(0, 86400)),
+    Setting("JWT_MAX_LIFETIME", None, "int",
+            "longest accepted token lifetime (`exp − iat`), seconds; when set, tokens without "
+            "`iat` are refused",
+            shown_default="none (any lifetime)", bounds=(1, 10 * 366 * 86400), optional=True),
+    Setting("ORG_CLAIM", "organization_id", "text", "claim holding the organization",
+            shown_default="`organization_id`"),
+    Setting("SESSION_COOKIE", "session", "text", "cookie holding the JWT",
+            shown_default="`session`"),
+    Setting("DATASET_PREFIX", "/api/v1", "prefix", "dataset variant mount, `off` to disable"),
+    Setting("ORGANIZATION_PREFIX", "/api/v1/org", "prefix",
+            "organization variant mount, `off` to disable"),
+    Setting("PING_INTERVAL", 3.0, "float", "dataset stream ping, seconds", bounds=(0.05, 3600.0)),
+    Setting("KEEPALIVE_INTERVAL", 15.0, "float", "organization stream keep-alive, seconds",
+            bounds=(0.05, 3600.0)),
+    Setting("POLL_INTERVAL", 0.25, "float", "cross-process change detection, seconds",
+            bounds=(0.01, 60.0)),
+    Setting("STREAM_LIMIT", 5, "int", "concurrent streams per user (organization variant)",
+            bounds=(1, 100_000)),
+    Setting("DATASET_STREAM_LIMIT", 10, "int",
+            "concurrent streams per user (dataset variant), counted across the node's workers "
+            "apart from the organization ones", bounds=(1, 100_000)),
+    Setting("INGEST_TOKEN", None, "text", "enables the ingest API"),
+    Setting("OPEN_USER", None, "text", "open mode: requests without credentials act as this user"),
+    Setting("OPEN_ORGANIZATION", None, "text",
+            "open mode: the organization of that user (needed for the organization variant)"),
+    Setting("CORS_ORIGINS", None, "list",
+            "browser origins allowed to call with credentials, comma-separated"),
+    Setting("LOG_FORMAT", "text", "choice", "`text` or `json` request logs",
+            choices=("text", "json")),
+    Setting("MAX_CONTENT_LENGTH", 1024 * 1024, "int",
+            "largest request body, in bytes (larger bodies get 413)", bounds=(1024, 1024**3)),
+    Setting("BODY_TIMEOUT", 10.0, "float",
+            "seconds a client has to send a whole request body (then 408)", bounds=(0.1, 3600.0)),
+    Setting("WRITE_TIMEOUT", 5.0, "float",
+            "seconds a write waits for another process's write lock before it is refused (503, "
+            "nothing changed)", bounds=(0.05, 600.0)),
+    Setting("SYNCHRONOUS", "full", "choice",
+            "`full` or `normal`: what a power loss can take back (see "
+            "[design.md](design.md#durability))", choices=("full", "normal")),
+    Setting("METRICS", "on", "switch",
+            "`on` serves Prometheus metrics at `/metrics` and counts requests; `off` removes both"),
+    Setting("METRICS_TOKEN", None, "text",
+            "when set, `/metrics` asks for `Authorization: Bearer <token>` (401 otherwise)"),
+    Setting("RETENTION", None, "text",
+            "retention policy, e.g. `read=30d,unread=180d` (either part optional; durations as "
+            "`purge --older-than`); see [operations](operations.md#retention-and-purge)",
+            shown_default="off"),
+    Setting("RETENTION_INTERVAL", 600.0, "float", "seconds between two retention passes",
+            bounds=(0.1, 7 * 86400.0)),
+    # Set by the CLI and the demo mode, never by the environment.
+    Setting("DEMO", False, "flag", "demo mode: sample data and the inbox's user picker",
+            internal=True),
+    Setting("REQUIRE_KEY", True, "flag", "refuse to start without a key to verify tokens",
+            internal=True),
+    Setting("CREATE_SCHEMA", True, "flag",
+            "create or check the schema when the app is built (the CLI prepares it per command)",
+            internal=True),
+)
+
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+#: The documented settings, the only ones read from ``NOTIFICATIONS_*`` variables.
+ENVIRONMENT_SETTINGS = frozenset(s.name for s in SETTINGS if not s.internal)
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting with its default, as ``app.config`` starts."""
+    return {setting.name: setting.default for setting in SETTINGS}
 
 
 def keep_string(value: str) -> str:
@@ -98,18 +160,21 @@ def from_environment(loaded: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in loaded.items() if key in ENVIRONMENT_SETTINGS}
 
 
-def _number(config: MutableMapping[str, Any], key: str, kind: type, bounds: tuple) -> None:
-    value = config[key]
+def _number(setting: Setting, value: Any) -> int | float | None:
+    if setting.optional and value in (None, ""):
+        return None
+    kind = int if setting.kind == "int" else float
     try:
         number = kind(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"NOTIFICATIONS_{key} must be a {'whole ' if kind is int else ''}number, got {value!r}"
+            f"{setting.variable} must be a {'whole ' if kind is int else ''}number, got {value!r}"
         ) from None
-    low, high = bounds
+    assert setting.bounds is not None
+    low, high = setting.bounds
     if not low <= number <= high:
-        raise ConfigError(f"NOTIFICATIONS_{key} must be between {low} and {high}, got {value!r}")
-    config[key] = number
+        raise ConfigError(f"{setting.variable} must be between {low} and {high}, got {value!r}")
+    return number
 
 
 def normalize_prefix(value: str | None, key: str) -> str | None:
@@ -122,58 +187,79 @@ def normalize_prefix(value: str | None, key: str) -> str | None:
     return "" if prefix == "/" else prefix
 
 
-def normalize(config: MutableMapping[str, Any]) -> None:
-    """Coerce settings to their types and reject values the service cannot run with."""
-    for key in _STRINGS:
-        value = config.get(key)
-        if value is not None and not isinstance(value, str):
-            config[key] = str(value)
-        if isinstance(config.get(key), str) and config[key] == "" and key not in (
-            "DATASET_PREFIX", "ORGANIZATION_PREFIX"
-        ):
-            config[key] = None
-    for key, bounds in _INTS.items():
-        _number(config, key, int, bounds)
-    for key, bounds in _OPTIONAL_INTS.items():
-        if config.get(key) in (None, ""):
-            config[key] = None
-        else:
-            _number(config, key, int, bounds)
-    for key, bounds in _FLOATS.items():
-        _number(config, key, float, bounds)
+def _items(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(item).strip() for item in value or () if str(item).strip()]
 
-    algorithms = [a.strip() for a in (config["JWT_ALGORITHMS"] or "").split(",") if a.strip()]
+
+def _algorithms(setting: Setting, value: Any) -> tuple[str, ...]:
+    algorithms = _items(value)
     if not algorithms:
-        raise ConfigError("NOTIFICATIONS_JWT_ALGORITHMS must name at least one algorithm")
-    unknown = [a for a in algorithms if a not in SUPPORTED_ALGORITHMS]
+        raise ConfigError(f"{setting.variable} must name at least one algorithm")
+    unknown = [a for a in algorithms if a not in setting.choices]
     if unknown:
         raise ConfigError(
-            f"NOTIFICATIONS_JWT_ALGORITHMS has unsupported algorithm(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(SUPPORTED_ALGORITHMS)}"
+            f"{setting.variable} has unsupported algorithm(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(setting.choices)}"
         )
-    config["JWT_ALGORITHM_LIST"] = algorithms
+    return tuple(algorithms)
 
-    if config["LOG_FORMAT"] not in ("text", "json"):
-        raise ConfigError(f"NOTIFICATIONS_LOG_FORMAT must be 'text' or 'json', got {config['LOG_FORMAT']!r}")
 
-    synchronous = (config["SYNCHRONOUS"] or "").lower()
-    if synchronous not in ("full", "normal"):
-        raise ConfigError(
-            f"NOTIFICATIONS_SYNCHRONOUS must be 'full' or 'normal', got {config['SYNCHRONOUS']!r}"
-        )
-    config["SYNCHRONOUS"] = synchronous
+def _coerce(setting: Setting, value: Any) -> Any:
+    kind = setting.kind
+    if kind == "text":
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else str(value)
+        return text or None
+    if kind in ("int", "float"):
+        return _number(setting, value)
+    if kind == "list":
+        if setting.choices:
+            return _algorithms(setting, value)
+        return tuple(item.rstrip("/") for item in _items(value))
+    if kind == "choice":
+        text = str(value or "").strip()
+        if setting.name == "SYNCHRONOUS":
+            text = text.lower()
+        if text not in setting.choices:
+            shown = " or ".join(f"'{choice}'" for choice in setting.choices)
+            raise ConfigError(f"{setting.variable} must be {shown}, got {value!r}")
+        return text
+    if kind == "switch":
+        if isinstance(value, bool):
+            return value
+        text = str(value if value is not None else setting.default).strip().lower() or "on"
+        if text not in ("on", "off", "true", "false", "1", "0"):
+            raise ConfigError(f"{setting.variable} must be 'on' or 'off', got {value!r}")
+        return text in ("on", "true", "1")
+    if kind == "prefix":
+        text = value if value is None or isinstance(value, str) else str(value)
+        return normalize_prefix(text, setting.name)
+    return value  # flag: code sets it, with a real bool
 
-    config["DATASET_PREFIX"] = normalize_prefix(config["DATASET_PREFIX"], "DATASET_PREFIX")
-    config["ORGANIZATION_PREFIX"] = normalize_prefix(
-        config["ORGANIZATION_PREFIX"], "ORGANIZATION_PREFIX"
-    )
-    if (
-        config["DATASET_PREFIX"] is not None
-        and config["DATASET_PREFIX"] == config["ORGANIZATION_PREFIX"]
-    ):
+
+def normalize(config: MutableMapping[str, Any]) -> None:
+    """Coerce every setting in ``config`` to its kind; reject what the service cannot use."""
+    for setting in SETTINGS:
+        config[setting.name] = _coerce(setting, config.get(setting.name, setting.default))
+    dataset, organization = config["DATASET_PREFIX"], config["ORGANIZATION_PREFIX"]
+    if dataset is not None and dataset == organization:
         raise ConfigError(
             "NOTIFICATIONS_DATASET_PREFIX and NOTIFICATIONS_ORGANIZATION_PREFIX are both "
-            f"{config['DATASET_PREFIX'] or '/'!r}; give each variant its own prefix or set one to 'off'"
+            f"{dataset or '/'!r}; give each variant its own prefix or set one to 'off'"
         )
-    origins = config.get("CORS_ORIGINS") or ""
-    config["CORS_ORIGIN_LIST"] = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
+
+
+def markdown_table(settings: Iterable[Setting] = SETTINGS) -> str:
+    """The configuration table of ``docs/configuration.md``: every environment setting."""
+    lines = ["| Variable | Meaning | Default |", "|---|---|---|"]
+    for setting in settings:
+        if not setting.internal:
+            lines.append(f"| `{setting.variable}` | {setting.meaning} | {setting.docs_default()} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

@@ -407,7 +407,7 @@ def test_environment_sets_only_documented_settings(db_url: str, monkeypatch: pyt
     app = create_app()
     key = name.removeprefix("NOTIFICATIONS_")
     assert app.config.get(key) != value
-    assert app.config["JWT_ALGORITHM_LIST"] == ["HS256"] and app.config["CORS_ORIGIN_LIST"] == []
+    assert app.config["JWT_ALGORITHMS"] == ("HS256",) and app.config["CORS_ORIGINS"] == ()
     assert app.config["SQLALCHEMY_DATABASE_URI"] == db_url
 
 

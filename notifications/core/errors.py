@@ -4,6 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 
+class ConfigError(Exception):
+    """A setting is missing or has a value the service cannot use."""
+
+
 class ApiError(Exception):
     """An error with an HTTP status that a client should see."""
 

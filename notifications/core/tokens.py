@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import get_default_algorithms
 
-from notifications.settings import ConfigError
+from notifications.core.errors import ConfigError
 
 
 class AuthError(Exception):
@@ -42,7 +42,7 @@ class KeySettings:
     def from_config(cls, config: Any) -> KeySettings:
         """Build settings from the app config (after :func:`config.normalize`)."""
         return cls(
-            algorithms=tuple(config["JWT_ALGORITHM_LIST"]),
+            algorithms=tuple(config["JWT_ALGORITHMS"]),
             secret=config.get("JWT_SECRET"),
             public_key=load_public_key(config.get("JWT_PUBLIC_KEY")),
             audience=config.get("JWT_AUDIENCE"),

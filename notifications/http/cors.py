@@ -95,7 +95,7 @@ def _add_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Enable CORS for NOTIFICATIONS_CORS_ORIGINS; with none listed, send no CORS headers."""
-    origins = parse_origins(app.config["CORS_ORIGIN_LIST"])
+    origins = parse_origins(app.config["CORS_ORIGINS"])
     app.extensions["notifications.cors"] = origins
     if not origins:
         return

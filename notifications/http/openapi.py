@@ -369,7 +369,7 @@ class _Builder:
                 "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                 "description": "A JWT whose `sub` is the user id and whose "
                 f"`{config['ORG_CLAIM']}` claim is the organization; `exp` is required. "
-                f"Accepted algorithms: {', '.join(config['JWT_ALGORITHM_LIST'])}.",
+                f"Accepted algorithms: {', '.join(config['JWT_ALGORITHMS'])}.",
             },
             "cookieAuth": {
                 "type": "apiKey", "in": "cookie", "name": config["SESSION_COOKIE"],

@@ -24,7 +24,6 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from notifications.core.errors import Unauthorized
-from notifications.settings import ConfigError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Seconds between two samples of a worker's writer and streams.
@@ -244,10 +243,6 @@ def metrics_view() -> Response:
 
 def init_app(app: Flask) -> None:
     """Count requests and serve ``/metrics``, unless ``NOTIFICATIONS_METRICS`` is off."""
-    value = str(app.config.get("METRICS") or "on").strip().lower()
-    if value not in ("on", "off", "true", "false", "1", "0"):
-        raise ConfigError(f"NOTIFICATIONS_METRICS must be 'on' or 'off', got {app.config['METRICS']!r}")
-    app.config["METRICS"] = value in ("on", "true", "1")
     if not app.config["METRICS"]:
         return
     metrics()
