@@ -6,10 +6,18 @@ from typing import Any
 
 from flask import Config, Flask
 
-from notifications import settings
-from notifications import store
-from notifications.http import auth, cors, inbox, ingest, jsonio, openapi, views
-from notifications.http import hooks as web
+from notifications import settings, store
+from notifications.http import (
+    auth,
+    blueprint,
+    cors,
+    error_responses,
+    inbox,
+    ingest,
+    jsonio,
+    openapi,
+    request_log,
+)
 from notifications.ops import metrics, retention
 from notifications.realtime import hub as stream
 
@@ -34,9 +42,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     retention.init_app(app)
     auth.init_app(app)
     stream.init_app(app)
-    web.init_app(app)
+    request_log.init_app(app)
+    error_responses.init_app(app)
     cors.init_app(app)
-    views.init_app(app)
+    blueprint.init_app(app)
     ingest.init_app(app)
     openapi.init_app(app)
     inbox.init_app(app)

@@ -80,7 +80,7 @@ def test_both_variants_served_at_once(client: Any, auth: Any, make: Any) -> None
 
 
 def test_one_blueprint_registered_twice(app: Any) -> None:
-    from notifications.http.views import bp
+    from notifications.http.blueprint import bp
 
     assert {name: app.blueprints[name] for name in ("dataset", "organization")} == {
         "dataset": bp, "organization": bp}

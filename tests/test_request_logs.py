@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from notifications.http import hooks as web
+from notifications.http import request_log as web
 
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9."
        "c2lnbmF0dXJlLXRoYXQtaXMtbG9uZy1lbm91Z2g")

@@ -113,3 +113,10 @@ HTTP_ERRORS: dict[int, type[ApiError]] = {
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
                 RequestTimeout, PayloadTooLarge, UriTooLong, UnsupportedMediaType, Unavailable)
 }
+
+
+def detail_body(error: ApiError) -> dict[str, Any]:
+    """Render an error as ``{"detail": ...}`` (dataset variant, ingest API, health check)."""
+    if isinstance(error, ValidationFailed):
+        return {"detail": error.errors}
+    return {"detail": error.message}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -18,13 +17,15 @@ from flask import Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from notifications.core import schemas, validation
-from notifications.http.hooks import (
+from notifications.core import schemas
+from notifications.http import ingest, operations, views
+from notifications.http.limits import (
     MAX_HEADER_FIELD,
     MAX_HEADER_FIELDS,
     MAX_PATH_LENGTH,
     MAX_QUERY_LENGTH,
 )
+from notifications.http.operations import Operation
 from notifications.http.variants import Variant
 
 OPENAPI_VERSION = "3.1.0"
@@ -53,122 +54,10 @@ ERROR_REASONS = {
 #: Errors any operation can answer before its own checks run.
 COMMON_ERRORS = (414, 431)
 
-ModelRef = type[BaseModel] | Callable[[Variant], type[BaseModel]] | None
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What the description says about one route: its inputs, answers and errors."""
-
-    summary: str
-    response: type[BaseModel] | None = None
-    status: int = 200
-    query: ModelRef = None
-    path: type[BaseModel] | None = None
-    body: Any = None  # a model, a list of models the body may be one of, or a callable
-    # returning either
-    body_required: bool = False
-    errors: tuple[int, ...] = (401, 422)
-    stream: str | None = None  # description of the events of a text/event-stream answer
-    stream_example: str | None = None
-    headers: dict[str, dict[str, Any]] = field(default_factory=dict)  # request headers
-    secured: bool = True
-    description: str = ""
-    #: OpenAPI links of the success answer: name -> (operation id suffix, {param: expression}).
-    links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
-
-
-_DATASET_EVENTS = (
-    "Server-Sent Events. On connect, `retry:` and a bare `id: <sequence>` (the current "
-    "position; nothing is dispatched). `event: notification` carries the full notification "
-    "object (schema `DatasetNotification`) as JSON in `data` and `id: <sequence>`; `event: ping` "
-    "with an empty `data:` line every few seconds; `event: error` with `{\"detail\": ...}` "
-    "(schema `DetailError`) when the server hits an internal error (the connection stays "
-    "open); `event: reset` when the gap since `Last-Event-ID` is too old to replay."
-)
-_DATASET_EXAMPLE = (
-    "retry: 3000\n\nid: 1041\n\nevent: ping\ndata:\n\nid: 1042\nevent: notification\n"
-    'data: {"id": "e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57", "user_id": "alice", '
-    '"entity_type": "saved_view", "entity_id": "v1", "title": "", "message": null, '
-    '"metadata": {"is_alert": true}, "dataset_id": "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac", '
-    '"created_at": "2026-03-31T17:02:12.432489", "read_at": null}\n\n'
-)
-_ORGANIZATION_EVENTS = (
-    "Server-Sent Events. `event: unread` with `data: {\"unread\": N}` (schema `UnreadEvent`) "
-    "immediately on connect and then whenever the count changes; a `: keep-alive` comment "
-    "line every few seconds."
-)
-_ORGANIZATION_EXAMPLE = 'event: unread\ndata: {"unread": 3}\n\n: keep-alive\n\n'
-_LAST_EVENT_ID = {
-    "Last-Event-ID": {
-        "description": "Sequence of the last notification event the client saw (browsers "
-        "send it on reconnect); the server replays what came after it, and wins over the "
-        "last_event_id query parameter. A value that is not a sequence number gets "
-        "`event: reset`.",
-        "schema": {"type": "string"},
-    }
-}
-
-#: Descriptions of the variants' routes, by (variant name, endpoint).
-VARIANT_OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("dataset", "list_notifications"): Operation(
-        "List the caller's notifications, newest first",
-        schemas.DatasetNotificationList, query=lambda variant: variant.list_query,
-        links={"markFirstRead": ("mark_one_read", {
-            "notification_id": "$response.body#/notifications/0/id"})},
-    ),
-    ("dataset", "unread_count"): Operation(
-        "Count the caller's unread notifications", schemas.UnreadCount,
-        query=validation.DatasetFilterQuery,
-    ),
-    ("dataset", "mark_one_read"): Operation(
-        "Mark one unread notification read", schemas.Ok, path=validation.NotificationPath,
-        errors=(401, 403, 404, 422, 503),
-        description="404 when the notification does not exist, is not the caller's, or is "
-        "already read.",
-    ),
-    ("dataset", "read_all"): Operation(
-        "Mark all of the caller's unread notifications read", schemas.ReadAllResult,
-        query=validation.DatasetFilterQuery, errors=(401, 403, 422, 503),
-    ),
-    ("dataset", "stream"): Operation(
-        "Stream the caller's new notifications", query=validation.DatasetStreamQuery,
-        stream=_DATASET_EVENTS, stream_example=_DATASET_EXAMPLE, headers=_LAST_EVENT_ID,
-        errors=(401, 422, 429, 503),
-    ),
-    ("organization", "list_notifications"): Operation(
-        "List the caller's inbox in the active organization, newest first",
-        schemas.OrganizationInbox, query=lambda variant: variant.list_query,
-        errors=(401, 403, 422),
-    ),
-    ("organization", "mark_read"): Operation(
-        "Mark inbox items read (all of them without ids) and return the inbox",
-        schemas.OrganizationInbox, body=validation.MarkReadBody,
-        errors=(401, 403, 408, 413, 422, 503),
-        description="Idempotent; ids that are unknown, malformed or not the caller's are "
-        "ignored. An empty body, `{}`, `{\"ids\": []}` or `{\"ids\": null}` marks everything.",
-    ),
-    ("organization", "stream"): Operation(
-        "Stream the caller's unread count", errors=(401, 403, 429, 503),
-        stream=_ORGANIZATION_EVENTS, stream_example=_ORGANIZATION_EXAMPLE,
-    ),
-}
-
-#: Descriptions of app-level routes (outside the variants), by endpoint.
-APP_OPERATIONS: dict[str, Operation] = {
-    "healthz": Operation(
-        "Report whether the database answers", schemas.Health, errors=(503,), secured=False,
-    ),
-    "ingest.ingest": Operation(
-        "Store one notification or a batch, all or none", schemas.IngestResult, status=201,
-        # Looked up when the route is described: the models live with the ingest API.
-        body=lambda: [validation.IngestNotification, validation.IngestBatch], body_required=True,
-        errors=(401, 408, 413, 422, 503),
-        description="Send one notification object, or `{\"notifications\": [...]}` with at "
-        "most 1000. A batch with any invalid object is refused whole (422) and nothing is "
-        "stored. A notification whose `dedupe_key` was already used for the same user is not "
-        "stored again: it counts in `duplicates` and its stored id is returned.",
-    ),
+#: Descriptions of the app-level routes (outside the variants), by their view functions.
+APP_OPERATIONS: dict[Callable[..., Any], Operation] = {
+    views.healthz: operations.HEALTH,
+    ingest.ingest: operations.INGEST,
 }
 
 
@@ -307,9 +196,9 @@ class _Builder:
             ok["content"] = {"application/json": {"schema": self.ref(op.response)}}
         if op.links and variant is not None:
             ok["links"] = {
-                name: {"operationId": f"{variant.name}_{target}", "parameters": values}
+                name: {"operationId": f"{variant.name}_{route.endpoint}", "parameters": values}
                 for name, (target, values) in op.links.items()
-                if any(r.endpoint == target for r in variant.routes)
+                for route in variant.routes if route.operation is target
             }
         responses: dict[str, Any] = {str(op.status): ok}
         for status in sorted({*op.errors, *COMMON_ERRORS}):
@@ -337,8 +226,7 @@ class _Builder:
             tags.append({"name": tag, "description": (type(variant).__doc__ or "").strip()
                          + f" Mounted at `{variant.prefix or '/'}`."})
             for route in variant.routes:
-                op = VARIANT_OPERATIONS.get((name, route.endpoint)) or _undescribed(
-                    self.app, f"{name}.{route.endpoint}")
+                op = route.operation
                 path = _flask_rule_to_path(variant.prefix + route.rule)
                 for method in route.methods:
                     paths.setdefault(path, {})[method.lower()] = self.operation(
@@ -348,17 +236,17 @@ class _Builder:
                         error_model=variant.error_model,
                         validation_model=variant.validation_error_model,
                     )
+        ingest_mounted = False
         for rule in self.app.url_map.iter_rules():
-            op = APP_OPERATIONS.get(rule.endpoint)
+            op = APP_OPERATIONS.get(self.app.view_functions.get(rule.endpoint))  # type: ignore[arg-type]
             if op is None:
                 continue
-            security = ([{"ingestToken": []}] if rule.endpoint.startswith("ingest")
-                        else user_security)
+            ingest_mounted = ingest_mounted or op.credentials == "ingest"
+            security = [{"ingestToken": []}] if op.credentials == "ingest" else user_security
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 paths.setdefault(_flask_rule_to_path(rule.rule), {})[method.lower()] = (
                     self.operation(
-                        op, variant=None, tag="operations" if not rule.endpoint.startswith(
-                            "ingest") else "ingest",
+                        op, variant=None, tag=op.tag,
                         operation_id=rule.endpoint.replace(".", "_"), security=security,
                         error_model=schemas.DetailError,
                         validation_model=schemas.DetailValidationError,
@@ -377,7 +265,7 @@ class _Builder:
                 "{withCredentials: true}).",
             },
         }
-        if any(rule.endpoint.startswith("ingest") for rule in self.app.url_map.iter_rules()):
+        if ingest_mounted:
             security_schemes["ingestToken"] = {
                 "type": "http", "scheme": "bearer",
                 "description": "The shared secret NOTIFICATIONS_INGEST_TOKEN.",
@@ -436,12 +324,6 @@ def _add_alias_choices(model: type[BaseModel], schema: dict[str, Any]) -> None:
         schema.update(exclusive[0])
     elif exclusive:
         schema["allOf"] = exclusive
-
-
-def _undescribed(app: Flask, endpoint: str) -> Operation:
-    """Describe a route nobody described yet (minimal, with a warning) instead of failing."""
-    app.logger.warning("openapi: route %s has no description", endpoint)
-    return Operation(f"{endpoint} (not described)", errors=())
 
 
 def _version() -> str:

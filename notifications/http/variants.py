@@ -1,13 +1,20 @@
 """What differs between the two API variants, one small object each."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
-from notifications.core.errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
+from notifications.core.errors import (
+    ApiError,
+    Forbidden,
+    TooManyStreams,
+    ValidationFailed,
+    detail_body,
+)
 from notifications.core.schemas import DetailError, DetailValidationError, OrganizationError
 from notifications.core.serialize import (
     DATASET_FIELDS,
@@ -24,7 +31,9 @@ from notifications.core.validation import (
     Query,
     parse_query,
 )
+from notifications.http import operations, views
 from notifications.http.auth import current_principal
+from notifications.http.operations import Operation
 from notifications.realtime.hub import (
     StreamHub,
     dataset_events,
@@ -51,18 +60,19 @@ def acquire_stream_lease(hub: StreamHub, user_id: str, limit: int,
     return lease.lease_id
 
 
-def detail_body(error: ApiError) -> dict[str, Any]:
-    """Render an error as ``{"detail": ...}`` (dataset variant, ingest API, health check)."""
-    if isinstance(error, ValidationFailed):
-        return {"detail": error.errors}
-    return {"detail": error.message}
-
-
 @dataclass(frozen=True)
 class Route:
+    """One URL rule of a variant: the shared view that serves it and its description."""
+
     rule: str
-    endpoint: str
+    view: Callable[..., Any]
     methods: tuple[str, ...]
+    operation: Operation
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint name, within the variant's blueprint registration."""
+        return self.view.__name__
 
 
 @dataclass
@@ -99,11 +109,13 @@ class DatasetVariant(Variant):
 
     name = "dataset"
     routes = (
-        Route("/notifications", "list_notifications", ("GET",)),
-        Route("/notifications/unread-count", "unread_count", ("GET",)),
-        Route("/notifications/<notification_id>/read", "mark_one_read", ("POST",)),
-        Route("/notifications/read-all", "read_all", ("POST",)),
-        Route("/notifications/stream", "stream", ("GET",)),
+        Route("/notifications", views.list_notifications, ("GET",), operations.DATASET_LIST),
+        Route("/notifications/unread-count", views.unread_count, ("GET",),
+              operations.DATASET_UNREAD_COUNT),
+        Route("/notifications/<notification_id>/read", views.mark_one_read, ("POST",),
+              operations.DATASET_MARK_ONE_READ),
+        Route("/notifications/read-all", views.read_all, ("POST",), operations.DATASET_READ_ALL),
+        Route("/notifications/stream", views.stream, ("GET",), operations.DATASET_STREAM),
     )
     list_query = DatasetListQuery
     error_model = DetailError
@@ -198,9 +210,10 @@ class OrganizationVariant(Variant):
 
     name = "organization"
     routes = (
-        Route("/notifications", "list_notifications", ("GET",)),
-        Route("/notifications/mark-read", "mark_read", ("POST",)),
-        Route("/notifications/stream", "stream", ("GET",)),
+        Route("/notifications", views.list_notifications, ("GET",), operations.ORGANIZATION_LIST),
+        Route("/notifications/mark-read", views.mark_read, ("POST",),
+              operations.ORGANIZATION_MARK_READ),
+        Route("/notifications/stream", views.stream, ("GET",), operations.ORGANIZATION_STREAM),
     )
     list_query = OrganizationListQuery
     error_model = OrganizationError

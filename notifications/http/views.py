@@ -1,10 +1,9 @@
-"""The one blueprint that serves both API variants, plus the health check."""
+"""The views the variants share, and the health check; each view asks the serving variant."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, current_app, request
-from flask.blueprints import BlueprintSetupState
+from flask import current_app, request
 
 from notifications import store
 from notifications.core.errors import NotFound, Unavailable
@@ -17,11 +16,11 @@ from notifications.core.validation import (
     parse_json_body,
     parse_query,
 )
-from notifications.http.variants import VARIANTS, Variant
 from notifications.realtime.hub import hub_of, open_stream
 from notifications.store import queries
 
-bp = Blueprint("notifications", __name__)
+if TYPE_CHECKING:
+    from notifications.http.variants import Variant
 
 
 def current_variant() -> Variant:
@@ -85,25 +84,6 @@ def stream() -> Any:
     return open_stream(hub_of(), lambda: variant.stream_response(scope))
 
 
-VIEWS = {
-    "list_notifications": list_notifications,
-    "unread_count": unread_count,
-    "mark_one_read": mark_one_read,
-    "read_all": read_all,
-    "mark_read": mark_read,
-    "stream": stream,
-}
-
-
-@bp.record
-def _add_variant_routes(state: BlueprintSetupState) -> None:
-    """Add the URL rules of the variant this registration serves."""
-    variant: Variant = state.options["variant"]
-    state.app.extensions.setdefault("notifications.variants", {})[state.name] = variant
-    for route in variant.routes:
-        state.add_url_rule(route.rule, route.endpoint, VIEWS[route.endpoint], methods=route.methods)
-
-
 def healthz() -> tuple[dict[str, Any], int]:
     """Report whether the database answers; no authentication."""
     try:
@@ -112,12 +92,3 @@ def healthz() -> tuple[dict[str, Any], int]:
         current_app.logger.warning("health check failed: %s", exc)
         raise Unavailable("database unavailable") from None
     return {"status": "ok"}, 200
-
-
-def init_app(app: Flask) -> None:
-    """Register the blueprint once per enabled variant, and the health check."""
-    for name, variant_cls in VARIANTS.items():
-        prefix = app.config[f"{name.upper()}_PREFIX"]
-        if prefix is not None:
-            app.register_blueprint(bp, url_prefix=prefix, name=name, variant=variant_cls(prefix))
-    app.add_url_rule("/healthz", "healthz", healthz)

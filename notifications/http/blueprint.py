@@ -1,0 +1,28 @@
+"""The one blueprint that serves every API variant: registered once per enabled variant."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask.blueprints import BlueprintSetupState
+
+from notifications.http import views
+from notifications.http.variants import VARIANTS, Variant
+
+bp = Blueprint("notifications", __name__)
+
+
+@bp.record
+def _add_variant_routes(state: BlueprintSetupState) -> None:
+    """Add the URL rules of the variant this registration serves."""
+    variant: Variant = state.options["variant"]
+    state.app.extensions.setdefault("notifications.variants", {})[state.name] = variant
+    for route in variant.routes:
+        state.add_url_rule(route.rule, route.endpoint, route.view, methods=route.methods)
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint once per enabled variant, and the health check."""
+    for name, variant_cls in VARIANTS.items():
+        prefix = app.config[f"{name.upper()}_PREFIX"]
+        if prefix is not None:
+            app.register_blueprint(bp, url_prefix=prefix, name=name, variant=variant_cls(prefix))
+    app.add_url_rule("/healthz", "healthz", views.healthz)
