@@ -774,7 +774,8 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
             if not raw.strip():
                 continue
             try:
-                batch.append((number, *transfer.import_row(raw)))
+                row = queries.new_row(transfer.import_fields(raw))
+                batch.append((number, *(row[name] for name in queries.INSERT_FIELDS)))
             except transfer.LineError as exc:
                 if not skip_invalid:
                     raise click.ClickException(

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 
 from notifications.core.serialize import full_record, parse_time
 from notifications.core.validation import ImportRecord
-from notifications.store.queries import INSERT_FIELDS, new_row
 
 _DURATION = re.compile(r"(\d+)([wdhms])")
 _UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
@@ -88,11 +87,11 @@ def _describe(exc: ValidationError) -> str:
     return message
 
 
-def import_row(raw: bytes | str) -> tuple[Any, ...]:
-    """Validate one JSON Lines record; return its values in ``INSERT_FIELDS`` order."""
+def import_fields(raw: bytes | str) -> dict[str, Any]:
+    """Validate one JSON Lines record; return the fields of the row it becomes."""
+    line = raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw
     try:
-        record = ImportRecord.model_validate_json(raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw)
+        record = ImportRecord.model_validate_json(line)
     except ValidationError as exc:
         raise LineError(_describe(exc)) from None
-    row = new_row(record.row_fields())
-    return tuple(row[name] for name in INSERT_FIELDS)
+    return record.row_fields()
