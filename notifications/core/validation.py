@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Annotated, Any, TypeVar
@@ -216,6 +216,7 @@ def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(item, (dict, list)):
             if depth > MAX_METADATA_DEPTH:
                 raise ValueError(f"metadata must not nest deeper than {MAX_METADATA_DEPTH} levels")
+            children: Iterable[Any]
             if isinstance(item, dict):
                 pending.extend((key, depth) for key in item)
                 children = item.values()
