@@ -48,7 +48,7 @@ def check_url() -> None:
 class Request(flask.Request):
     """Flask's request, refusing (rather than truncating) a body without a length."""
 
-    def get_data(self, cache: bool = True, as_text: bool = False,  # type: ignore[override]
+    def get_data(self, cache: bool = True, as_text: bool = False,
                  parse_form_data: bool = False) -> Any:
         """Return the body; raise 413 when it is over the limit, however it was sent.
 
