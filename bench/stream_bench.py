@@ -137,7 +137,7 @@ def ping_lateness(streams: list[Stream], interval: float, since: float) -> float
     worst = 0.0
     for stream in streams:
         pings = [p for p in stream.pings or [] if p >= since]
-        for a, b in zip(pings, pings[1:]):
+        for a, b in zip(pings, pings[1:], strict=False):
             worst = max(worst, b - a - interval)
     return worst * 1000
 
@@ -285,14 +285,14 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
         other: list[float | None] = []
         for k in range(samples):
             i = (k * 7919) % half
-            other.append(delivery(dataset[i], lambda: write(f"ds-user-{i}")))
+            other.append(delivery(dataset[i], lambda i=i: write(f"ds-user-{i}")))
             # A random pause, so writes are not in step with the watcher's polls.
             gevent.sleep(random.uniform(0.01, 0.3))
 
         ingest: list[float | None] = []
         for k in range(samples):
             i = (k * 7919 + 1) % half
-            ingest.append(delivery(dataset[i], lambda: post(
+            ingest.append(delivery(dataset[i], lambda i=i: post(
                 port, "/internal/v1/notifications", "bench-ingest",
                 f'{{"user_id": "ds-user-{i}", "title": "bench"}}')))
             gevent.sleep(random.uniform(0.01, 0.05))
@@ -300,7 +300,7 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
         same: list[float | None] = []
         for k in range(min(samples, half)):
             i = (k * 7919) % half
-            same.append(delivery(org[i], lambda: post(
+            same.append(delivery(org[i], lambda i=i: post(
                 port, "/api/v1/org/notifications/mark-read", token(f"org-user-{i}", "acme"))))
             gevent.sleep(0.01)
         for s in dataset + org:
