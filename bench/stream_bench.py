@@ -211,7 +211,8 @@ def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
     return results
 
 
-def measure_idle_few(tmp: Path, interval: float, few: int = 10, seconds: float = 8) -> dict[str, float]:
+def measure_idle_few(tmp: Path, interval: float, few: int = 10,
+                     seconds: float = 8) -> dict[str, float]:
     log = tmp / "idle.log"
     with serving(tmp / "bench.db", log, JWT_SECRET=SECRET, PING_INTERVAL=str(interval)) as server:
         streams = [Stream(server.port, "/api/v1/notifications/stream", token(f"user-{i}"),
@@ -340,7 +341,8 @@ def main() -> None:
     rows = [
         ("streams held on one gevent worker", f"{args.streams}", ""),
         ("RSS per stream, bare comment stream", f"{memory['bare_kb']:.1f} KB",
-         f"connect {memory['bare_connect_s']:.1f}s, worst ping lateness {memory['bare_late_ms']:.0f} ms"),
+         f"connect {memory['bare_connect_s']:.1f}s, "
+         f"worst ping lateness {memory['bare_late_ms']:.0f} ms"),
         ("RSS per stream, /api/v1/notifications/stream", f"{memory['service_kb']:.1f} KB",
          f"{ratio:.2f}x bare; connect {memory['service_connect_s']:.1f}s, "
          f"worst ping lateness {memory['service_late_ms']:.0f} ms"),
