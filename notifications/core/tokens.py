@@ -152,7 +152,9 @@ def decode(token: str, settings: KeySettings) -> Principal:
     except jwt.ExpiredSignatureError:
         raise AuthError("Could not validate credentials: token has expired") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise AuthError(f"Could not validate credentials: token has no '{exc.claim}' claim") from None
+        raise AuthError(
+            f"Could not validate credentials: token has no '{exc.claim}' claim"
+        ) from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"Could not validate credentials: {exc}") from None
     except (jwt.InvalidKeyError, ValueError, TypeError):

@@ -22,8 +22,11 @@ MAX_PATH_LENGTH = 8192
 #: so that requests between the two reach the service instead of gunicorn's HTML page.
 MAX_HEADER_FIELD = 8192
 MAX_HEADER_FIELDS = 100
+
+
 def check_headers(headers: Any) -> None:
-    """Refuse more than :data:`MAX_HEADER_FIELDS` fields or one over :data:`MAX_HEADER_FIELD` bytes."""
+    """Refuse more than :data:`MAX_HEADER_FIELDS` fields or one over
+    :data:`MAX_HEADER_FIELD` bytes."""
     count = 0
     for name, value in headers.items():
         count += 1

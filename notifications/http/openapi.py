@@ -155,7 +155,8 @@ class _Builder:
 
     def operation(self, op: Operation, *, variant: Variant | None, tag: str,
                   operation_id: str, security: list[dict[str, list[str]]] | None,
-                  error_model: type[BaseModel], validation_model: type[BaseModel]) -> dict[str, Any]:
+                  error_model: type[BaseModel],
+                  validation_model: type[BaseModel]) -> dict[str, Any]:
         """Render one operation object."""
         out: dict[str, Any] = {"tags": [tag], "summary": op.summary, "operationId": operation_id}
         if op.description:
