@@ -292,7 +292,8 @@ def check(level: Level) -> None:
                 print(f"- {name}, {rows:,} rows: {ratio:.2f} of the baseline's req/s "
                       f"(target >= {target}) {'met' if ratio >= target else 'MISSED'}")
             tail = f.p99_ms <= 4 * f.p50_ms and f.p99_ms <= 2 * base.p99_ms
-            print(f"- {name}, {rows:,} rows: p99 {f.p99_ms:.1f} ms = {f.p99_ms / f.p50_ms:.1f} x p50,"
+            print(f"- {name}, {rows:,} rows: p99 {f.p99_ms:.1f} ms = "
+                  f"{f.p99_ms / f.p50_ms:.1f} x p50,"
                   f" {f.p99_ms / base.p99_ms:.1f} x the baseline's p99 (targets <= 4, <= 2) "
                   f"{'met' if tail else 'MISSED'}")
         if len(figures) >= 2:

@@ -28,7 +28,8 @@ def run(db: Path, *args: str) -> float:
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{args[0]} failed: {result.stderr}")
-    print(f"  {' '.join(args[:1])}: {(result.stdout + result.stderr).strip().splitlines()[-1]}", file=sys.stderr)
+    last_line = (result.stdout + result.stderr).strip().splitlines()[-1]
+    print(f"  {' '.join(args[:1])}: {last_line}", file=sys.stderr)
     return elapsed
 
 
@@ -71,11 +72,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dir", default=None,
-                        help="Where the databases and the file live (default: the system temp dir).")
+                        help="Where the databases and the file live "
+                             "(default: the system temp dir).")
     args = parser.parse_args()
     n = args.rows
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        source, target, dump = Path(tmp) / "source.db", Path(tmp) / "target.db", Path(tmp) / "dump.jsonl"
+        source, target, dump = (
+            Path(tmp) / "source.db", Path(tmp) / "target.db", Path(tmp) / "dump.jsonl"
+        )
         print(f"seeding {n:,} rows ...", file=sys.stderr)
         seeded = seed(source, n)
         select = bare_select(source)
@@ -89,8 +93,10 @@ def main() -> None:
         ("baseline: bare SELECT of every row (no serialising)", select, None),
         (f"export {n:,} rows to JSON Lines", exported, 30.0),
     ]
-    print(f"\nexport/import benchmark, {os.cpu_count()} CPUs, files in {args.dir or tempfile.gettempdir()}, "
-          f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy); copy identical: {same}\n")
+    print(f"\nexport/import benchmark, {os.cpu_count()} CPUs, "
+          f"files in {args.dir or tempfile.gettempdir()}, "
+          f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy); "
+          f"copy identical: {same}\n")
     print(f"| {'step':<52} | {'seconds':>7} | {'rows per second':>15} | {'target':>7} |")
     print(f"|{'-' * 54}|{'-' * 9}|{'-' * 17}|{'-' * 9}|")
     for label, seconds, target_s in results:

@@ -29,11 +29,13 @@ DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
 def notification(i: int, keyed: bool) -> dict[str, Any]:
     """One realistic monitor alert (about 400 bytes of JSON)."""
     item: dict[str, Any] = {
-        "user_id": f"usr_{i % 1000:04d}", "organization_id": f"org_{i % 7}", "dataset_id": DATASET,
-        "kind": "monitor.alert", "entity_type": "saved_view", "entity_id": str(uuid.UUID(int=i)),
-        "title": f"{i % 5000} new results in 'icecream'", "message": "New rows match the saved view",
-        "metadata": {"view_name": "icecream", "dataset_name": "Ice cream", "result_count": i % 5000,
-                     "batch_id": str(uuid.UUID(int=i // 500)), "is_alert": True},
+        "user_id": f"usr_{i % 1000:04d}", "organization_id": f"org_{i % 7}",
+        "dataset_id": DATASET, "kind": "monitor.alert", "entity_type": "saved_view",
+        "entity_id": str(uuid.UUID(int=i)), "title": f"{i % 5000} new results in 'icecream'",
+        "message": "New rows match the saved view",
+        "metadata": {"view_name": "icecream", "dataset_name": "Ice cream",
+                     "result_count": i % 5000, "batch_id": str(uuid.UUID(int=i // 500)),
+                     "is_alert": True},
     }
     if keyed:
         item["dedupe_key"] = f"alert-{i}"
@@ -41,7 +43,10 @@ def notification(i: int, keyed: bool) -> dict[str, Any]:
 
 
 def stored(i: int) -> dict[str, Any]:
-    """Alert ``i`` as ``queries.new_row`` takes it (the stored ``body``, not the API's ``message``)."""
+    """Alert ``i`` as ``queries.new_row`` takes it.
+
+    It has the stored ``body``, not the API's ``message``.
+    """
     item = notification(i, False)
     item["body"] = item.pop("message")
     return item
@@ -49,7 +54,9 @@ def stored(i: int) -> dict[str, Any]:
 
 def bodies(total: int, batch: int, keyed: bool) -> list[bytes]:
     return [
-        json.dumps({"notifications": [notification(i, keyed) for i in range(start, min(start + batch, total))]}).encode()
+        json.dumps({"notifications": [
+            notification(i, keyed) for i in range(start, min(start + batch, total))
+        ]}).encode()
         for start in range(0, total, batch)
     ]
 
@@ -159,18 +166,21 @@ def main() -> None:
                          INGEST_TOKEN=TOKEN) as server:
                 seconds, created = push(server.port, payloads, args.clients)
             assert created == args.total, (created, args.total)
-            label = f"HTTP ingest, batches of {args.batch}" + (", every item with dedupe_key" if keyed else "")
+            label = f"HTTP ingest, batches of {args.batch}" + (
+                ", every item with dedupe_key" if keyed else "")
             results.append((label, created, seconds))
 
     base_rate = args.total / base
     print(f"\ningest benchmark: {args.workers} gevent worker(s), {args.clients} client threads, "
           f"{os.cpu_count()} CPUs, databases in {args.dir or tempfile.gettempdir()}, "
           f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)\n")
-    print(f"| {'scenario':<58} | {'notifications':>13} | {'seconds':>7} | {'per second':>10} | {'vs baseline':>11} |")
+    print(f"| {'scenario':<58} | {'notifications':>13} | {'seconds':>7} "
+          f"| {'per second':>10} | {'vs baseline':>11} |")
     print(f"|{'-' * 60}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 13}|")
     for label, count, seconds in results:
         rate = count / seconds
-        print(f"| {label:<58} | {count:>13,} | {seconds:>7.2f} | {rate:>10,.0f} | {rate / base_rate:>10.0%} |")
+        print(f"| {label:<58} | {count:>13,} | {seconds:>7.2f} | {rate:>10,.0f} "
+              f"| {rate / base_rate:>10.0%} |")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def main() -> None:
                 wrk(server.url + "/healthz", 1, args.connections)
             for round_ in range(args.rounds):
                 # Each goes first every other round: a load that changes meanwhile hits both.
-                order = (("on", on), ("off", off)) if round_ % 2 == 0 else (("off", off), ("on", on))
+                order = ((("on", on), ("off", off)) if round_ % 2 == 0
+                         else (("off", off), ("on", on)))
                 for setting, server in order:
                     results[setting].append(wrk(server.url + "/healthz", args.seconds,
                                                 args.connections))

@@ -208,7 +208,8 @@ def main() -> None:
                 wrk_figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
                 print(f"\n## synchronous = {synchronous}\n")
                 for total in levels:
-                    base = wrk_figures(start_wrk(paths["empty_mix"], empty_port, total, args.seconds))
+                    base = wrk_figures(start_wrk(paths["empty_mix"], empty_port, total,
+                                                 args.seconds))
                     mix = run_mix(served.port, paths, total, args.seconds)
                     print(f"\n### mix at {total} connections (2 workers)\n\n{HEADER}")
                     print(row("empty endpoint, same body as ingest (baseline)", base))
@@ -216,10 +217,12 @@ def main() -> None:
                         print(row(f"{name} ({split(total)[name]} conn.)", f))
                     combined = sum(f.rate for f in mix.values())
                     print(f"\nall operations together: {combined:,.0f} req/s")
-                base = wrk_figures(start_wrk(paths["empty"], empty_port, 32, args.seconds, threads=2))
+                base = wrk_figures(start_wrk(paths["empty"], empty_port, 32, args.seconds,
+                                             threads=2))
                 single = wrk_figures(start_wrk(paths["single"], served.port, 32, args.seconds,
                                            threads=2))
-                print(f"\n### single-notification ingest, 32 connections, 2 wrk threads\n\n{HEADER}")
+                print("\n### single-notification ingest, 32 connections, 2 wrk threads\n\n"
+                      f"{HEADER}")
                 print(row("empty endpoint, same body (baseline)", base))
                 print(row("ingest, one notification a request", single, base))
                 sys.stdout.flush()

@@ -137,7 +137,7 @@ def ping_lateness(streams: list[Stream], interval: float, since: float) -> float
     worst = 0.0
     for stream in streams:
         pings = [p for p in stream.pings or [] if p >= since]
-        for a, b in zip(pings, pings[1:]):
+        for a, b in zip(pings, pings[1:], strict=False):
             worst = max(worst, b - a - interval)
     return worst * 1000
 
@@ -211,7 +211,8 @@ def measure_memory(tmp: Path, n: int, interval: float) -> dict[str, float]:
     return results
 
 
-def measure_idle_few(tmp: Path, interval: float, few: int = 10, seconds: float = 8) -> dict[str, float]:
+def measure_idle_few(tmp: Path, interval: float, few: int = 10,
+                     seconds: float = 8) -> dict[str, float]:
     log = tmp / "idle.log"
     with serving(tmp / "bench.db", log, JWT_SECRET=SECRET, PING_INTERVAL=str(interval)) as server:
         streams = [Stream(server.port, "/api/v1/notifications/stream", token(f"user-{i}"),
@@ -285,14 +286,14 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
         other: list[float | None] = []
         for k in range(samples):
             i = (k * 7919) % half
-            other.append(delivery(dataset[i], lambda: write(f"ds-user-{i}")))
+            other.append(delivery(dataset[i], lambda i=i: write(f"ds-user-{i}")))
             # A random pause, so writes are not in step with the watcher's polls.
             gevent.sleep(random.uniform(0.01, 0.3))
 
         ingest: list[float | None] = []
         for k in range(samples):
             i = (k * 7919 + 1) % half
-            ingest.append(delivery(dataset[i], lambda: post(
+            ingest.append(delivery(dataset[i], lambda i=i: post(
                 port, "/internal/v1/notifications", "bench-ingest",
                 f'{{"user_id": "ds-user-{i}", "title": "bench"}}')))
             gevent.sleep(random.uniform(0.01, 0.05))
@@ -300,7 +301,7 @@ def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
         same: list[float | None] = []
         for k in range(min(samples, half)):
             i = (k * 7919) % half
-            same.append(delivery(org[i], lambda: post(
+            same.append(delivery(org[i], lambda i=i: post(
                 port, "/api/v1/org/notifications/mark-read", token(f"org-user-{i}", "acme"))))
             gevent.sleep(0.01)
         for s in dataset + org:
@@ -340,7 +341,8 @@ def main() -> None:
     rows = [
         ("streams held on one gevent worker", f"{args.streams}", ""),
         ("RSS per stream, bare comment stream", f"{memory['bare_kb']:.1f} KB",
-         f"connect {memory['bare_connect_s']:.1f}s, worst ping lateness {memory['bare_late_ms']:.0f} ms"),
+         f"connect {memory['bare_connect_s']:.1f}s, "
+         f"worst ping lateness {memory['bare_late_ms']:.0f} ms"),
         ("RSS per stream, /api/v1/notifications/stream", f"{memory['service_kb']:.1f} KB",
          f"{ratio:.2f}x bare; connect {memory['service_connect_s']:.1f}s, "
          f"worst ping lateness {memory['service_late_ms']:.0f} ms"),

@@ -235,8 +235,8 @@ def _coerce(setting: Setting, value: Any) -> Any:
             raise ConfigError(f"{setting.variable} must be 'on' or 'off', got {value!r}")
         return text in ("on", "true", "1")
     if kind == "prefix":
-        text = value if value is None or isinstance(value, str) else str(value)
-        return normalize_prefix(text, setting.name)
+        prefix: str | None = value if value is None or isinstance(value, str) else str(value)
+        return normalize_prefix(prefix, setting.name)
     return value  # flag: code sets it, with a real bool
 
 

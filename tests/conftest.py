@@ -136,7 +136,9 @@ def active_leases(user_id: str, kind: str | None = None) -> int:
     if kind is not None:
         conditions.append(leases.c.kind == kind)
     with reading() as conn:
-        return conn.execute(select(func.count()).select_from(leases).where(*conditions)).scalar_one()
+        return conn.execute(
+            select(func.count()).select_from(leases).where(*conditions)
+        ).scalar_one()
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +255,9 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: Path,
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"{base_url} did not become ready:\n{log_path.read_text(errors='replace')}")
+    raise AssertionError(
+        f"{base_url} did not become ready:\n{log_path.read_text(errors='replace')}"
+    )
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:

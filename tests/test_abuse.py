@@ -34,7 +34,10 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, s
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    headers = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (line.partition(":") for line in lines[1:])
+    }
     length = int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(65536)
@@ -106,8 +109,10 @@ def read_response_after(sock: socket.socket, received: bytes, timeout: float) ->
 
 def test_a_body_sent_in_time_is_read(server: LiveServer) -> None:
     body = json.dumps({"user_id": "alice"}).encode()
-    request = (f"POST /internal/v1/notifications HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-               f"Authorization: Bearer {INGEST_TOKEN}\r\nContent-Type: application/json\r\n\r\n").encode()
+    request = (f"POST /internal/v1/notifications HTTP/1.1\r\nHost: x\r\n"
+               f"Content-Length: {len(body)}\r\n"
+               f"Authorization: Bearer {INGEST_TOKEN}\r\n"
+               "Content-Type: application/json\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(request)
         for part in (body[:5], body[5:]):

@@ -110,7 +110,8 @@ READ_ALL = "/api/v1/notifications/read-all"
 
 
 def unread(client: Any, auth: Any) -> int:
-    return client.get("/api/v1/org/notifications", headers=auth.headers("alice", "acme")).get_json()["unread"]
+    response = client.get("/api/v1/org/notifications", headers=auth.headers("alice", "acme"))
+    return response.get_json()["unread"]
 
 
 @pytest.mark.parametrize("headers", [
@@ -163,7 +164,8 @@ def test_header_authenticated_requests_are_not_origin_checked(client: Any, auth:
 def test_reads_with_the_cookie_from_a_foreign_origin_are_unaffected(client: Any, auth: Any) -> None:
     # The browser withholds the answer (no CORS headers); refusing a GET would protect nothing.
     client.set_cookie("session", auth.token("alice", "acme"))
-    assert client.get("/api/v1/notifications", headers={"Origin": "https://evil.example"}).status_code == 200
+    response = client.get("/api/v1/notifications", headers={"Origin": "https://evil.example"})
+    assert response.status_code == 200
 
 
 def test_open_mode_refuses_foreign_origins_too(app_config: dict[str, Any], make: Any) -> None:

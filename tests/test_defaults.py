@@ -35,14 +35,17 @@ def invoke(*args: str) -> Any:
 
 def test_default_database_follows_xdg_data_home(tmp_path: Path) -> None:
     env = {"XDG_DATA_HOME": str(tmp_path / "data"), "HOME": str(tmp_path / "home")}
-    assert paths.default_database_path(env) == tmp_path / "data" / "notifications" / "notifications.db"
+    assert (paths.default_database_path(env)
+            == tmp_path / "data" / "notifications" / "notifications.db")
     assert paths.default_url(env) == f"sqlite:///{tmp_path}/data/notifications/notifications.db"
 
 
 def test_default_database_falls_back_to_local_share(home: Path) -> None:
-    assert paths.default_database_path() == home / ".local" / "share" / "notifications" / "notifications.db"
+    assert (paths.default_database_path()
+            == home / ".local" / "share" / "notifications" / "notifications.db")
     # The XDG specification: a relative XDG_DATA_HOME is ignored.
-    assert paths.data_dir({"XDG_DATA_HOME": "relative/dir"}) == home / ".local" / "share" / "notifications"
+    assert (paths.data_dir({"XDG_DATA_HOME": "relative/dir"})
+            == home / ".local" / "share" / "notifications")
 
 
 def test_the_database_url_setting_wins(tmp_path: Path) -> None:
@@ -92,7 +95,8 @@ def test_reading_a_missing_database_is_one_line_and_creates_nothing(
     assert not (tmp_path / "missing").exists()
 
 
-def test_an_empty_file_is_no_database_either(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_file_is_no_database_either(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "empty.db"
     path.touch()
     monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", f"sqlite:///{path}")
@@ -128,8 +132,8 @@ def test_server_and_cli_share_the_default_database(home: Path) -> None:
     assert not list((home / "a").iterdir())
 
 
-def test_the_cli_signs_with_the_demo_secret_of_its_database(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_signs_with_the_demo_secret_of_its_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", url)
     assert invoke("token", "--user", "alice").exit_code == 1  # no secret anywhere yet

@@ -196,7 +196,8 @@ def test_demo_mode_signs_in_a_demo_user_and_sends_through_the_ingest_path(
     expect(organization).to_have_attribute("aria-selected", "true")
     expect(page.locator("#organization-list .item", has_text="Loop closed")).to_be_visible()
     page.keyboard.press("Tab")  # into the panel: the first control is its "Mark all read"
-    expect(page.get_by_role("button", name="Mark all read in the organization inbox")).to_be_focused()
+    mark_all = page.get_by_role("button", name="Mark all read in the organization inbox")
+    expect(mark_all).to_be_focused()
     page.keyboard.press("Enter")
     expect(badge(page)).to_have_text("0", timeout=LIVE * 1000)
     expect(page.locator("#organization-list .item.unread")).to_have_count(0)
@@ -226,7 +227,8 @@ def test_page_follows_configured_prefixes_and_cors(browser: Any, live_server: An
     expect(badge(page)).to_have_text("0", timeout=LIVE * 1000)
     context.close()  # a stream's log line is written when it ends
     deadline = time.monotonic() + 10
-    while "GET /team/inbox/notifications/stream" not in server.log() and time.monotonic() < deadline:
+    while ("GET /team/inbox/notifications/stream" not in server.log()
+           and time.monotonic() < deadline):
         time.sleep(0.2)
     log = server.log()
     for line in ("GET /alerts/notifications/stream", "GET /team/inbox/notifications/stream",

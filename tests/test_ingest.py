@@ -79,7 +79,8 @@ def test_one_object_is_stored_with_every_field(client: Any, app: Any) -> None:
         "user_id": "alice", "organization_id": "acme", "dataset_id": DATASET.upper(),
         "kind": "monitor.alert", "entity_type": "saved_view", "entity_id": "v1",
         "title": "3 new results", "body": "Look", "link": "/views/v1",
-        "metadata": {"view_name": "icecream", "result_count": 3, "is_alert": True, "nested": [1.5, None]},
+        "metadata": {"view_name": "icecream", "result_count": 3, "is_alert": True,
+                     "nested": [1.5, None]},
         "created_at": "2026-03-31T17:02:12.432489", "dedupe_key": "alert-1",
     })
     assert response.status_code == 201
@@ -160,7 +161,8 @@ def test_ingested_notifications_show_in_both_apis(client: Any, auth: Any) -> Non
     assert dataset["total"] == 2
     assert dataset["notifications"][0]["metadata"] == {"is_alert": True}
     org = client.get("/api/v1/org/notifications", headers=auth.headers("alice", "acme")).get_json()
-    assert [(i["kind"], i["body"], i["link"]) for i in org["items"]] == [("review.created", "Ana asked", "/r/1")]
+    assert [(i["kind"], i["body"], i["link"]) for i in org["items"]] == [
+        ("review.created", "Ana asked", "/r/1")]
     assert org["unread"] == 1
 
 
@@ -242,8 +244,10 @@ INVALID = [
     ({"user_id": "a", "title": 5}, ["body", "title"], "string_type"),
     ({"user_id": "a", "metadata": [1]}, ["body", "metadata"], "dict_type"),
     ({"user_id": "a", "metadata": "{}"}, ["body", "metadata"], "dict_type"),
-    ({"user_id": "a", "created_at": "yesterday"}, ["body", "created_at"], "datetime_from_date_parsing"),
-    ({"user_id": "a", "created_at": "0001-01-01T00:00:00+01:00"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "yesterday"}, ["body", "created_at"],
+     "datetime_from_date_parsing"),
+    ({"user_id": "a", "created_at": "0001-01-01T00:00:00+01:00"}, ["body", "created_at"],
+     "value_error"),
     ({"user_id": "a", "created_at": 1774976532}, ["body", "created_at"], "value_error"),
     # Numbers as text: pydantic would guess seconds or milliseconds from their size.
     ({"user_id": "a", "created_at": "1700000000"}, ["body", "created_at"], "value_error"),
@@ -254,7 +258,8 @@ INVALID = [
     # Written with a year before 2000.
     ({"user_id": "a", "created_at": "1999-12-31T23:59:59Z"}, ["body", "created_at"], "value_error"),
     ({"user_id": "a", "created_at": "1970-01-01T00:00:00"}, ["body", "created_at"], "value_error"),
-    ({"user_id": "a", "created_at": "0253-08-08T02:35:43+00:32"}, ["body", "created_at"], "value_error"),
+    ({"user_id": "a", "created_at": "0253-08-08T02:35:43+00:32"}, ["body", "created_at"],
+     "value_error"),
     ({"user_id": "a", "dedupe_key": ""}, ["body", "dedupe_key"], "string_too_short"),
     ({"user_id": "a", "priority": "high"}, ["body", "priority"], "extra_forbidden"),
     ({"user_id": "a", "body": "x", "message": "y"}, ["body"], "value_error"),
@@ -285,8 +290,9 @@ def test_created_at_years_2000_to_9999_are_accepted(client: Any, app: Any, creat
 
 
 @pytest.mark.parametrize("raw", [
-    b"", b"   ", b"user_id=alice", b"{", b'{"user_id": "a"', b"\xff\xfe", b'{"user_id": "a", "metadata": {"x": NaN}}',
-    b'{"user_id": "a", "metadata": {"x": Infinity}}', b"[" * 100_000,
+    b"", b"   ", b"user_id=alice", b"{", b'{"user_id": "a"', b"\xff\xfe",
+    b'{"user_id": "a", "metadata": {"x": NaN}}', b'{"user_id": "a", "metadata": {"x": Infinity}}',
+    b"[" * 100_000,
 ])
 def test_malformed_body_is_422_never_500(client: Any, app: Any, raw: bytes) -> None:
     response = post(client, raw)
@@ -310,7 +316,8 @@ def test_overflowing_number_in_metadata_is_422(client: Any, app: Any) -> None:
     ('"metadata": {"x": ["\\ud800"]}', ["body", "metadata"]),
     ('"metadata": {"\\ud800": 1}', ["body", "metadata"]),
 ])
-def test_unpaired_surrogate_in_text_is_422(client: Any, app: Any, fields: str, loc: list[str]) -> None:
+def test_unpaired_surrogate_in_text_is_422(client: Any, app: Any, fields: str,
+                                           loc: list[str]) -> None:
     """A lone surrogate has no UTF-8 form: storing it failed with a 500."""
     response = post(client, '{"user_id": "a", ' + fields + "}")
     assert response.status_code == 422
@@ -319,7 +326,8 @@ def test_unpaired_surrogate_in_text_is_422(client: Any, app: Any, fields: str, l
 
 
 def test_surrogate_pairs_are_text(client: Any, app: Any) -> None:
-    response = post(client, '{"user_id": "a", "title": "\\ud83d\\ude00", "metadata": {"\\ud83d\\ude00": "\\ud83d\\ude00"}}')
+    response = post(client, '{"user_id": "a", "title": "\\ud83d\\ude00", '
+                            '"metadata": {"\\ud83d\\ude00": "\\ud83d\\ude00"}}')
     assert response.status_code == 201
     [row] = stored(app)
     assert row["title"] == "\U0001f600" and row["metadata"] == {"\U0001f600": "\U0001f600"}
@@ -391,7 +399,8 @@ def test_producer_over_http_reaches_both_apis(live_server: Any) -> None:
     assert [i["id"] for i in org["items"]] == ["ntf_" + ids[0].replace("-", "")]
     assert org["unread"] == 1
 
-    too_big = requests.post(url, data=b"{" + b" " * (1024 * 1024 + 10) + b"}", headers=H, timeout=10)
+    too_big = requests.post(url, data=b"{" + b" " * (1024 * 1024 + 10) + b"}", headers=H,
+                            timeout=10)
     assert too_big.status_code == 413 and too_big.json() == {"detail": "Request body is too large"}
     assert requests.post(url, json={"user_id": "a"}, timeout=10).status_code == 401
 
@@ -406,7 +415,8 @@ def test_concurrent_retries_over_http_store_exactly_one_row(live_server: Any) ->
         return response.status_code, response.json()["ids"][0]
 
     retry_concurrently(requests.Session, send)
-    listed = [json.loads(line) for line in server.cli("list", "--json", "--limit", "100").stdout.splitlines()]
+    listed = [json.loads(line)
+              for line in server.cli("list", "--json", "--limit", "100").stdout.splitlines()]
     assert len(listed) == 1 and listed[0]["dedupe_key"] == "once"
 
 
@@ -434,5 +444,6 @@ def test_body_limit_is_configurable(app_config: dict[str, Any]) -> None:
     client = app.test_client()
     assert post(client, {"user_id": "a", "body": "x" * 1500}).status_code == 201
     assert post(client, {"user_id": "a", "body": "x" * 2100}).status_code == 413
-    with pytest.raises(ConfigError, match="NOTIFICATIONS_MAX_CONTENT_LENGTH must be a whole number"):
+    with pytest.raises(ConfigError,
+                       match="NOTIFICATIONS_MAX_CONTENT_LENGTH must be a whole number"):
         create_app({**app_config, "MAX_CONTENT_LENGTH": "1MB"})

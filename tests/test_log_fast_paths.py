@@ -15,7 +15,8 @@ JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9."
 
 
 @pytest.mark.parametrize("path", [
-    "/api/v1/notifications/unread-count", "/api/v1/notifications/e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57/read",
+    "/api/v1/notifications/unread-count",
+    "/api/v1/notifications/e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57/read",
     f"/api/v1/notifications/{JWT}/read", "/x/" + "k" * 60, "/a\nb c", "/é", "/eyJabc", "/%41",
     "/" + "a" * 9000, "/api/v1/s3cr3t-value/read", "/a:b@c!$&'()*+,;=~",
 ])

@@ -79,7 +79,7 @@ def client_loop(server: Any, ledger: Ledger, seed: int, stop: threading.Event) -
             items = [{"user_id": user, "organization_id": "acme" if org else None,
                       "dataset_id": None if org else DATASET, "title": f"load {seed}",
                       "metadata": {"is_alert": True}} for _ in range(rng.randint(1, 3))]
-            response = ledger.timed("ingest", lambda: session.post(
+            response = ledger.timed("ingest", lambda items=items: session.post(
                 base + "/internal/v1/notifications", headers=ingest_headers,
                 json={"notifications": items}, timeout=10))
             if response is not None and response.status_code == 201:
@@ -92,14 +92,14 @@ def client_loop(server: Any, ledger: Ledger, seed: int, stop: threading.Event) -
             if not known:
                 continue
             target = rng.choice(known)
-            response = ledger.timed("mark_one", lambda: session.post(
+            response = ledger.timed("mark_one", lambda target=target, user=user: session.post(
                 f"{base}/api/v1/notifications/{target}/read", headers=headers[user], timeout=10))
             if response is not None and response.status_code == 200:
                 with ledger.lock:
                     ledger.marked[user] += 1
         elif op < 0.45:
             user = rng.choice(DATASET_USERS)
-            response = ledger.timed("read_all", lambda: session.post(
+            response = ledger.timed("read_all", lambda user=user: session.post(
                 f"{base}/api/v1/notifications/read-all?dataset_id={DATASET}",
                 headers=headers[user], timeout=10))
             if response is not None and response.status_code == 200:
@@ -112,7 +112,7 @@ def client_loop(server: Any, ledger: Ledger, seed: int, stop: threading.Event) -
             chosen = rng.sample(known, min(len(known), rng.randint(1, 3)))
             if not chosen:
                 continue
-            response = ledger.timed("org_mark_read", lambda: session.post(
+            response = ledger.timed("org_mark_read", lambda user=user, chosen=chosen: session.post(
                 base + "/api/v1/org/notifications/mark-read", headers=org_headers[user],
                 json={"ids": ["ntf_" + i.replace("-", "") for i in chosen]}, timeout=10))
             if response is not None and response.status_code == 200:
@@ -120,16 +120,16 @@ def client_loop(server: Any, ledger: Ledger, seed: int, stop: threading.Event) -
                     ledger.org_marked[user].update(chosen)
         elif op < 0.67:
             user = rng.choice(DATASET_USERS)
-            ledger.timed("list", lambda: session.get(
+            ledger.timed("list", lambda user=user: session.get(
                 base + "/api/v1/notifications?limit=20&unread_only=True", headers=headers[user],
                 timeout=10))
         elif op < 0.82:
             user = rng.choice(DATASET_USERS)
-            ledger.timed("unread_count", lambda: session.get(
+            ledger.timed("unread_count", lambda user=user: session.get(
                 base + "/api/v1/notifications/unread-count", headers=headers[user], timeout=10))
         else:
             user = rng.choice(ORG_USERS)
-            ledger.timed("org_list", lambda: session.get(
+            ledger.timed("org_list", lambda user=user: session.get(
                 base + "/api/v1/org/notifications", headers=org_headers[user], timeout=10))
 
 

@@ -274,7 +274,8 @@ class Nginx:
                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         (prefix / "nginx.conf").write_text(
             ("user root;\n" if os.geteuid() == 0 else "")
-            + f"worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log info;\n"
+            + f"worker_processes 1;\npid {prefix}/nginx.pid;\n"
+            f"error_log {prefix}/logs/error.log info;\n"
             "events { worker_connections 256; }\n"
             f"http {{\n    access_log {prefix}/logs/access.log;\n{temp}"
             f"    include {prefix}/site.conf;\n}}\n"
@@ -353,7 +354,8 @@ def test_events_pass_nginx_at_once_with_gzip(proxied: Any) -> None:
 @pytest.mark.slow
 def test_keep_alives_hold_an_idle_stream_past_the_proxy_read_timeout(proxied: Any) -> None:
     server, proxy = proxied
-    inbox = SSEClient(proxy.url("/api/v1/org/notifications/stream"), server.headers("alice", "acme"))
+    inbox = SSEClient(proxy.url("/api/v1/org/notifications/stream"),
+                      server.headers("alice", "acme"))
     # The dataset stream pings only every 10 s: nginx's 2 s read timeout ends it.
     quiet = SSEClient(proxy.url("/api/v1/notifications/stream"), server.headers("alice"))
     assert inbox.response.status_code == 200 and quiet.response.status_code == 200

@@ -49,7 +49,8 @@ def test_the_tour_is_parametrised_in_one_line_only() -> None:
 def test_no_runnable_block_holds_synopsis_syntax() -> None:
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = page.read_text(encoding="utf-8")
-        for block in re.findall(r"^```(?:sh|bash)[^\n]*\n(.*?)^```$", text, re.MULTILINE | re.DOTALL):
+        blocks = re.findall(r"^```(?:sh|bash)[^\n]*\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+        for block in blocks:
             assert not re.search(r"\s\[--|<[a-z][a-z ]*>|<32 hex>", block), (page.name, block)
 
 
@@ -61,7 +62,9 @@ def test_the_tests_read_nothing_outside_the_repository() -> None:
         if path.name == Path(__file__).name:
             continue
         found = outside.search(path.read_text(encoding="utf-8"))
-        assert found is None, f"{path.relative_to(ROOT)} reads outside the repository: {found.group()}"
+        assert found is None, (
+            f"{path.relative_to(ROOT)} reads outside the repository: {found.group()}"
+        )
 
 
 def test_the_tour_runs_against_a_demo_server(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def test_other_settings_verify_again(settings: KeySettings, calls: list[str]) ->
     cache, token = TokenCache(), sign()
     cache.decode(token, settings)
     with pytest.raises(AuthError):
-        cache.decode(token, KeySettings(algorithms=("HS256",), secret="another-secret-0123456789abcdef0123456789"))
+        cache.decode(token, KeySettings(algorithms=("HS256",),
+                                        secret="another-secret-0123456789abcdef0123456789"))
     assert len(calls) == 2
 
 

@@ -1,1 +1,4 @@
-"""Pure building blocks: SSE framing, serialisers, tokens, request models, errors (no Flask globals)."""
+"""Pure building blocks (no Flask globals).
+
+SSE framing, serialisers, tokens, request models, errors.
+"""

@@ -69,7 +69,9 @@ class UriTooLong(ApiError):
 
 
 class HeadersTooLarge(ApiError):
-    status, code, message = 431, "request_header_fields_too_large", "Request header fields too large"
+    status, code, message = (
+        431, "request_header_fields_too_large", "Request header fields too large"
+    )
 
 
 class UnsupportedMediaType(ApiError):

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NTF = re.compile(r"ntf_([0-9a-fA-F]{32})")
@@ -43,6 +43,12 @@ _CLOCK = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
 _SECONDS = [f"{s:02d}" for s in range(60)]
 
 
+@overload
+def iso_naive(us: int) -> str: ...
+@overload
+def iso_naive(us: None) -> None: ...
+@overload
+def iso_naive(us: int | None) -> str | None: ...
 def iso_naive(us: int | None) -> str | None:
     """Dataset variant time: naive UTC with exactly six fractional digits."""
     if us is None:
@@ -53,6 +59,12 @@ def iso_naive(us: int | None) -> str | None:
     return f"{_date(days)}{_CLOCK[minutes]}{_SECONDS[seconds]}.{fraction:06d}"
 
 
+@overload
+def iso_z(us: int) -> str: ...
+@overload
+def iso_z(us: None) -> None: ...
+@overload
+def iso_z(us: int | None) -> str | None: ...
 def iso_z(us: int | None) -> str | None:
     """Organization variant time: UTC with ``Z``; fraction only when not zero."""
     if us is None:
@@ -138,7 +150,7 @@ def _exact_constant(name: str) -> ExactFloat:
 _decode = json.JSONDecoder(parse_float=ExactFloat, parse_constant=_exact_constant).decode
 
 
-class Body(dict):  # type: ignore[type-arg]
+class Body(dict[str, Any]):
     """A response body built by these serialisers: its only floats are :class:`ExactFloat`."""
 
     __slots__ = ()

@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from jwt.algorithms import get_default_algorithms
 
 from notifications.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    # Only for annotations (this module postpones them): no runtime dependency.
+    from typing_extensions import TypeIs
 
 
 class AuthError(Exception):
@@ -148,7 +152,9 @@ def decode(token: str, settings: KeySettings) -> Principal:
     except jwt.ExpiredSignatureError:
         raise AuthError("Could not validate credentials: token has expired") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise AuthError(f"Could not validate credentials: token has no '{exc.claim}' claim") from None
+        raise AuthError(
+            f"Could not validate credentials: token has no '{exc.claim}' claim"
+        ) from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"Could not validate credentials: {exc}") from None
     except (jwt.InvalidKeyError, ValueError, TypeError):
@@ -171,7 +177,7 @@ def check_lifetime(claims: dict[str, Any], max_lifetime: int | None) -> None:
         )
 
 
-def _is_text(value: Any) -> bool:
+def _is_text(value: Any) -> TypeIs[str]:
     """Tell whether a claim is a string of at most 255 characters that UTF-8 can encode.
 
     JSON escapes can smuggle in lone surrogates, which no query can carry.

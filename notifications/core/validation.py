@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Annotated, Any, TypeVar
@@ -156,7 +156,8 @@ def decode_json(raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:
     # ValueError also covers integers longer than Python converts (4300 digits).
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValidationFailed([{
-            "type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}", "input": None,
+            "type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}",
+            "input": None,
         }]) from None
 
 
@@ -167,7 +168,9 @@ def json_object(
     if not raw.strip():
         if empty_ok:
             return {}
-        raise ValidationFailed([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+        raise ValidationFailed([
+            {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
+        ])
     data = decode_json(raw, loads)
     if not isinstance(data, dict):
         raise ValidationFailed([{
@@ -204,7 +207,8 @@ def _unicode(value: str) -> str:
 
 
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse metadata that has no exact JSON form (NaN, Infinity, lone surrogates) or nests too deep."""
+    """Refuse metadata that has no exact JSON form (NaN, Infinity, lone surrogates) or
+    nests too deep."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -216,13 +220,15 @@ def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(item, (dict, list)):
             if depth > MAX_METADATA_DEPTH:
                 raise ValueError(f"metadata must not nest deeper than {MAX_METADATA_DEPTH} levels")
+            children: Iterable[Any]
             if isinstance(item, dict):
                 pending.extend((key, depth) for key in item)
                 children = item.values()
             else:
                 children = item
             pending.extend(
-                (child, depth + 1) for child in children if isinstance(child, (dict, list, float, str))
+                (child, depth + 1) for child in children
+                if isinstance(child, (dict, list, float, str))
             )
     return value
 

@@ -1,1 +1,4 @@
-"""The HTTP layer: the blueprint and its variants, request hooks, CORS, ingest, OpenAPI, the inbox page."""
+"""The HTTP layer.
+
+The blueprint and its variants, request hooks, CORS, ingest, OpenAPI, the inbox page.
+"""

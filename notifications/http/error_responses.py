@@ -6,7 +6,7 @@ import traceback
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from notifications.core.errors import HTTP_ERRORS, ApiError, DatabaseBusy, detail_body
 from notifications.http.limits import body_too_large
@@ -43,7 +43,7 @@ def _handle_http_error(error: HTTPException) -> Response:
     cls = HTTP_ERRORS.get(error.code or 500, ApiError)
     message = cls.message if cls is not ApiError else (error.name or "Error")
     api_error = cls(message)
-    if error.code == 405 and error.valid_methods:
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         api_error.headers["Allow"] = ", ".join(error.valid_methods)
     if cls is ApiError:
         api_error.status = error.code or 500

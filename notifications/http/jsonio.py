@@ -3,14 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.sansio.response import Response
 
 from notifications.core.serialize import Body, encode_body
 
 
 class JSONProvider(DefaultJSONProvider):
     """Flask's default provider; a :class:`serialize.Body` in compact mode goes through orjson."""
+
+    #: Installed on a Flask app only (:func:`init_app`), whose response class takes bytes.
+    _app: Flask
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         """Serialise the view's data into a JSON response."""
@@ -27,4 +31,4 @@ class JSONProvider(DefaultJSONProvider):
 def init_app(app: Flask) -> None:
     """Install the provider, keeping the service's key order."""
     app.json = JSONProvider(app)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False

@@ -22,8 +22,11 @@ MAX_PATH_LENGTH = 8192
 #: so that requests between the two reach the service instead of gunicorn's HTML page.
 MAX_HEADER_FIELD = 8192
 MAX_HEADER_FIELDS = 100
+
+
 def check_headers(headers: Any) -> None:
-    """Refuse more than :data:`MAX_HEADER_FIELDS` fields or one over :data:`MAX_HEADER_FIELD` bytes."""
+    """Refuse more than :data:`MAX_HEADER_FIELDS` fields or one over
+    :data:`MAX_HEADER_FIELD` bytes."""
     count = 0
     for name, value in headers.items():
         count += 1
@@ -48,7 +51,7 @@ def check_url() -> None:
 class Request(flask.Request):
     """Flask's request, refusing (rather than truncating) a body without a length."""
 
-    def get_data(self, cache: bool = True, as_text: bool = False,  # type: ignore[override]
+    def get_data(self, cache: bool = True, as_text: bool = False,
                  parse_form_data: bool = False) -> Any:
         """Return the body; raise 413 when it is over the limit, however it was sent.
 

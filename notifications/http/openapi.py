@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from notifications.core import schemas
 from notifications.http import ingest, operations, views
@@ -84,7 +84,7 @@ class _Builder:
         """Render every referenced model (and the models they use) as component schemas."""
         models = sorted(self.models, key=lambda m: m.__name__)
         # Request models are described as validated, response models as serialised.
-        pairs = [
+        pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
             (m, "serialization" if issubclass(m, schemas.Body) else "validation")
             for m in models
         ]
@@ -155,7 +155,8 @@ class _Builder:
 
     def operation(self, op: Operation, *, variant: Variant | None, tag: str,
                   operation_id: str, security: list[dict[str, list[str]]] | None,
-                  error_model: type[BaseModel], validation_model: type[BaseModel]) -> dict[str, Any]:
+                  error_model: type[BaseModel],
+                  validation_model: type[BaseModel]) -> dict[str, Any]:
         """Render one operation object."""
         out: dict[str, Any] = {"tags": [tag], "summary": op.summary, "operationId": operation_id}
         if op.description:
@@ -165,6 +166,8 @@ class _Builder:
             params += self.parameters(op.path, "path")
         query = op.query
         if query is not None and not isinstance(query, type):
+            # Only the variants' operations choose their query model by variant.
+            assert variant is not None, f"{operation_id}: a query chosen by variant needs one"
             query = query(variant)
         if query is not None:
             params += self.parameters(query, "query")
@@ -226,11 +229,10 @@ class _Builder:
             tags.append({"name": tag, "description": (type(variant).__doc__ or "").strip()
                          + f" Mounted at `{variant.prefix or '/'}`."})
             for route in variant.routes:
-                op = route.operation
                 path = _flask_rule_to_path(variant.prefix + route.rule)
                 for method in route.methods:
                     paths.setdefault(path, {})[method.lower()] = self.operation(
-                        op, variant=variant, tag=tag,
+                        route.operation, variant=variant, tag=tag,
                         operation_id=f"{name}_{route.endpoint}",
                         security=user_security,
                         error_model=variant.error_model,
@@ -238,7 +240,8 @@ class _Builder:
                     )
         ingest_mounted = False
         for rule in self.app.url_map.iter_rules():
-            op = APP_OPERATIONS.get(self.app.view_functions.get(rule.endpoint))  # type: ignore[arg-type]
+            view = self.app.view_functions.get(rule.endpoint)
+            op = APP_OPERATIONS.get(view) if view is not None else None
             if op is None:
                 continue
             ingest_mounted = ingest_mounted or op.credentials == "ingest"

@@ -137,10 +137,10 @@ def _log_line(fields: dict[str, Any], log_format: str) -> None:
     # A record made here rather than by Logger.info, which also walks the stack for the
     # caller's file and line (unused by the format).
     access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line,
-                                            None, None))
+                                            (), None))
 
 
-class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _LineHandler(logging.StreamHandler):
     """The stderr handler of the service's own loggers (``%(message)s`` lines)."""
 
     def write_line(self, line: str) -> bool:
