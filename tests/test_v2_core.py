@@ -1,9 +1,14 @@
 """The pure parts of the inbox API version 2: kinds, cursors, states, requests and records."""
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import pytest
 
-from notifications.core import kinds
+from notifications.core import cursors, kinds
+from notifications.core.cursors import InvalidCursor, decode_cursor, encode_cursor
+from notifications.core.errors import ValidationFailed
 from notifications.core.kinds import KindError, KindFilter, parse_kinds
 
 # --- kinds --------------------------------------------------------------------------------
@@ -125,3 +130,136 @@ def test_prefix_ranges_skip_surrogates_and_refuse_what_has_no_end() -> None:
     for bad in ("", "a\U0010ffff"):
         with pytest.raises(ValueError):
             kinds.prefix_range(bad)
+
+
+# --- cursors ------------------------------------------------------------------------------
+
+FP = cursors.filter_fingerprint("all", "false", [], None)
+DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
+
+
+@pytest.mark.parametrize("seq", [1, 2, 42, 2**32, cursors.MAX_SEQ])
+def test_cursors_round_trip(seq: int) -> None:
+    text = encode_cursor(seq, FP)
+    assert len(text) == cursors.CURSOR_LENGTH
+    assert text.isascii() and all(c.isalnum() or c in "-_" for c in text)  # url-safe
+    assert decode_cursor(text, FP) == seq
+
+
+def test_cursors_are_deterministic_and_differ_by_position_and_filter() -> None:
+    assert encode_cursor(7, FP) == encode_cursor(7, FP)
+    other = cursors.filter_fingerprint("unread", "false", [], None)
+    assert len({encode_cursor(7, FP), encode_cursor(8, FP), encode_cursor(7, other)}) == 3
+
+
+@pytest.mark.parametrize("seq", [0, -1, cursors.MAX_SEQ + 1, True, 1.0, "1", None])
+def test_encode_refuses_positions_out_of_range(seq: Any) -> None:
+    with pytest.raises(ValueError):
+        encode_cursor(seq, FP)
+
+
+@pytest.mark.parametrize("fingerprint", [b"", b"12345", b"1234567", "123456", None])
+def test_encode_refuses_bad_fingerprints(fingerprint: Any) -> None:
+    with pytest.raises(ValueError):
+        encode_cursor(1, fingerprint)
+
+
+def test_fingerprints_are_short_and_tell_filters_apart() -> None:
+    fp = cursors.filter_fingerprint
+    assert len(FP) == cursors.FINGERPRINT_SIZE
+    # order and repetition of kinds, and the case of the dataset id, do not matter
+    assert fp("read", "all", ["b", "a", "b"], DATASET) == fp("read", "all", ["a", "b"],
+                                                                DATASET.upper())
+    variants = {
+        fp("all", "false", [], None), fp("unread", "false", [], None),
+        fp("read", "false", [], None), fp("all", "true", [], None), fp("all", "all", [], None),
+        fp("all", "false", ["a"], None), fp("all", "false", ["a", "b"], None),
+        fp("all", "false", ["a.*"], None), fp("all", "false", [], DATASET),
+        # values cannot run into each other
+        fp("all", "false", ["a,b"], None), fp("all", "false", ["a", ",b"], None),
+    }
+    assert len(variants) == 11
+
+
+def test_a_cursor_of_another_filter_is_refused() -> None:
+    text = encode_cursor(5, FP)
+    with pytest.raises(InvalidCursor) as caught:
+        decode_cursor(text, cursors.filter_fingerprint("unread", "false", [], None))
+    assert caught.value.reason == "other_filter"
+
+
+def _raw(text: str) -> bytearray:
+    return bytearray(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def _text(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("index", range(21))
+def test_any_changed_byte_is_noticed(index: int) -> None:
+    raw = _raw(encode_cursor(123456, FP))
+    raw[index] ^= 0x01
+    with pytest.raises(InvalidCursor) as caught:
+        decode_cursor(_text(raw), FP)
+    # the version byte makes it unknown; any other byte breaks the check
+    assert caught.value.reason == ("malformed" if index == 0 else "damaged")
+
+
+def test_an_edited_character_is_noticed() -> None:
+    text = encode_cursor(99, FP)
+    for i in range(len(text)):
+        edited = text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:]
+        with pytest.raises(InvalidCursor):
+            decode_cursor(edited, FP)
+
+
+def test_a_position_out_of_range_is_refused_even_with_a_good_check() -> None:
+    """Only a forger computes the check; the position is still checked."""
+    for seq in (0, 2**64 - 1):
+        head = bytes([cursors.CURSOR_VERSION]) + seq.to_bytes(8, "big") + FP
+        with pytest.raises(InvalidCursor) as caught:
+            decode_cursor(_text(head + cursors._check(head)), FP)
+        assert caught.value.reason == "damaged"
+
+
+@pytest.mark.parametrize("text", [
+    "", "x", "A" * 27, "A" * 29, "A" * 1000, "=" * 28, "A" * 27 + "=", "A" * 27 + "+",
+    "A" * 27 + "/", "A" * 27 + " ", "AQAAAAAAAAAqym35QangTDVMXQG\u00e9", None, 12, b"A" * 28,
+])
+def test_garbage_is_malformed(text: Any) -> None:
+    with pytest.raises(InvalidCursor) as caught:
+        decode_cursor(text, FP)
+    assert caught.value.reason == "malformed"
+
+
+def test_an_unknown_version_is_malformed() -> None:
+    raw = _raw(encode_cursor(1, FP))
+    raw[0] = 2
+    head = bytes(raw[:15])
+    with pytest.raises(InvalidCursor) as caught:
+        decode_cursor(_text(head + cursors._check(head)), FP)
+    assert caught.value.reason == "malformed"
+
+
+def test_random_28_characters_are_refused() -> None:
+    import secrets
+
+    for _ in range(200):
+        text = _text(secrets.token_bytes(21))
+        with pytest.raises(InvalidCursor):
+            decode_cursor(text, FP)
+
+
+def test_invalid_cursors_are_value_errors_and_422s() -> None:
+    error = InvalidCursor("damaged")
+    assert isinstance(error, ValueError) and error.reason == "damaged"
+    failed = error.as_validation_failed()
+    assert isinstance(failed, ValidationFailed) and failed.status == 422
+    assert failed.errors == [{
+        "type": "cursor_invalid", "loc": ["query", "cursor"], "msg": str(error),
+        "input": None, "ctx": {"reason": "damaged"},
+    }]
+    assert error.as_validation_failed(("body", "cursor")).errors[0]["loc"] == ["body", "cursor"]
+    messages = {str(InvalidCursor(r)) for r in ("malformed", "damaged", "other_filter")}
+    assert len(messages) == 3
