@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from notifications.core import cursors, kinds
+from notifications.core import cursors, kinds, states
 from notifications.core.cursors import InvalidCursor, decode_cursor, encode_cursor
 from notifications.core.errors import ValidationFailed
 from notifications.core.kinds import KindError, KindFilter, parse_kinds
+from notifications.core.states import Action, Op, State
 
 # --- kinds --------------------------------------------------------------------------------
 
@@ -263,3 +264,167 @@ def test_invalid_cursors_are_value_errors_and_422s() -> None:
     assert error.as_validation_failed(("body", "cursor")).errors[0]["loc"] == ["body", "cursor"]
     messages = {str(InvalidCursor(r)) for r in ("malformed", "damaged", "other_filter")}
     assert len(messages) == 3
+
+
+# --- states -------------------------------------------------------------------------------
+
+NOW, EARLIER = 2_000_000_000_000_000, 1_000_000_000_000_000
+#: Every combination of set and unset state times (set ones hold EARLIER).
+ALL_STATES = [
+    State(EARLIER if s else None, EARLIER if r else None, EARLIER if a else None)
+    for s in (0, 1) for r in (0, 1) for a in (0, 1)
+]
+
+
+def _expected(state: State, action: Action) -> State:
+    """The contract's rules, written out case by case."""
+    seen, read, archived = state.seen_at, state.read_at, state.archived_at
+    if action is Action.SEEN:
+        seen = seen if seen is not None else NOW
+    elif action is Action.READ:
+        read = read if read is not None else NOW
+        seen = seen if seen is not None else NOW
+    elif action is Action.UNREAD:
+        read = None
+    elif action is Action.ARCHIVE:
+        archived = archived if archived is not None else NOW
+    else:
+        archived = None
+    return State(seen, read, archived)
+
+
+@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("state", ALL_STATES)
+def test_every_action_on_every_state(state: State, action: Action) -> None:
+    transition = states.apply_action(state, action, NOW)
+    assert transition.before == state
+    assert transition.after == _expected(state, action)
+    assert transition.changed is (transition.after != state)
+    assert transition.changed_columns == tuple(
+        c for c in states.STATE_COLUMNS if getattr(state, c) != getattr(transition.after, c))
+    # idempotent: doing it again changes nothing
+    again = states.apply_action(transition.after, action, NOW + 1)
+    assert not again.changed and again.after == transition.after and again.changed_columns == ()
+
+
+def test_the_rules_in_words() -> None:
+    new = State()
+    read = states.apply_action(new, Action.READ, NOW)
+    assert read.after == State(NOW, NOW, None) and read.changed_columns == ("seen_at", "read_at")
+    unread = states.apply_action(read.after, Action.UNREAD, NOW + 5)
+    assert unread.after == State(NOW, None, None)  # stays seen
+    reread = states.apply_action(unread.after, Action.READ, NOW + 9)
+    assert reread.after == State(NOW, NOW + 9, None)  # seen_at keeps its first time
+    archived = states.apply_action(State(archived_at=EARLIER), Action.ARCHIVE, NOW)
+    assert not archived.changed and archived.after.archived_at == EARLIER
+    assert states.apply_action(State(EARLIER), Action.SEEN, NOW).after == State(EARLIER)
+    # read but never seen (a row from before version 2): reading it stamps seen_at
+    legacy = states.apply_action(State(None, EARLIER), Action.READ, NOW)
+    assert legacy.changed and legacy.after == State(NOW, EARLIER) and \
+        legacy.changed_columns == ("seen_at",)
+
+
+def test_states_of_rows() -> None:
+    assert State.of({"seen_at": 1, "read_at": 2, "archived_at": 3}) == State(1, 2, 3)
+    assert State.of({"read_at": 2, "other": 9}) == State(None, 2, None)
+
+
+def test_the_plain_data_of_each_action() -> None:
+    u = states.ACTION_UPDATES
+    assert set(u) == set(Action)
+    assert u[Action.SEEN].changes == (states.ColumnChange("seen_at", Op.STAMP),)
+    assert u[Action.READ].changes == (states.ColumnChange("seen_at", Op.STAMP),
+                                      states.ColumnChange("read_at", Op.STAMP))
+    assert u[Action.UNREAD].changes == (states.ColumnChange("read_at", Op.CLEAR),)
+    assert u[Action.ARCHIVE].changes == (states.ColumnChange("archived_at", Op.STAMP),)
+    assert u[Action.UNARCHIVE].changes == (states.ColumnChange("archived_at", Op.CLEAR),)
+    assert u[Action.READ].changed_when == (("seen_at", True), ("read_at", True))
+    assert u[Action.UNREAD].changed_when == (("read_at", False),)
+    assert u[Action.READ].set_sql() == (
+        "seen_at = COALESCE(seen_at, :now), read_at = COALESCE(read_at, :now)")
+    assert u[Action.READ].where_sql() == "(seen_at IS NULL OR read_at IS NULL)"
+    assert u[Action.UNARCHIVE].set_sql("?") == "archived_at = NULL"
+    assert u[Action.UNARCHIVE].where_sql() == "(archived_at IS NOT NULL)"
+    assert u[Action.SEEN].set_sql("?") == "seen_at = COALESCE(seen_at, ?)"
+
+
+def test_column_changes_alone() -> None:
+    stamp = states.ColumnChange("read_at", Op.STAMP)
+    clear = states.ColumnChange("read_at", Op.CLEAR)
+    assert stamp.changes(None) and not stamp.changes(EARLIER)
+    assert clear.changes(EARLIER) and not clear.changes(None)
+    assert stamp.apply(None, NOW) == NOW and stamp.apply(EARLIER, NOW) == EARLIER
+    assert clear.apply(EARLIER, NOW) is None and clear.apply(None, NOW) is None
+
+
+@pytest.mark.parametrize("actions", [
+    [Action.SEEN], [Action.READ], [Action.UNREAD], [Action.ARCHIVE], [Action.UNARCHIVE],
+    [Action.SEEN, Action.READ], [Action.SEEN, Action.UNREAD], [Action.READ, Action.ARCHIVE],
+    [Action.UNREAD, Action.UNARCHIVE], [Action.SEEN, Action.READ, Action.ARCHIVE],
+    [Action.SEEN, Action.UNREAD, Action.UNARCHIVE],
+])
+def test_one_sql_update_does_what_the_python_does(actions: list[Action]) -> None:
+    """Run the update's SQL on a row of each state: same results, row count = changed rows."""
+    import sqlite3
+
+    update = states.update_for(actions)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE n (seq INTEGER PRIMARY KEY, seen_at INT, read_at INT, "
+                 "archived_at INT)")
+    conn.executemany("INSERT INTO n (seen_at, read_at, archived_at) VALUES (?, ?, ?)",
+                     [(s.seen_at, s.read_at, s.archived_at) for s in ALL_STATES])
+    count = conn.execute(f"UPDATE n SET {update.set_sql()} WHERE {update.where_sql()}",
+                         {"now": NOW}).rowcount
+    after = [State(*row) for row in conn.execute(
+        "SELECT seen_at, read_at, archived_at FROM n ORDER BY seq")]
+    transitions = [update.apply(s, NOW) for s in ALL_STATES]
+    assert after == [t.after for t in transitions]
+    assert count == sum(t.changed for t in transitions)
+    # the same, one action after the other
+    for state, transition in zip(ALL_STATES, transitions, strict=True):
+        result = state
+        for action in actions:
+            result = states.apply_action(result, action, NOW).after
+        assert result == transition.after
+
+
+def test_update_for_merges_and_orders_columns() -> None:
+    merged = states.update_for([Action.ARCHIVE, Action.READ, Action.SEEN])
+    assert [c.column for c in merged.changes] == ["seen_at", "read_at", "archived_at"]
+    assert states.update_for(["read"]) == states.ACTION_UPDATES[Action.READ]  # type: ignore[list-item]
+    for conflict in ([Action.READ, Action.UNREAD], [Action.ARCHIVE, Action.UNARCHIVE]):
+        with pytest.raises(ValueError, match="both stamp and clear"):
+            states.update_for(conflict)
+    with pytest.raises(ValueError, match="at least one"):
+        states.update_for([])
+    with pytest.raises(ValueError):
+        states.update_for(["delete"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("patch, actions", [
+    ({"seen": True}, (Action.SEEN,)),
+    ({"read": True}, (Action.READ,)),
+    ({"read": False}, (Action.UNREAD,)),
+    ({"archived": True}, (Action.ARCHIVE,)),
+    ({"archived": False}, (Action.UNARCHIVE,)),
+    ({"seen": True, "read": False, "archived": True},
+     (Action.SEEN, Action.UNREAD, Action.ARCHIVE)),
+])
+def test_patch_actions(patch: dict[str, bool], actions: tuple[Action, ...]) -> None:
+    assert states.patch_actions(**patch) == actions
+
+
+def test_patch_actions_refuse_undoing_seen_and_asking_nothing() -> None:
+    with pytest.raises(ValueError, match="cannot be undone"):
+        states.patch_actions(seen=False)
+    with pytest.raises(ValueError, match="at least one"):
+        states.patch_actions()
+
+
+@pytest.mark.parametrize("state", ALL_STATES)
+def test_apply_patch(state: State) -> None:
+    both = states.apply_patch(state, NOW, read=True, archived=True)
+    assert both.after == _expected(_expected(state, Action.READ), Action.ARCHIVE)
+    undo = states.apply_patch(both.after, NOW + 1, read=False, archived=False)
+    assert undo.after == State(both.after.seen_at, None, None)
+    assert not states.apply_patch(undo.after, NOW + 2, seen=True, read=False).changed
