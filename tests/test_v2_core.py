@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
-from notifications.core import cursors, kinds, states
+from notifications.core import cursors, kinds, serialize, states, v2_schemas
 from notifications.core.cursors import InvalidCursor, decode_cursor, encode_cursor
 from notifications.core.errors import ValidationFailed
 from notifications.core.kinds import KindError, KindFilter, parse_kinds
@@ -428,3 +429,143 @@ def test_apply_patch(state: State) -> None:
     undo = states.apply_patch(both.after, NOW + 1, read=False, archived=False)
     assert undo.after == State(both.after.seen_at, None, None)
     assert not states.apply_patch(undo.after, NOW + 2, seen=True, read=False).changed
+
+
+# --- records ------------------------------------------------------------------------------
+
+US = 1_000_000
+ROW: dict[str, Any] = {
+    "id": "e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57", "seq": 7, "user_id": "alice",
+    "organization_id": "acme", "dataset_id": None, "kind": "review.created",
+    "entity_type": "", "entity_id": "", "title": "New review", "body": None,
+    "link": "/reviews/1", "metadata": "{}", "created_at": 1_777_039_200 * US,
+    "seen_at": None, "read_at": None, "archived_at": None, "dedupe_key": None,
+}
+#: The record of the contract, for ROW.
+RECORD = {
+    "id": "ntf_e94ab07ec0fe4db183d034ea0fd8ee57", "user_id": "alice", "organization_id": "acme",
+    "dataset_id": None, "kind": "review.created", "entity_type": None, "entity_id": None,
+    "title": "New review", "body": None, "link": "/reviews/1", "metadata": {},
+    "created_at": "2026-04-24T14:00:00.000000Z", "seen_at": None, "read_at": None,
+    "archived_at": None, "collapsed_count": 0,
+}
+
+
+@pytest.mark.parametrize("us, text", [
+    (0, "1970-01-01T00:00:00.000000Z"),
+    (1_777_039_200 * US, "2026-04-24T14:00:00.000000Z"),
+    (1_743_440_532_432_489, "2025-03-31T17:02:12.432489Z"),
+    (1_743_440_532_000_001, "2025-03-31T17:02:12.000001Z"),
+    (951_782_400 * US, "2000-02-29T00:00:00.000000Z"),
+    (253_402_300_799 * US + 999_999, "9999-12-31T23:59:59.999999Z"),
+    (-1, "1969-12-31T23:59:59.999999Z"),
+])
+def test_v2_times_always_have_six_fractional_digits(us: int, text: str) -> None:
+    assert serialize.iso_utc(us) == text
+    assert serialize.parse_time(text) == us
+    # unlike the organization variant, a zero fraction is written
+    assert serialize.iso_z(us) == (text.replace(".000000Z", "Z"))
+    assert serialize.iso_utc(None) is None
+
+
+def test_the_record_has_the_contract_shape() -> None:
+    assert serialize.v2_record(ROW) == RECORD
+    assert list(serialize.v2_record(ROW)) == list(RECORD)  # the contract's key order
+    v2_schemas.V2Record.model_validate(RECORD)
+
+
+def test_a_full_record() -> None:
+    row = dict(ROW, dataset_id="a981fc0c-2d1f-11f1-a7ca-d2580fa2deac", entity_type="saved_view",
+               entity_id="v1", body="text", metadata='{"n": 1.5, "ok": true}',
+               seen_at=1_777_039_200 * US + 1, read_at=1_777_039_201 * US,
+               archived_at=1_777_039_202 * US + 500_000, collapsed_count=3)
+    record = serialize.v2_record(row)
+    assert record["entity_type"] == "saved_view" and record["entity_id"] == "v1"
+    assert record["metadata"] == {"n": 1.5, "ok": True}
+    assert isinstance(record["metadata"]["n"], serialize.ExactFloat)
+    assert (record["seen_at"], record["read_at"], record["archived_at"]) == (
+        "2026-04-24T14:00:00.000001Z", "2026-04-24T14:00:01.000000Z",
+        "2026-04-24T14:00:02.500000Z")
+    assert record["collapsed_count"] == 3
+    v2_schemas.V2Record.model_validate(record)
+
+
+@pytest.mark.parametrize("stored, shown", [
+    ("{}", {}), ("", {}), (None, {}), (b'{"a": 1}', {"a": 1}), ({"a": [1]}, {"a": [1]}),
+    ("[1, 2]", {}), ("3", {}),
+])
+def test_metadata_is_always_an_object(stored: Any, shown: dict[str, Any]) -> None:
+    assert serialize.v2_record(dict(ROW, metadata=stored))["metadata"] == shown
+
+
+def test_missing_state_columns_and_collapsed_count_default() -> None:
+    row = {k: v for k, v in ROW.items() if k not in ("seen_at", "archived_at")}
+    row["read_at"] = 5
+    record = serialize.v2_record(row)
+    assert record["seen_at"] is None and record["archived_at"] is None
+    assert record["read_at"] == "1970-01-01T00:00:00.000005Z"
+    assert serialize.v2_record(dict(ROW, collapsed_count=None))["collapsed_count"] == 0
+
+
+def test_the_page_serialiser_agrees_with_the_row_serialiser() -> None:
+    rows = [dict(ROW), dict(ROW, entity_type="e", entity_id="1", metadata='{"x": 1}',
+                            read_at=9, seen_at=8, archived_at=10, collapsed_count=2)]
+    full = [[row.get(f) for f in serialize.V2_FIELDS] for row in rows]
+    assert serialize.v2_records(full) == [serialize.v2_record(row) for row in rows]
+    # collapsed_count may be left off the end of a row
+    assert serialize.v2_records([full[1][:-1]])[0]["collapsed_count"] == 0
+
+
+def test_the_updated_event_payload() -> None:
+    row = dict(ROW, seen_at=1_777_039_200 * US, read_at=None, archived_at=0)
+    data = serialize.v2_state(row)
+    assert data == {"id": RECORD["id"], "seen_at": "2026-04-24T14:00:00.000000Z",
+                    "read_at": None, "archived_at": "1970-01-01T00:00:00.000000Z"}
+    v2_schemas.V2UpdatedEvent.model_validate(data)
+    assert serialize.v2_state({"id": ROW["id"]})["seen_at"] is None
+
+
+def test_records_encode_as_the_fast_body() -> None:
+    body = serialize.Body(items=[serialize.v2_record(dict(ROW, metadata='{"f": 1e16}'))])
+    data = serialize.encode_body(body)
+    assert data is not None and json.loads(data)["items"][0]["metadata"] == {"f": 1e16}
+    assert b'"f":1e+16' in data
+
+
+# --- response models ----------------------------------------------------------------------
+
+
+def test_response_models_accept_real_bodies() -> None:
+    counts = {"total": 3, "unread": 1, "unseen": 0}
+    v2_schemas.V2Counts.model_validate(counts)
+    v2_schemas.V2List.model_validate({"items": [RECORD], "next_cursor": None, "counts": counts})
+    v2_schemas.V2List.model_validate({"items": [], "next_cursor": "AQ", "counts": counts})
+    v2_schemas.V2BulkResult.model_validate({"updated": 0})
+    v2_schemas.V2DeletedEvent.model_validate({"id": RECORD["id"]})
+    v2_schemas.V2ResetEvent.model_validate({"detail": "reload"})
+
+
+@pytest.mark.parametrize("model, body", [
+    (v2_schemas.V2Record, dict(RECORD, created_at="2026-04-24T14:00:00Z")),  # no fraction
+    (v2_schemas.V2Record, dict(RECORD, created_at="2026-04-24T14:00:00.000000")),  # no Z
+    (v2_schemas.V2Record, dict(RECORD, id="e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57")),
+    (v2_schemas.V2Record, dict(RECORD, collapsed_count=-1)),
+    (v2_schemas.V2Record, {k: v for k, v in RECORD.items() if k != "seen_at"}),
+    (v2_schemas.V2Record, dict(RECORD, extra=1)),
+    (v2_schemas.V2Counts, {"total": 1, "unread": 0}),
+    (v2_schemas.V2Counts, {"total": -1, "unread": 0, "unseen": 0}),
+    (v2_schemas.V2BulkResult, {"updated": -1}),
+    (v2_schemas.V2UpdatedEvent, {"id": RECORD["id"], "seen_at": None, "read_at": None}),
+])
+def test_response_models_refuse_other_shapes(model: Any, body: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        model.model_validate(body)
+
+
+def test_response_models_have_schemas() -> None:
+    for model in (v2_schemas.V2Record, v2_schemas.V2List, v2_schemas.V2Counts,
+                  v2_schemas.V2BulkResult, v2_schemas.V2UpdatedEvent,
+                  v2_schemas.V2DeletedEvent, v2_schemas.V2ResetEvent):
+        schema = model.model_json_schema()
+        assert schema["additionalProperties"] is False
+        assert set(schema["required"]) == set(model.model_fields)
