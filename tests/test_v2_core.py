@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from notifications.core import cursors, kinds, serialize, states, v2_schemas
+from notifications.core import cursors, kinds, serialize, states, v2_requests, v2_schemas
 from notifications.core.cursors import InvalidCursor, decode_cursor, encode_cursor
 from notifications.core.errors import ValidationFailed
 from notifications.core.kinds import KindError, KindFilter, parse_kinds
 from notifications.core.states import Action, Op, State
+from notifications.core.validation import parse, parse_json_body
 
 # --- kinds --------------------------------------------------------------------------------
 
@@ -194,7 +196,7 @@ def _raw(text: str) -> bytearray:
     return bytearray(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes | bytearray) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
@@ -442,7 +444,7 @@ ROW: dict[str, Any] = {
     "seen_at": None, "read_at": None, "archived_at": None, "dedupe_key": None,
 }
 #: The record of the contract, for ROW.
-RECORD = {
+RECORD: dict[str, Any] = {
     "id": "ntf_e94ab07ec0fe4db183d034ea0fd8ee57", "user_id": "alice", "organization_id": "acme",
     "dataset_id": None, "kind": "review.created", "entity_type": None, "entity_id": None,
     "title": "New review", "body": None, "link": "/reviews/1", "metadata": {},
@@ -569,3 +571,429 @@ def test_response_models_have_schemas() -> None:
         schema = model.model_json_schema()
         assert schema["additionalProperties"] is False
         assert set(schema["required"]) == set(model.model_fields)
+
+
+# --- request models -----------------------------------------------------------------------
+
+
+class Args:
+    """A query string as Flask hands it over: every value of each name, in order."""
+
+    def __init__(self, *pairs: tuple[str, str]) -> None:
+        self.pairs = pairs
+
+    def getlist(self, name: str) -> list[str]:
+        return [value for key, value in self.pairs if key == name]
+
+
+def query(model: Any, *pairs: tuple[str, str]) -> Any:
+    return v2_requests.parse_v2_query(model, Args(*pairs))
+
+
+def refused(model: Any, *pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationFailed) as caught:
+        query(model, *pairs)
+    assert caught.value.status == 422
+    return caught.value.errors
+
+
+def body_errors(model: Any, body: Any) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationFailed) as caught:
+        parse(model, body, "body")
+    return caught.value.errors
+
+
+L = v2_requests.V2ListQuery
+ID = "ntf_e94ab07ec0fe4db183d034ea0fd8ee57"
+UID = "e94ab07e-c0fe-4db1-83d0-34ea0fd8ee57"
+
+
+def test_list_query_defaults() -> None:
+    q = query(L)
+    assert (q.status, q.archived, q.kind, q.dataset_id, q.limit, q.cursor) == (
+        "all", "false", [], None, 25, None)
+    assert q.kinds.is_all and q.dataset is None and q.after is None
+
+
+@pytest.mark.parametrize("pairs, field, value", [
+    ([("status", "unread")], "status", "unread"),
+    ([("status", "read")], "status", "read"),
+    ([("status", "all")], "status", "all"),
+    ([("archived", "true")], "archived", "true"),
+    ([("archived", "all")], "archived", "all"),
+    ([("archived", "false")], "archived", "false"),
+    ([("limit", "1")], "limit", 1),
+    ([("limit", "100")], "limit", 100),
+    ([("limit", "5"), ("limit", "7")], "limit", 7),  # the last value of a single parameter
+    ([("kind", "a"), ("kind", "b.*")], "kind", ["a", "b.*"]),  # every value of kind
+    ([("kind", "a")], "kind", ["a"]),
+    ([("unknown", "x"), ("offset", "5")], "limit", 25),  # unknown parameters are ignored
+])
+def test_list_query_accepts(pairs: list[tuple[str, str]], field: str, value: Any) -> None:
+    assert getattr(query(L, *pairs), field) == value
+
+
+@pytest.mark.parametrize("pairs, loc, kind", [
+    ([("status", "new")], ["query", "status"], "literal_error"),
+    ([("status", "")], ["query", "status"], "literal_error"),
+    ([("archived", "yes")], ["query", "archived"], "literal_error"),
+    ([("archived", "True")], ["query", "archived"], "literal_error"),
+    ([("archived", "1")], ["query", "archived"], "literal_error"),
+    ([("limit", "0")], ["query", "limit"], "greater_than_equal"),
+    ([("limit", "101")], ["query", "limit"], "less_than_equal"),
+    ([("limit", "ten")], ["query", "limit"], "int_parsing"),
+    ([("limit", "")], ["query", "limit"], "int_parsing"),
+    ([("dataset_id", "nope")], ["query", "dataset_id"], "uuid_parsing"),
+    ([("dataset_id", "")], ["query", "dataset_id"], "uuid_parsing"),
+    ([("kind", "ok"), ("kind", "review.")], ["query", "kind", 1], "string_pattern_mismatch"),
+    ([("kind", "")], ["query", "kind", 0], "string_too_short"),
+    ([("kind", "x" * 101)], ["query", "kind", 0], "string_too_long"),
+    ([("kind", f"k{i}") for i in range(21)], ["query", "kind"], "too_long"),
+    ([("cursor", "")], ["query", "cursor"], "cursor_invalid"),
+    ([("cursor", "garbage")], ["query", "cursor"], "cursor_invalid"),
+    ([("cursor", "A" * 1000)], ["query", "cursor"], "cursor_invalid"),
+])
+def test_list_query_refuses(pairs: list[tuple[str, str]], loc: list[Any], kind: str) -> None:
+    errors = refused(L, *pairs)
+    assert [(e["loc"], e["type"]) for e in errors] == [(loc, kind)]
+
+
+def test_list_query_takes_up_to_twenty_kinds() -> None:
+    q = query(L, *[("kind", f"k{i}") for i in range(20)])
+    assert len(q.kinds.exact) == 20
+
+
+def test_list_query_helpers() -> None:
+    q = query(L, ("kind", "review.*"), ("kind", "comment"),
+              ("dataset_id", "A981FC0C-2D1F-11F1-A7CA-D2580FA2DEAC"))
+    assert q.kinds == KindFilter(("comment",), ("review.",))
+    assert q.dataset == "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
+    assert q.fingerprint() == cursors.filter_fingerprint(
+        "all", "false", ["comment", "review.*"], q.dataset)
+
+
+def test_a_cursor_pages_on_with_its_filter() -> None:
+    filt = [("status", "unread"), ("archived", "all"), ("kind", "review.*"),
+            ("dataset_id", DATASET)]
+    first = query(L, *filt, ("limit", "10"))
+    cursor = first.next_cursor(1234)
+    nxt = query(L, *filt, ("cursor", cursor))
+    assert nxt.after == 1234 and nxt.cursor == cursor
+    # the page size may change; the kinds may be written otherwise with the same meaning
+    assert query(L, *filt, ("limit", "99"), ("cursor", cursor)).after == 1234
+    same = [("kind", "review.x.*"), *filt[::-1]]
+    assert query(L, *same, ("cursor", cursor)).after == 1234
+    # unknown parameters change nothing either
+    assert query(L, *filt, ("cursor", cursor), ("zzz", "1")).after == 1234
+
+
+@pytest.mark.parametrize("changed", [
+    [("status", "read"), ("archived", "all"), ("kind", "review.*"), ("dataset_id", DATASET)],
+    [("status", "unread"), ("kind", "review.*"), ("dataset_id", DATASET)],
+    [("status", "unread"), ("archived", "all"), ("dataset_id", DATASET)],
+    [("status", "unread"), ("archived", "all"), ("kind", "review.*"), ("kind", "x"),
+     ("dataset_id", DATASET)],
+    [("status", "unread"), ("archived", "all"), ("kind", "review.*")],
+    [("status", "unread"), ("archived", "all"), ("kind", "review.*"),
+     ("dataset_id", "0c5c7fd0-a6a3-4450-a513-270e269e0d37")],
+])
+def test_a_cursor_with_another_filter_is_a_422(changed: list[tuple[str, str]]) -> None:
+    filt = [("status", "unread"), ("archived", "all"), ("kind", "review.*"),
+            ("dataset_id", DATASET)]
+    cursor = query(L, *filt).next_cursor(99)
+    [error] = refused(L, *changed, ("cursor", cursor))
+    assert error["loc"] == ["query", "cursor"] and error["type"] == "cursor_invalid"
+    assert error["ctx"] == {"reason": "other_filter"}
+
+
+def test_a_tampered_cursor_is_a_422() -> None:
+    cursor = query(L).next_cursor(99)
+    tampered = cursor[:10] + ("B" if cursor[10] == "A" else "A") + cursor[11:]
+    [error] = refused(L, ("cursor", tampered))
+    assert error["type"] == "cursor_invalid" and error["ctx"]["reason"] in ("damaged",
+                                                                             "malformed")
+
+
+def test_a_bad_filter_field_is_reported_instead_of_the_cursor() -> None:
+    cursor = query(L).next_cursor(99)
+    errors = refused(L, ("status", "nope"), ("cursor", cursor))
+    assert [e["loc"] for e in errors] == [["query", "status"]]
+
+
+def test_next_cursor_refuses_positions_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        query(L).next_cursor(0)
+
+
+@pytest.mark.parametrize("model", [v2_requests.V2CountsQuery, v2_requests.V2StreamQuery])
+def test_counts_and_stream_queries(model: Any) -> None:
+    q = query(model)
+    assert q.kind == [] and q.dataset_id is None and q.kinds.is_all and q.dataset is None
+    q = query(model, ("kind", "a.*"), ("kind", "b"), ("dataset_id", DATASET), ("status", "x"),
+              ("limit", "0"), ("cursor", "zz"))  # not parameters of these: ignored
+    assert q.kinds == KindFilter(("b",), ("a.",)) and q.dataset == DATASET
+    assert [e["loc"] for e in refused(model, ("kind", "*"))] == [["query", "kind", 0]]
+    assert [e["loc"] for e in refused(model, ("dataset_id", "x"))] == [["query", "dataset_id"]]
+    assert [e["type"] for e in refused(model, *[("kind", "a")] * 21)] == ["too_long"]
+
+
+def test_parse_v2_query_needs_a_v2_model() -> None:
+    with pytest.raises(TypeError):
+        v2_requests.parse_v2_query(v2_schemas.V2Counts, Args())
+    assert v2_requests.query_data(L, Args(("kind", "a"), ("limit", "3"), ("x", "y"))) == {
+        "kind": ["a"], "limit": "3"}
+
+
+P = v2_requests.V2PatchBody
+
+
+@pytest.mark.parametrize("body, actions", [
+    ({"seen": True}, (Action.SEEN,)),
+    ({"read": True}, (Action.READ,)),
+    ({"read": False}, (Action.UNREAD,)),
+    ({"archived": True}, (Action.ARCHIVE,)),
+    ({"archived": False}, (Action.UNARCHIVE,)),
+    ({"seen": True, "read": True, "archived": False},
+     (Action.SEEN, Action.READ, Action.UNARCHIVE)),
+])
+def test_patch_bodies(body: dict[str, Any], actions: tuple[Action, ...]) -> None:
+    patch = parse(P, body, "body")
+    assert patch.actions() == actions
+    assert patch.update() == states.update_for(actions)
+
+
+@pytest.mark.parametrize("body, loc, kind", [
+    ({}, ["body"], "empty_patch"),
+    ({"seen": False}, ["body", "seen"], "seen_irreversible"),
+    ({"seen": None}, ["body", "seen"], "literal_error"),
+    ({"seen": 1}, ["body", "seen"], "literal_error"),
+    ({"seen": "true"}, ["body", "seen"], "literal_error"),
+    ({"read": None}, ["body", "read"], "bool_type"),
+    ({"read": 1}, ["body", "read"], "bool_type"),
+    ({"read": "true"}, ["body", "read"], "bool_type"),
+    ({"archived": None}, ["body", "archived"], "bool_type"),
+    ({"archived": 0}, ["body", "archived"], "bool_type"),
+    ({"read": True, "unread": True}, ["body", "unread"], "extra_forbidden"),
+    ({"status": "read"}, ["body", "status"], "extra_forbidden"),
+])
+def test_patch_bodies_refused(body: dict[str, Any], loc: list[Any], kind: str) -> None:
+    errors = body_errors(P, body)
+    assert [(e["loc"], e["type"]) for e in errors] == [(loc, kind)]
+
+
+@pytest.mark.parametrize("raw, kind", [
+    (b"", "empty_patch"), (b"  ", "empty_patch"), (b"{}", "empty_patch"),
+    (b"null", "model_attributes_type"), (b"[]", "model_attributes_type"),
+    (b"{", "json_invalid"),
+])
+def test_empty_and_broken_patch_bodies_are_422(raw: bytes, kind: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_json_body(raw, P)
+    assert [e["type"] for e in caught.value.errors] == [kind]
+
+
+def test_a_patch_body_from_json() -> None:
+    assert parse_json_body(b'{"read": true, "seen": true}', P).actions() == (
+        Action.SEEN, Action.READ)
+
+
+B = v2_requests.V2BulkBody
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_bulk_bodies_with_ids(action: Action) -> None:
+    other = "ntf_" + "AB" * 16
+    bulk = parse(B, {"action": action.value, "ids": [ID, other, ID.upper().replace("NTF", "ntf")]},
+                 "body")
+    assert bulk.action is action and bulk.filter is None
+    assert bulk.stored_ids() == [UID, "abababab-abab-abab-abab-abababababab"]
+    assert bulk.update() == states.ACTION_UPDATES[action]
+
+
+def test_bulk_ids_bounds() -> None:
+    assert parse(B, {"action": "read", "ids": []}, "body").stored_ids() == []
+    assert len(parse(B, {"action": "read", "ids": [ID] * 1000}, "body").ids or ()) == 1000
+    errors = body_errors(B, {"action": "read", "ids": [ID] * 1001})
+    assert [(e["loc"], e["type"]) for e in errors] == [(["body", "ids"], "too_long")]
+
+
+@pytest.mark.parametrize("bad", [
+    UID, "ntf_", ID[:-1], ID + "0", "ntf_" + "g" * 32, "NTF_" + ID[4:], " " + ID, 5, None,
+])
+def test_malformed_bulk_ids_are_422(bad: Any) -> None:
+    errors = body_errors(B, {"action": "read", "ids": [ID, bad]})
+    assert [e["loc"] for e in errors] == [["body", "ids", 1]]
+
+
+@pytest.mark.parametrize("body, loc, kind", [
+    ({"action": "read"}, ["body"], "ids_or_filter"),
+    ({"action": "read", "ids": None}, ["body"], "ids_or_filter"),
+    ({"action": "read", "ids": None, "filter": None}, ["body"], "ids_or_filter"),
+    ({"action": "read", "ids": [], "filter": {}}, ["body"], "ids_or_filter"),
+    ({"action": "read", "ids": [ID], "filter": {"status": "all"}}, ["body"], "ids_or_filter"),
+    ({"ids": [ID]}, ["body", "action"], "missing"),
+    ({"action": "delete", "ids": [ID]}, ["body", "action"], "enum"),
+    ({"action": "READ", "ids": [ID]}, ["body", "action"], "enum"),
+    ({"action": "read", "ids": ID}, ["body", "ids"], "list_type"),
+    ({"action": "read", "ids": [ID], "id": ID}, ["body", "id"], "extra_forbidden"),
+    ({"action": "read", "filter": []}, ["body", "filter"], "model_type"),
+    ({"action": "read", "filter": {"unread": True}}, ["body", "filter", "unread"],
+     "extra_forbidden"),
+    ({"action": "read", "filter": {"status": "new"}}, ["body", "filter", "status"],
+     "literal_error"),
+    ({"action": "read", "filter": {"archived": "yes"}}, ["body", "filter", "archived"],
+     "literal_error"),
+    ({"action": "read", "filter": {"archived": 1}}, ["body", "filter", "archived"],
+     "literal_error"),
+    ({"action": "read", "filter": {"kind": "review.*"}}, ["body", "filter", "kind"],
+     "list_type"),
+    ({"action": "read", "filter": {"kind": ["review."]}}, ["body", "filter", "kind", 0],
+     "string_pattern_mismatch"),
+    ({"action": "read", "filter": {"kind": ["k"] * 21}}, ["body", "filter", "kind"], "too_long"),
+    ({"action": "read", "filter": {"dataset_id": "x"}}, ["body", "filter", "dataset_id"],
+     "uuid_parsing"),
+])
+def test_bulk_bodies_refused(body: dict[str, Any], loc: list[Any], kind: str) -> None:
+    errors = body_errors(B, body)
+    assert [(e["loc"], e["type"]) for e in errors] == [(loc, kind)]
+
+
+def test_bulk_filter_defaults_are_the_lists() -> None:
+    bulk = parse(B, {"action": "archive", "filter": {}}, "body")
+    f = bulk.filter
+    assert f is not None and bulk.ids is None and bulk.stored_ids() == []
+    assert (f.status, f.archived, f.kind, f.dataset_id, f.before) == ("all", "false", [], None,
+                                                                      None)
+    assert f.kinds.is_all and f.dataset is None and f.before_us is None
+
+
+def test_bulk_filter_fields() -> None:
+    bulk = parse(B, {"action": "unarchive", "filter": {
+        "status": "unread", "archived": True, "kind": ["review.*", "comment"],
+        "dataset_id": DATASET.upper(), "before": "2026-04-24T16:00:00+02:00"}}, "body")
+    f = bulk.filter
+    assert f is not None
+    assert (f.status, f.archived, f.dataset) == ("unread", "true", DATASET)
+    assert f.kinds == KindFilter(("comment",), ("review.",))
+    assert f.before == datetime(2026, 4, 24, 14, tzinfo=UTC)
+    assert f.before_us == 1_777_039_200 * US
+
+
+@pytest.mark.parametrize("given, shown", [
+    (True, "true"), (False, "false"), ("true", "true"), ("false", "false"), ("all", "all"),
+])
+def test_bulk_filter_archived(given: Any, shown: str) -> None:
+    bulk = parse(B, {"action": "read", "filter": {"archived": given}}, "body")
+    assert bulk.filter is not None and bulk.filter.archived == shown
+
+
+@pytest.mark.parametrize("text, us", [
+    ("2026-04-24T14:00:00Z", 1_777_039_200 * US),
+    ("2026-04-24t14:00:00z", 1_777_039_200 * US),
+    ("2026-04-24T14:00:00.5Z", 1_777_039_200 * US + 500_000),
+    ("2026-04-24T14:00:00.123456789Z", 1_777_039_200 * US + 123_456),
+    ("2026-04-24T14:00:00+00:00", 1_777_039_200 * US),
+    ("2026-04-24T14:00:00-00:00", 1_777_039_200 * US),
+    ("2026-04-24T09:30:00-04:30", 1_777_039_200 * US),
+    ("2026-04-24T14:00:00.000000Z", 1_777_039_200 * US),  # what records show
+])
+def test_before_takes_rfc3339(text: str, us: int) -> None:
+    bulk = parse(B, {"action": "read", "filter": {"before": text}}, "body")
+    assert bulk.filter is not None and bulk.filter.before_us == us
+    assert bulk.filter.before is not None and bulk.filter.before.tzinfo is UTC
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("2026-04-24T14:00:00", "datetime_format"),  # no offset
+    ("2026-04-24", "datetime_format"),
+    ("2026-04-24 14:00:00Z", "datetime_format"),
+    ("2026-04-24T14:00Z", "datetime_format"),
+    ("2026-04-24T14:00:00.Z", "datetime_format"),
+    ("2026-04-24T14:00:00.1234567890Z", "datetime_format"),
+    ("2026-04-24T14:00:00+0200", "datetime_format"),
+    ("1777039200", "datetime_format"),
+    (1777039200, "datetime_format"),
+    ("", "datetime_format"),
+    ("yesterday", "datetime_format"),
+    ("2026-13-01T00:00:00Z", "datetime_range"),
+    ("2026-02-30T00:00:00Z", "datetime_range"),
+    ("2026-04-24T24:00:00Z", "datetime_range"),
+    ("2026-04-24T23:59:60Z", "datetime_range"),
+    ("2026-04-24T14:00:00+25:00", "datetime_range"),
+    ("0001-01-01T00:00:00+01:00", "datetime_range"),
+    ("9999-12-31T23:59:59-01:00", "datetime_range"),
+])
+def test_before_refuses_other_times(text: Any, kind: str) -> None:
+    errors = body_errors(B, {"action": "read", "filter": {"before": text}})
+    assert [(e["loc"], e["type"]) for e in errors] == [(["body", "filter", "before"], kind)]
+
+
+def test_null_filter_fields_are_left_out() -> None:
+    bulk = parse(B, {"action": "read", "filter": {"before": None, "dataset_id": None}}, "body")
+    assert bulk.filter is not None and bulk.filter.before is None and bulk.filter.dataset is None
+
+
+def test_a_bulk_body_from_json() -> None:
+    raw = json.dumps({"action": "seen", "ids": [ID]}).encode()
+    assert parse_json_body(raw, B).stored_ids() == [UID]
+    with pytest.raises(ValidationFailed):
+        parse_json_body(b"", B)
+
+
+def test_request_models_are_frozen() -> None:
+    q = query(L)
+    with pytest.raises(ValueError):
+        q.limit = 5
+    with pytest.raises(ValueError):
+        parse(P, {"read": True}, "body").read = False
+
+
+def test_request_schemas_describe_what_is_accepted() -> None:
+    patch = P.model_json_schema()
+    assert patch["minProperties"] == 1 and patch["additionalProperties"] is False
+    assert patch["properties"]["seen"] == {
+        "const": True, "type": "boolean", "title": "Seen",
+        "description": "true marks the notification seen; seen cannot be undone."}
+    assert all("default" not in p and "anyOf" not in p for p in patch["properties"].values())
+    bulk = B.model_json_schema()
+    assert bulk["oneOf"] == [{"required": ["ids"]}, {"required": ["filter"]}]
+    assert bulk["required"] == ["action"]
+    assert bulk["properties"]["ids"]["maxItems"] == 1000
+    assert bulk["properties"]["ids"]["items"]["pattern"] == v2_requests.NTF_ID_PATTERN
+    flt = bulk["$defs"]["V2BulkFilter"]
+    assert flt["additionalProperties"] is False
+    assert flt["properties"]["archived"]["anyOf"][0] == {"type": "boolean"}
+    assert flt["properties"]["before"]["format"] == "date-time"
+    listing = L.model_json_schema()["properties"]
+    assert listing["limit"] == {"default": 25, "maximum": 100, "minimum": 1, "title": "Limit",
+                                "type": "integer"}
+    assert listing["kind"]["maxItems"] == 20 and listing["kind"]["items"]["maxLength"] == 100
+    assert listing["cursor"]["maxLength"] == v2_requests.MAX_CURSOR_TEXT
+    assert listing["archived"]["enum"] == ["false", "true", "all"]
+
+
+def test_optional_body_keys_are_described_without_null() -> None:
+    schema = {"properties": {
+        "a": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+        "b": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+        "c": {"type": "integer", "default": 3},
+    }}
+    v2_requests._described_keys(schema)
+    assert schema == {"properties": {
+        "a": {"type": "string"},
+        "b": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "c": {"type": "integer", "default": 3},
+    }}
+
+
+def test_a_null_cursor_is_no_cursor() -> None:
+    assert L.model_validate({"cursor": None}).after is None
+
+
+def test_null_bulk_keys_are_left_out() -> None:
+    bulk = parse(B, {"action": "read", "ids": None, "filter": {
+        "status": None, "archived": None, "kind": None, "dataset_id": None, "before": None}},
+        "body")
+    assert bulk.filter == v2_requests.V2BulkFilter.model_validate({})
+    errors = body_errors(B, {"action": None, "ids": [ID]})
+    assert [(e["loc"], e["type"]) for e in errors] == [(["body", "action"], "missing")]
