@@ -254,3 +254,98 @@ def full_record(row: dict[str, Any]) -> dict[str, Any]:
         "read_at": (iso_naive(row["read_at"]) + "Z") if row["read_at"] is not None else None,
         "dedupe_key": row.get("dedupe_key"),
     }
+
+
+# --- inbox API version 2 ------------------------------------------------------------------
+
+
+def iso_utc(us: int | None) -> str | None:
+    """Version 2 time: RFC 3339 UTC, always six fractional digits, and ``Z``.
+
+    Unlike :func:`iso_z`, a zero fraction is written too: ``2026-04-24T14:00:00.000000Z``.
+    """
+    if us is None:
+        return None
+    days, rest = divmod(us, _DAY_US)
+    seconds, fraction = divmod(rest, 1_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_date(days)}{_CLOCK[minutes]}{_SECONDS[seconds]}.{fraction:06d}Z"
+
+
+def _v2_metadata(value: Any) -> dict[str, Any]:
+    """Stored metadata as an object: JSON text is decoded; anything but an object is ``{}``."""
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode()
+    if isinstance(value, str):
+        value = _decode(value) if value else {}
+    return value if isinstance(value, dict) else {}
+
+
+def v2_record(row: dict[str, Any]) -> dict[str, Any]:
+    """Render a stored row as the version 2 record.
+
+    Ids are ``ntf_<32 hex>``; times as :func:`iso_utc`; ``metadata`` is an object (stored
+    JSON text is decoded); the empty ``entity_type`` and ``entity_id`` that the table
+    stores for "none" are null; ``collapsed_count`` is 0 when the row has none. The state
+    columns (``seen_at``, ``archived_at``) may be missing from ``row``: they are then null.
+    """
+    return {
+        "id": ntf_id(row["id"]),
+        "user_id": row["user_id"],
+        "organization_id": row["organization_id"],
+        "dataset_id": row["dataset_id"],
+        "kind": row["kind"],
+        "entity_type": row["entity_type"] or None,
+        "entity_id": row["entity_id"] or None,
+        "title": row["title"],
+        "body": row["body"],
+        "link": row["link"],
+        "metadata": _v2_metadata(row["metadata"]),
+        "created_at": iso_utc(row["created_at"]),
+        "seen_at": iso_utc(row.get("seen_at")),
+        "read_at": iso_utc(row.get("read_at")),
+        "archived_at": iso_utc(row.get("archived_at")),
+        "collapsed_count": row.get("collapsed_count") or 0,
+    }
+
+
+#: Stored fields :func:`v2_records` reads, in the order of its rows (``collapsed_count``
+#: may be left off the end: it is then 0).
+V2_FIELDS = ("id", "user_id", "organization_id", "dataset_id", "kind", "entity_type",
+             "entity_id", "title", "body", "link", "metadata", "created_at", "seen_at",
+             "read_at", "archived_at", "collapsed_count")
+
+
+def v2_records(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Render rows of :data:`V2_FIELDS` as :func:`v2_record` does (a page of a list)."""
+    return [
+        {
+            "id": "ntf_" + r[0].replace("-", ""),
+            "user_id": r[1],
+            "organization_id": r[2],
+            "dataset_id": r[3],
+            "kind": r[4],
+            "entity_type": r[5] or None,
+            "entity_id": r[6] or None,
+            "title": r[7],
+            "body": r[8],
+            "link": r[9],
+            "metadata": _v2_metadata(r[10]),
+            "created_at": iso_utc(r[11]),
+            "seen_at": iso_utc(r[12]),
+            "read_at": iso_utc(r[13]),
+            "archived_at": iso_utc(r[14]),
+            "collapsed_count": (r[15] or 0) if len(r) > 15 else 0,
+        }
+        for r in rows
+    ]
+
+
+def v2_state(row: dict[str, Any]) -> dict[str, Any]:
+    """Render the data of a ``notification.updated`` event: the id and the state times."""
+    return {
+        "id": ntf_id(row["id"]),
+        "seen_at": iso_utc(row.get("seen_at")),
+        "read_at": iso_utc(row.get("read_at")),
+        "archived_at": iso_utc(row.get("archived_at")),
+    }
