@@ -130,7 +130,7 @@ def active_leases(user_id: str, kind: str | None = None) -> int:
     from sqlalchemy import func, select
 
     from notifications.store import reading
-    from notifications.store.models import stream_leases_table as leases
+    from notifications.store.models import stream_leases as leases
 
     conditions = [leases.c.user_id == user_id, leases.c.expires_at > queries.now_us()]
     if kind is not None:

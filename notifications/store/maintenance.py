@@ -29,8 +29,8 @@ from sqlalchemy.pool import NullPool
 
 from notifications import paths
 from notifications.store.engine import SCHEMA_VERSION, reading, schema_sql, write
-from notifications.store.models import counters_table as counters
-from notifications.store.models import notifications_table as t
+from notifications.store.models import counters
+from notifications.store.models import notifications as t
 from notifications.store.queries import _purge_job, now_us
 
 #: Pages copied per backup step (4 KiB each): a progress bar moves every 4 MiB.

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from notifications.store.engine import read_rows, reading, write
-from notifications.store.models import counters_table as counters
+from notifications.store.models import counters
 from notifications.store.models import db
-from notifications.store.models import notifications_table as t
-from notifications.store.models import stream_leases_table as leases
+from notifications.store.models import notifications as t
+from notifications.store.models import stream_leases as leases
 from notifications.store.writer import mark_changed
 
 #: Columns every read returns, under their public names.
