@@ -98,6 +98,7 @@ def token_users(limit: int = 3) -> list[tuple[str, str | None]]:
     for row in newest:
         if row["organization_id"]:
             with_org.setdefault(row["user_id"], row["organization_id"])
-    if with_org:
-        return list(with_org.items())[:limit]
-    return [(user_id, None) for user_id in dict.fromkeys(r["user_id"] for r in newest)][:limit]
+    users: list[tuple[str, str | None]] = list(with_org.items()) or [
+        (user_id, None) for user_id in dict.fromkeys(r["user_id"] for r in newest)
+    ]
+    return users[:limit]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event, text
@@ -90,7 +90,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # The writer's connection takes the write lock up front; it is the only statement
         # that waits for another process, and only the writer thread runs it.
         immediate = connection.get_execution_options().get("immediate", False)
-        if immediate and connection.connection.dbapi_connection.in_transaction:
+        dbapi = connection.connection.dbapi_connection
+        if immediate and dbapi is not None and dbapi.in_transaction:
             return  # the writer took the lock itself (Writer._lock)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -191,7 +192,8 @@ def ensure_schema(engine: Engine) -> int:
         raise SchemaError(
             f"the database {engine.url.render_as_string(hide_password=True)} has schema version "
             f"{found}, but this version of the notifications service only knows versions up to "
-            f"{SCHEMA_VERSION}; upgrade the service (or point NOTIFICATIONS_DATABASE_URL at another database)"
+            f"{SCHEMA_VERSION}; upgrade the service (or point NOTIFICATIONS_DATABASE_URL at "
+            "another database)"
         )
     if found == SCHEMA_VERSION:
         return found
@@ -202,7 +204,9 @@ def ensure_schema(engine: Engine) -> int:
         try:
             # One script in one IMMEDIATE transaction: workers starting together serialise
             # here, and every statement is IF NOT EXISTS, so the second one changes nothing.
-            raw.driver_connection.executescript(
+            driver = raw.driver_connection
+            assert driver is not None  # a connection just checked out of the pool
+            driver.executescript(
                 "BEGIN IMMEDIATE;\n" + schema_sql()
                 + f"\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
             )
@@ -319,7 +323,7 @@ def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cursor = raw.cursor()
         try:
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            return cast(list[Any], cursor.fetchall())
         finally:
             cursor.close()
     finally:

@@ -121,7 +121,9 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
 
     ``allow_older`` accepts an older schema version (``restore`` upgrades it afterwards).
     """
-    report = CheckReport(str(path), **file_sizes(path))
+    sizes = file_sizes(path)
+    report = CheckReport(str(path), database_bytes=sizes["database_bytes"],
+                         wal_bytes=sizes["wal_bytes"])
     if not path.exists():
         report.problems.append(f"{path} does not exist")
         return report
@@ -153,7 +155,8 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
     elif version < SCHEMA_VERSION and not (allow_older and version > 0):
         report.problems.append(
             f"schema version {version}, expected {SCHEMA_VERSION}"
-            + (": run `notifications init-db`" if version > 0 else ": not a notifications database"))
+            + (": run `notifications init-db`" if version > 0
+               else ": not a notifications database"))
     if version == SCHEMA_VERSION:
         # An older schema lacks newer objects by design; init-db adds them.
         if report.missing_tables:
