@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from notifications.core.serialize import full_record, parse_time
 from notifications.core.validation import ImportRecord
-from notifications.store.queries import INSERT_FIELDS, new_row
+from notifications.store.inserts import INSERT_FIELDS, new_row
 
 _DURATION = re.compile(r"(\d+)([wdhms])")
 _UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}

@@ -303,6 +303,11 @@ def _pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def driver_sql(sql: str, conn: Connection | Engine) -> str:
+    """Return a ``?``-placeholder statement in the placeholder style of ``conn``'s driver."""
+    return sql if conn.dialect.paramstyle == "qmark" else _pyformat(sql)
+
+
 def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Run one read statement (``?`` placeholders) on a pooled connection; return its rows.
 
@@ -312,8 +317,7 @@ def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
     they see it.
     """
     engine = db.engine
-    if engine.dialect.paramstyle != "qmark":
-        sql = _pyformat(sql)
+    sql = driver_sql(sql, engine)
     dispatch = engine.dispatch
     if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
         with engine.connect() as conn:

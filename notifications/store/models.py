@@ -1,10 +1,10 @@
 """The tables, as SQLAlchemy Core ``Table`` objects; ``schema.sql`` is the authority.
 
 A test builds a database from these definitions and one from ``schema.sql`` and checks that
-the two agree, column by column and index by index. Beyond that test the definitions serve
-two purposes: the Core statements of the colder paths (stats, purge, leases, the change
-feed) name their columns through them, and on a database other than SQLite
-``metadata.create_all`` creates the schema.
+the two agree, column by column and index by index. Beyond that the definitions serve two
+purposes: the Core statements of the colder paths (the change feed, stream leases, stats,
+purge and retention, the rows an insert hands back) name their columns through them, and
+on a database other than SQLite ``metadata.create_all`` creates the schema.
 
 Why Core and no ORM: every write is a job that the one writer thread runs in a
 group-committed transaction (:mod:`notifications.store.writer`), and every read is a single

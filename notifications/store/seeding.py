@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from notifications.store.queries import insert_tuples, now_us, set_page_cache
+from notifications.store.inserts import insert_tuples, set_page_cache
+from notifications.store.rows import now_us
 
 DATASET_NAMES = (
     "Ice cream", "Customer churn", "Web traffic", "Fraud signals", "Fleet telemetry",
