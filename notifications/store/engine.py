@@ -1,6 +1,7 @@
 """Engine set-up, SQLite pragmas, schema creation and version checks, and what runs where.
 
-The rule of the store, for every statement the service runs:
+The rule of the store, for every statement the service runs (all of them live in
+:mod:`notifications.store`, in modules named by job; see the package's docstring):
 
 - **Reads** run on the caller's thread or greenlet, on a pooled connection of their own
   (:func:`reading`). In WAL mode a read never waits for a writer, and a read never yields
@@ -8,12 +9,23 @@ The rule of the store, for every statement the service runs:
   may also grow past its size rather than make anyone wait (``max_overflow = -1``).
   The hot paths' single statements go straight to the driver (:func:`read_rows`): one
   statement is one snapshot, and SQLAlchemy's statement machinery cost several times
-  what SQLite takes to run them.
+  what SQLite takes to run them. Reads that must agree with each other (the watcher's
+  unread counts, an export's pages) run in one transaction on one such connection.
+  The watcher's :class:`ChangeCounter` keeps one connection of its own for
+  ``PRAGMA data_version``, which only means something when asked of the same connection.
 - **Writes** are jobs, functions of a connection, handed to the process's one writer
   thread (:func:`write`), which runs them in group-committed ``BEGIN IMMEDIATE``
-  transactions on the one connection it owns (see :mod:`.writer`). Nothing else writes.
-- **Schema set-up** (``init-db``, and the first start on an empty database) runs once,
-  before any request, in one ``BEGIN IMMEDIATE`` script of its own.
+  transactions on the one connection it owns (see :mod:`.writer`). The CLI's commands
+  write through the same functions and a writer of their own. Only three things write
+  otherwise, each on a connection of its own: the server's master, which has no writer,
+  deletes a dead worker's stream leases in one statement
+  (:func:`.leases.release_worker_leases`); ``restore`` replaces the file while it holds
+  the lock that keeps servers away (:mod:`.maintenance`); and an import stages its rows
+  in a temporary table, which takes no lock on the database, before the writer copies
+  them in (:mod:`.importer`).
+- **Schema set-up** (``init-db``, and the first start on an empty or older database)
+  runs once, before any request: the columns an older database lacks are added one
+  ``ALTER TABLE`` each, then one ``BEGIN IMMEDIATE`` script creates what is missing.
 """
 from __future__ import annotations
 
