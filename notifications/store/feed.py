@@ -99,14 +99,19 @@ def changes_since(last_seq: int, last_read: int, limit: int = CHANGE_BATCH) -> C
     )
 
 
+@lru_cache(maxsize=None)
+def _unread_sql(shape: Shape) -> str:
+    return f"SELECT count(*) FROM notifications WHERE {where_sql(shape, unread=True)}"
+
+
 def unread_counts(pairs: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], int]:
     """Count unread rows of each (user, exact organization) pair, in one snapshot."""
     counts = {}
     with reading() as conn, conn.begin():
         for user_id, org_id in pairs:
+            # Exactly that organization's rows, or exactly the rows of none.
             scope = Scope(user_id, orgs=Orgs.ONE, organization_id=org_id)
-            sql = driver_sql(f"SELECT count(*) FROM notifications "
-                             f"WHERE {where_sql(scope.shape, unread=True)}", conn)
+            sql = driver_sql(_unread_sql(scope.shape), conn)
             counts[(user_id, org_id)] = int(
                 conn.exec_driver_sql(sql, where_params(scope)).scalar_one())
     return counts

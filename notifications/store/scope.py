@@ -37,13 +37,6 @@ class Orgs(Enum):
 Shape = tuple[bool, Orgs, bool]
 
 
-def _check(orgs: Orgs, organization_id: str | None) -> None:
-    if orgs is Orgs.ANY and organization_id is not None:
-        raise ValueError("a scope of every organization names none")
-    if orgs is Orgs.ONE_OR_NONE and organization_id is None:
-        raise ValueError("a scope of one organization or none needs the organization")
-
-
 @dataclass(frozen=True)
 class Scope:
     """The rows a caller of the APIs may see and touch: one user's, by organization.
@@ -60,7 +53,10 @@ class Scope:
     organization_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.orgs, self.organization_id)
+        if self.orgs is Orgs.ANY and self.organization_id is not None:
+            raise ValueError("a scope of every organization names none")
+        if self.orgs is Orgs.ONE_OR_NONE and self.organization_id is None:
+            raise ValueError("a scope of one organization or none needs the organization")
 
     @classmethod
     def dataset_api(cls, user_id: str, organization_id: str | None = None) -> Scope:
