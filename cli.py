@@ -414,7 +414,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
          metadata_json: str | None) -> None:
     """Store a notification for each --user and print each as JSON (one per line)."""
     from notifications.core.serialize import full_record
-    from notifications.store import queries
+    from notifications.store import inserts
 
     metadata: dict[str, Any] = json.loads(metadata_json) if metadata_json is not None else {}
     fields = {
@@ -422,7 +422,7 @@ def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, 
         "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
         "body": body, "link": link, "metadata": metadata,
     }
-    for row in queries.create_notifications({**fields, "user_id": u} for u in user_ids):
+    for row in inserts.create_notifications({**fields, "user_id": u} for u in user_ids):
         echo_json(full_record(row))
 
 
@@ -487,9 +487,9 @@ def _show_row(row: dict[str, Any], as_json: bool) -> None:
 def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None, unread: bool,
                  limit: int, as_json: bool) -> None:
     """Show the newest notifications, optionally for one user, organization or dataset."""
-    from notifications.store import queries
+    from notifications.store import reads
 
-    rows = queries.list_for_admin(
+    rows = reads.list_for_admin(
         user_id=user_id, organization_id=org_id, dataset_id=dataset_id, unread_only=unread, limit=limit,
     )
     for row in rows:
@@ -519,9 +519,9 @@ def stats(top: int, as_json: bool) -> None:
     from flask import current_app
 
     from notifications.ops import retention
-    from notifications.store import queries
+    from notifications.store import stats
 
-    data = queries.stats(top=top)
+    data = stats.stats(top=top)
     data.update(_file_sizes(current_app.config["SQLALCHEMY_DATABASE_URI"]))
     data["retention"] = retention.status(current_app)
     if as_json:
@@ -556,13 +556,13 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
 
     from flask import current_app
 
-    from notifications.store import ChangeCounter, queries
+    from notifications.store import ChangeCounter, feed
     from notifications.store.models import db
 
     pause = interval or current_app.config["POLL_INTERVAL"]
     restore = _stop_on_signals()
     try:
-        last_seq, _ = queries.stream_position()
+        last_seq, _ = feed.stream_position()
         # An idle tail costs one PRAGMA per interval, not a query.
         counter = ChangeCounter(db.engine)
         click.echo("Following new notifications; press Ctrl-C to stop.", err=True)
@@ -570,12 +570,12 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
             if not counter.moved():
                 time.sleep(pause)
                 continue
-            head, _ = queries.stream_position()
+            head, _ = feed.stream_position()
             while last_seq < head:
-                rows = queries.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
+                rows = feed.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
                 for row in rows:
                     _show_row(row, as_json)
-                last_seq = rows[-1]["seq"] if len(rows) == queries.CHANGE_BATCH else head
+                last_seq = rows[-1]["seq"] if len(rows) == feed.CHANGE_BATCH else head
             sys.stdout.flush()
             time.sleep(pause)
     except KeyboardInterrupt:
@@ -639,12 +639,12 @@ def notification_id_option(value: str) -> str:
 def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
               dataset_id: str | None, as_json: bool) -> None:
     """Mark a user's notifications read: the given --id values, or --all."""
-    from notifications.store import queries
+    from notifications.store import marks
 
     if bool(ids) == all_:
         raise click.UsageError("give either --id ID (repeatable) or --all")
     wanted = list(dict.fromkeys(notification_id_option(v) for v in ids)) if ids else None
-    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset_id)
+    marked = marks.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset_id)
     if as_json:
         echo_json({"marked": marked})
     elif wanted is None:
@@ -668,14 +668,15 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
     """Delete notifications created longer ago than DURATION."""
     from notifications.core import records as transfer
     from notifications.core.serialize import iso_naive
-    from notifications.store import queries
+    from notifications.store import purge as purging
+    from notifications.store.rows import now_us
 
     try:
         seconds = transfer.parse_duration(older_than)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    before = queries.now_us() - seconds * 1_000_000
-    result = queries.purge(before, read_only=read_only, dry_run=dry_run)
+    before = now_us() - seconds * 1_000_000
+    result = purging.purge(before, read_only=read_only, dry_run=dry_run)
     cutoff = iso_naive(before) + "Z"
     if as_json:
         echo_json({**result, "before": cutoff, "read_only": read_only, "dry_run": dry_run})
@@ -697,12 +698,13 @@ def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> Non
 def export(user_id: str | None, since: str | None, output: str) -> None:
     """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
     from notifications.core import records as transfer
-    from notifications.store import queries
+    from notifications.store import export as exporting
+    from notifications.store.rows import now_us
 
     since_us = None
     if since is not None:
         try:
-            since_us = transfer.parse_since(since, queries.now_us())
+            since_us = transfer.parse_since(since, now_us())
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
     if output != "-" and os.path.isdir(output):
@@ -717,7 +719,7 @@ def export(user_id: str | None, since: str | None, output: str) -> None:
         raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}", param_hint="--output") from None
     count = 0
     lines = (transfer.export_line(row)
-             for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False))
+             for row in exporting.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False))
     try:
         with out:
             # One join and one write per 10,000 lines rather than a write call per line.
@@ -761,10 +763,11 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
     new one.
     """
     from notifications.core import records as transfer
-    from notifications.store import queries
+    from notifications.store import inserts
+    from notifications.store.importer import Importer
 
     skipped = 0
-    importer = queries.Importer()
+    importer = Importer()
     try:
         batch: list[tuple[Any, ...]] = []
         number = 0
@@ -774,8 +777,8 @@ def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
             if not raw.strip():
                 continue
             try:
-                row = queries.new_row(transfer.import_fields(raw))
-                batch.append((number, *(row[name] for name in queries.INSERT_FIELDS)))
+                row = inserts.new_row(transfer.import_fields(raw))
+                batch.append((number, *(row[name] for name in inserts.INSERT_FIELDS)))
             except transfer.LineError as exc:
                 if not skip_invalid:
                     raise click.ClickException(

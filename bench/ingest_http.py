@@ -2,7 +2,7 @@
 
 Starts a real server (gunicorn + gevent workers) on a free port with a fresh SQLite
 database, pushes ready-made JSON batches from several client threads, and compares the
-rate with the baseline measured in the same run: ``queries.insert_rows`` in-process, one
+rate with the baseline measured in the same run: ``inserts.insert_tuples`` in-process, one
 transaction per batch, no HTTP and no validation.
 
     python bench/ingest_http.py [--total 200000] [--batch 500] [--workers 2] [--clients 4]
@@ -43,7 +43,7 @@ def notification(i: int, keyed: bool) -> dict[str, Any]:
 
 
 def stored(i: int) -> dict[str, Any]:
-    """Alert ``i`` as ``queries.new_row`` takes it.
+    """Alert ``i`` as ``inserts.new_row`` takes it.
 
     It has the stored ``body``, not the API's ``message``.
     """
@@ -100,16 +100,16 @@ def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
 
 
 def baseline(db: Path, total: int, batch: int) -> float:
-    """Seconds for queries.insert_tuples in-process, one transaction per batch."""
+    """Seconds for inserts.insert_tuples in-process, one transaction per batch."""
     from notifications import create_app
-    from notifications.store import queries
+    from notifications.store import inserts
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
     items = [stored(i) for i in range(total)]
     with app.app_context():
         started = time.perf_counter()
         for start in range(0, total, batch):
-            rows = [queries.new_row(item) for item in items[start:start + batch]]
-            queries.insert_tuples([queries.as_tuple(r) for r in rows])
+            rows = [inserts.new_row(item) for item in items[start:start + batch]]
+            inserts.insert_tuples([inserts.as_tuple(r) for r in rows])
         return time.perf_counter() - started
 
 
@@ -118,14 +118,13 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
     import sqlite3
 
     from notifications import create_app
-    from notifications.store import queries
     from notifications.store.engine import WAL_AUTOCHECKPOINT_PAGES
-    from notifications.store.queries import INSERT_FIELDS
+    from notifications.store.inserts import INSERT_FIELDS, new_row
 
     create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})  # creates the schema
     rows = []
     for i in range(total):
-        row = queries.new_row(stored(i))
+        row = new_row(stored(i))
         rows.append(tuple(row[f] for f in INSERT_FIELDS))
     sql = (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
            f"VALUES ({', '.join('?' for _ in INSERT_FIELDS)})")
@@ -156,7 +155,7 @@ def main() -> None:
     results: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = baseline(Path(tmp) / "baseline.db", args.total, args.batch)
-        results.append(("baseline: queries.insert_rows in-process", args.total, base))
+        results.append(("baseline: inserts.insert_tuples in-process", args.total, base))
         raw = raw_baseline(Path(tmp) / "raw.db", args.total, args.batch)
         results.append(("floor: sqlite3 executemany of ready tuples", args.total, raw))
         for keyed in (False, True):

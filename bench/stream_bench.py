@@ -256,20 +256,20 @@ def delivery(stream: Stream, act: Callable[[], float], timeout: float = 5) -> fl
 def measure_latency(tmp: Path, n: int, samples: int) -> dict[str, float]:
     """With n streams open (half dataset, half organization), time commit -> receipt."""
     from notifications import create_app
-    from notifications.store import queries
+    from notifications.store import inserts
 
     db = tmp / "latency.db"
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "JWT_SECRET": SECRET})
     half = n // 2
     with app.app_context():
         # One unread inbox item per organization user, so a mark-read changes a count.
-        queries.create_notifications({"user_id": f"org-user-{i}", "organization_id": "acme",
+        inserts.create_notifications({"user_id": f"org-user-{i}", "organization_id": "acme",
                                       "title": "seed"} for i in range(half))
 
     def write(user: str) -> float:
         """Store one notification from this process; return when it was committed."""
         with app.app_context():
-            queries.create_notifications([{"user_id": user, "title": "bench"}])
+            inserts.create_notifications([{"user_id": user, "title": "bench"}])
         return time.monotonic()
 
     with serving(db, tmp / "latency.log", JWT_SECRET=SECRET, STREAM_LIMIT="5",

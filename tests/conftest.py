@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from cli import AppContext, cli
 from notifications import create_app
-from notifications.store import queries
+from notifications.store import inserts
+from notifications.store.rows import now_us
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
@@ -120,7 +121,7 @@ def make(app: Any) -> Any:
 
     def _make(user: str = "alice", n: int = 1, **fields: Any) -> list[dict[str, Any]]:
         with app.app_context():
-            return queries.create_notifications({"user_id": user, **fields} for _ in range(n))
+            return inserts.create_notifications({"user_id": user, **fields} for _ in range(n))
 
     return _make
 
@@ -130,9 +131,9 @@ def active_leases(user_id: str, kind: str | None = None) -> int:
     from sqlalchemy import func, select
 
     from notifications.store import reading
-    from notifications.store.models import stream_leases_table as leases
+    from notifications.store.models import stream_leases as leases
 
-    conditions = [leases.c.user_id == user_id, leases.c.expires_at > queries.now_us()]
+    conditions = [leases.c.user_id == user_id, leases.c.expires_at > now_us()]
     if kind is not None:
         conditions.append(leases.c.kind == kind)
     with reading() as conn:

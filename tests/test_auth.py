@@ -430,9 +430,9 @@ def test_open_mode(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("open mode" in w and "operator" in w for w in warnings)
     with app.app_context():
-        from notifications.store import queries
+        from notifications.store import inserts
 
-        queries.create_notifications([{"user_id": "operator"}, {"user_id": "someone-else"}])
+        inserts.create_notifications([{"user_id": "operator"}, {"user_id": "someone-else"}])
     client = app.test_client()
     body = client.get(DATASET_URL).get_json()
     assert body["total"] == 1 and body["notifications"][0]["user_id"] == "operator"
@@ -451,9 +451,9 @@ def test_open_mode_with_organization(db_url: str, caplog: pytest.LogCaptureFixtu
                           "OPEN_USER": "operator", "OPEN_ORGANIZATION": "acme"})
     assert any("acme" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     with app.app_context():
-        from notifications.store import queries
+        from notifications.store import inserts
 
-        queries.create_notifications([
+        inserts.create_notifications([
             {"user_id": "operator", "organization_id": "acme"},
             {"user_id": "operator", "organization_id": "globex"},
         ])

@@ -163,10 +163,10 @@ def test_send_to_several_users_in_an_org(runner: Any, client: Any, auth: Any) ->
 )
 def test_send_bad_input(runner: Any, app: Any, args: tuple[str, ...], words: tuple[str, ...]) -> None:
     assert_one_line_error(runner.invoke("send", "--user", "alice", *args), *words)
-    from notifications.store import queries
+    from notifications.store import reads
 
     with app.app_context():
-        assert queries.list_for_admin() == []
+        assert reads.list_for_admin() == []
 
 
 def test_send_without_user(runner: Any) -> None:
@@ -257,10 +257,11 @@ def listed(runner: Any, make: Any, app: Any) -> Any:
     make(user="alice", n=2, organization_id="acme", dataset_id=DATASET, title="a-acme-d1")
     make(user="alice", n=1, organization_id="globex", dataset_id=OTHER_DATASET, title="a-globex")
     bob = make(user="bob", n=3, organization_id="acme", title="b-acme")
-    from notifications.store import queries
+    from notifications.store import marks
+    from notifications.store.scope import Scope
 
     with app.app_context():
-        queries.mark_one_read(queries.Scope("bob"), bob[0]["id"])
+        marks.mark_one_read(Scope("bob"), bob[0]["id"])
     return runner
 
 

@@ -13,8 +13,9 @@ from notifications import create_app
 from notifications.core import records as transfer
 from notifications.core import serialize
 from notifications.store import listeners as signals
-from notifications.store import queries
+from notifications.store import purge as purging
 from notifications.store.models import db
+from notifications.store.rows import now_us
 
 DAY_US = 86_400 * 1_000_000
 
@@ -123,7 +124,7 @@ def test_parse_duration(text_: str, seconds: int) -> None:
 @pytest.fixture
 def aged(make: Any) -> dict[str, list[dict[str, Any]]]:
     """Notifications 40 days old (read and unread) and 1 day old."""
-    now = queries.now_us()
+    now = now_us()
     return {
         "old_read": make("alice", n=3, created_at=now - 40 * DAY_US, read_at=now - 39 * DAY_US),
         "old_unread": make("alice", n=2, created_at=now - 40 * DAY_US, organization_id="acme"),
@@ -161,12 +162,12 @@ def test_purge_read_only_keeps_unread_rows(runner: Runner, aged: Any, app: Any) 
 
 
 def test_purge_works_in_small_transactions(app: Any, make: Any) -> None:
-    now = queries.now_us()
+    now = now_us()
     make("alice", n=10, created_at=now - 2 * DAY_US)
     keep = make("alice", n=3, created_at=now)
     make("bob", n=7, created_at=now - 3 * DAY_US)
     with app.app_context():
-        assert queries.purge(now - DAY_US, chunk=3) == {"deleted": 17, "unread": 17}
+        assert purging.purge(now - DAY_US, chunk=3) == {"deleted": 17, "unread": 17}
     assert [r["id"] for r in table(app)] == [r["id"] for r in keep]
 
 
@@ -210,7 +211,7 @@ def test_export_import_round_trip_is_exact(runner: Runner, app: Any, other_app: 
 
 
 def test_export_to_stdout_with_filters(runner: Runner, make: Any) -> None:
-    now = queries.now_us()
+    now = now_us()
     make("alice", created_at=now - 10 * DAY_US, title="old")
     make("alice", created_at=now - DAY_US, title="recent")
     make("bob", created_at=now, title="bob")

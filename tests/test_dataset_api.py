@@ -133,9 +133,10 @@ def test_unread_only_booleans(client: Any, auth: Any, make: Any, value: str,
                               unread_only: bool) -> None:
     rows = alert(make, n=3)
     with client.application.app_context():
-        from notifications.store import queries
+        from notifications.store import marks
+        from notifications.store.scope import Scope
 
-        queries.mark_one_read(queries.Scope("alice"), rows[0]["id"])
+        marks.mark_one_read(Scope("alice"), rows[0]["id"])
     body = get(client, auth, f"/notifications?unread_only={value}").get_json()
     expected = 2 if unread_only else 3
     assert body["total"] == expected and len(body["notifications"]) == expected
@@ -327,24 +328,24 @@ def test_read_all(client: Any, auth: Any, make: Any) -> None:
 def test_read_counter_moves_only_when_something_was_marked(app: Any, client: Any, auth: Any,
                                                           make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stream watchers recount when the read counter moves or a change is signalled."""
+    from notifications.store import feed
     from notifications.store import listeners as signals
-    from notifications.store import queries
 
     rows = alert(make, n=2)
     signalled: list[None] = []
     monkeypatch.setattr(signals, "changed", lambda: signalled.append(None))
     with app.app_context():
-        _, before = queries.stream_position()
+        _, before = feed.stream_position()
     assert post(client, auth, "/notifications/read-all").get_json()["count"] == 2
     with app.app_context():
-        _, after = queries.stream_position()
+        _, after = feed.stream_position()
         assert after == before + 1
-        assert queries.changes_since(0, before).read_pairs == {("alice", None)}
+        assert feed.changes_since(0, before).read_pairs == {("alice", None)}
     assert len(signalled) == 1
     assert post(client, auth, "/notifications/read-all").get_json()["count"] == 0
     assert post(client, auth, f"/notifications/{rows[0]['id']}/read").status_code == 404
     with app.app_context():
-        assert queries.stream_position()[1] == after
+        assert feed.stream_position()[1] == after
     assert len(signalled) == 1
 
 

@@ -13,8 +13,8 @@ import requests
 
 from notifications import create_app
 from notifications.realtime import hub as stream
-from notifications.store import queries
-from notifications.store.queries import Scope
+from notifications.store import feed, inserts, leases
+from notifications.store.scope import Scope
 
 STREAM = "/api/v1/notifications/stream"
 
@@ -29,9 +29,9 @@ def test_dataset_streams_per_user_are_capped_with_a_429_in_detail_format(client:
     with app.app_context():
         # Organization streams have slots of their own: they do not count here.
         for _ in range(5):
-            assert queries.acquire_lease("alice", "elsewhere", 5, 30_000_000).lease_id
+            assert leases.acquire_lease("alice", "elsewhere", 5, 30_000_000).lease_id
         for _ in range(limit):
-            assert queries.acquire_lease("alice", "elsewhere", limit, 30_000_000, "dataset").lease_id
+            assert leases.acquire_lease("alice", "elsewhere", limit, 30_000_000, "dataset").lease_id
     response = client.get(STREAM, headers=auth.headers("alice"))
     assert response.status_code == 429
     assert response.json == {"detail": "Too many open notification streams for this user."}
@@ -105,13 +105,13 @@ def test_replay_is_read_and_sent_in_pages(app: Any, make: Any, monkeypatch: pyte
     rows = make("alice", 250)
     make("bob", 5)
     calls: list[tuple[int, int]] = []
-    replay = queries.replay
+    replay = feed.replay
 
     def counted(scope: Scope, dataset_id: Any, after: int, upto: int, limit: int) -> Any:
         calls.append((after, limit))
         return replay(scope, dataset_id, after, upto, limit)
 
-    monkeypatch.setattr(queries, "replay", counted)
+    monkeypatch.setattr(feed, "replay", counted)
     with app.app_context():
         hub.tick()
     events = stream.dataset_events(hub, Scope("alice"), None, 0, ping_interval=60,
@@ -194,11 +194,11 @@ def test_replaying_streams_of_one_user_slow_only_that_user(live_server: Any) -> 
     metadata = {"view_name": "Orders over 1000", "dataset_name": "sales_2026", "result_count": 17,
                 "batch_id": "a863a595-5aaf-45d3-89a9-073a73d59671", "is_alert": True}
     with app.app_context():
-        queries.create_notifications(
+        inserts.create_notifications(
             {"user_id": "replayer", "title": f"Alert {i}: " + "x" * 200, "body": "y" * 300,
              "entity_type": "saved_view", "entity_id": str(i), "metadata": metadata}
             for i in range(1000))
-        queries.create_notifications({"user_id": "other", "title": "t"} for _ in range(20))
+        inserts.create_notifications({"user_id": "other", "title": "t"} for _ in range(20))
         from notifications.store.models import db
 
         db.engine.dispose()

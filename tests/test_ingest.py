@@ -14,7 +14,8 @@ from conftest import DATASET
 
 from notifications.http.ingest import INGEST_PATH
 from notifications.store import listeners as signals
-from notifications.store import queries
+from notifications.store import reads
+from notifications.store.rows import now_us
 
 TOKEN = "ingest-token-0123456789abcdef"
 H = {"Authorization": f"Bearer {TOKEN}"}
@@ -33,7 +34,7 @@ def post(client: Any, body: Any, headers: dict[str, str] | None = None) -> Any:
 
 def stored(app: Any, **filters: Any) -> list[dict[str, Any]]:
     with app.app_context():
-        return queries.list_for_admin(limit=10_000, **filters)
+        return reads.list_for_admin(limit=10_000, **filters)
 
 
 # --- authentication ---------------------------------------------------------------------
@@ -100,13 +101,13 @@ def test_one_object_is_stored_with_every_field(client: Any, app: Any) -> None:
 
 
 def test_minimal_object_gets_defaults(client: Any, app: Any) -> None:
-    before = queries.now_us()
+    before = now_us()
     assert post(client, {"user_id": "alice", "title": None, "kind": None}).status_code == 201
     [row] = stored(app)
     assert (row["kind"], row["entity_type"], row["entity_id"], row["title"]) == ("", "", "", "")
     assert (row["body"], row["link"], row["organization_id"], row["dataset_id"]) == (None,) * 4
     assert row["metadata"] == {}
-    assert before <= row["created_at"] <= queries.now_us()
+    assert before <= row["created_at"] <= now_us()
 
 
 def test_message_is_another_name_for_body_and_offsets_become_utc(client: Any, app: Any) -> None:

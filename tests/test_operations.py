@@ -15,8 +15,10 @@ from sqlalchemy import text
 from notifications import create_app
 from notifications.ops import retention
 from notifications.settings import ConfigError
-from notifications.store import maintenance, queries
+from notifications.store import feed, maintenance, marks
 from notifications.store.models import db
+from notifications.store.rows import now_us
+from notifications.store.scope import Scope
 
 DAY_US = 86_400 * 1_000_000
 
@@ -201,7 +203,7 @@ def test_retention_policy_rejects(value: str, db_url: str) -> None:
 @pytest.fixture
 def aged(app: Any, make: Any) -> dict[str, list[str]]:
     """Read and unread rows of several ages (days)."""
-    now = queries.now_us()
+    now = now_us()
     made: dict[str, list[str]] = {}
     for label, days, read in (("read_old", 40, True), ("read_new", 10, True),
                               ("unread_old", 200, False), ("unread_mid", 40, False)):
@@ -209,7 +211,7 @@ def aged(app: Any, make: Any) -> dict[str, list[str]]:
         ids = [r["id"] for r in stored]
         if read:
             with app.app_context():
-                queries.mark_ids_read(queries.Scope("alice"), ids)
+                marks.mark_ids_read(Scope("alice"), ids)
         made[label] = ids
     return made
 
@@ -218,14 +220,14 @@ def aged(app: Any, make: Any) -> dict[str, list[str]]:
 def test_retention_deletes_what_the_policy_no_longer_keeps(app: Any, aged: Any, runner: Runner,
                                                            db_url: str) -> None:
     with app.app_context():
-        purges_before = queries.changes_since(0, 0).purges
+        purges_before = feed.changes_since(0, 0).purges
     result = retention.run_once(app)
     assert result == {"deleted": 6, "unread": 3}
     left = {title for _, _, title, _ in rows(db_file(app))}
     assert left == {"read_new", "unread_mid"}
     with app.app_context():
         # Open inbox streams recount, as after a purge.
-        assert queries.changes_since(0, 0).purges == purges_before + 1
+        assert feed.changes_since(0, 0).purges == purges_before + 1
     stats = json.loads(runner.invoke("stats", "--json").output)["retention"]
     assert stats["policy"] == "read=30d,unread=180d"
     assert stats["last_deleted"] == 6 and stats["deleted"] == 6 and stats["deleted_unread"] == 3
@@ -244,11 +246,11 @@ def app_config(db_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def test_retention_in_small_chunks_and_read_only(app: Any, make: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    now = queries.now_us()
+    now = now_us()
     old = make("alice", n=25, created_at=now - 50 * DAY_US)
     make("alice", n=5, created_at=now - 50 * DAY_US, title="unread")
     with app.app_context():
-        queries.mark_ids_read(queries.Scope("alice"), [r["id"] for r in old])
+        marks.mark_ids_read(Scope("alice"), [r["id"] for r in old])
     app.extensions["notifications.retention"] = retention.parse_policy("read=30d")
     monkeypatch.setattr(retention, "CHUNK", 4)
     calls = []
@@ -328,5 +330,5 @@ def test_metrics_setting_is_checked(db_url: str) -> None:
 
 def test_a_non_editable_install_has_the_store_package(built_package: Path) -> None:
     """`pip install .` (the systemd set-up) must ship notifications.store too."""
-    for name in ("engine.py", "queries.py", "writer.py", "maintenance.py"):
+    for name in ("engine.py", "reads.py", "writer.py", "maintenance.py"):
         assert (built_package / "store" / name).is_file(), name

@@ -398,12 +398,12 @@ def test_routing_errors_use_envelope(client: Any, auth: Any, method: str, path: 
 
 def test_internal_error_uses_envelope(client: Any, auth: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from notifications.store import queries
+    from notifications.store import reads
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(queries, "list_notifications", broken)
+    monkeypatch.setattr(reads, "list_notifications", broken)
     response = get(client, auth)
     body = assert_envelope(response, 500, "internal_error")
     assert "disk on fire" not in response.get_data(as_text=True)

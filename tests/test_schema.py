@@ -16,10 +16,10 @@ from sqlalchemy import create_engine, event, inspect
 
 from cli import AppContext, cli
 from notifications import create_app
-from notifications.store import queries
+from notifications.store import inserts, leases, marks, reads
 from notifications.store.engine import SCHEMA_VERSION, SchemaError, schema_sql
 from notifications.store.models import db
-from notifications.store.queries import Scope
+from notifications.store.scope import Scope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,8 +178,8 @@ def test_a_version_2_database_gets_the_lease_kind_column(tmp_path: Path) -> None
         # The old lease still counts against alice's organization streams, not dataset ones.
         assert active_leases("alice", "organization") == 1
         assert active_leases("alice", "dataset") == 0
-        assert queries.acquire_lease("alice", "w", 1, 30_000_000, "dataset").lease_id
-        assert queries.acquire_lease("alice", "w", 1, 30_000_000).lease_id is None
+        assert leases.acquire_lease("alice", "w", 1, 30_000_000, "dataset").lease_id
+        assert leases.acquire_lease("alice", "w", 1, 30_000_000).lease_id is None
         db.engine.dispose()
     # Starting again (another worker, init-db) changes nothing.
     again = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
@@ -255,8 +255,8 @@ def test_init_db_is_idempotent_and_keeps_data(runner: Any, make: Any, app: Any) 
         result = runner.invoke("init-db")
         assert result.exit_code == 0 and f"up to date (schema version {SCHEMA_VERSION})" in result.output
     with app.app_context():
-        assert queries.unread_count(Scope("alice")) == 3
-        assert [r["id"] for r in queries.list_for_admin(user_id="alice")] == \
+        assert reads.unread_count(Scope("alice")) == 3
+        assert [r["id"] for r in reads.list_for_admin(user_id="alice")] == \
             [r["id"] for r in reversed(rows)]
 
 
@@ -314,7 +314,7 @@ def populated(app: Any) -> Any:
 
     with app.app_context():
         seeding.seed(users=20, per_user=50, orgs=3, datasets=4, random_seed=1)
-        queries.create_notifications([
+        inserts.create_notifications([
             {"user_id": "alice", "organization_id": "acme", "dataset_id": DATASET}
             for _ in range(5)
         ])
@@ -322,23 +322,23 @@ def populated(app: Any) -> Any:
 
 
 HOT_PATHS: list[tuple[str, Callable[[], Any]]] = [
-    ("dataset first page", lambda: queries.list_notifications(Scope("alice"), limit=20)),
-    ("dataset first page with org", lambda: queries.list_notifications(
-        Scope("alice", "acme"), limit=20)),
-    ("dataset first page of a dataset", lambda: queries.list_notifications(
+    ("dataset first page", lambda: reads.list_notifications(Scope("alice"), limit=20)),
+    ("dataset first page with org", lambda: reads.list_notifications(
+        Scope.dataset_api("alice", "acme"), limit=20)),
+    ("dataset first page of a dataset", lambda: reads.list_notifications(
         Scope("alice"), limit=20, dataset_id=DATASET)),
-    ("dataset unread page", lambda: queries.list_notifications(
+    ("dataset unread page", lambda: reads.list_notifications(
         Scope("alice"), limit=20, unread_only=True)),
-    ("org first page", lambda: queries.list_notifications(
-        Scope("alice", "acme", exact_org=True), limit=50, with_unread=True)),
-    ("unread count", lambda: queries.unread_count(Scope("alice"))),
-    ("unread count of a dataset", lambda: queries.unread_count(Scope("alice"), DATASET)),
-    ("org unread count", lambda: queries.unread_count(Scope("alice", "acme", exact_org=True))),
-    ("read all", lambda: queries.mark_all_read(Scope("alice"))),
-    ("read all of a dataset", lambda: queries.mark_all_read(Scope("alice"), DATASET)),
-    ("org read all", lambda: queries.mark_all_read(Scope("alice", "acme", exact_org=True))),
-    ("mark one", lambda: queries.mark_one_read(Scope("alice"), DATASET)),
-    ("mark ids", lambda: queries.mark_ids_read(Scope("alice", "acme", True), [DATASET])),
+    ("org first page", lambda: reads.list_notifications(
+        Scope.organization_api("alice", "acme"), limit=50, with_unread=True)),
+    ("unread count", lambda: reads.unread_count(Scope("alice"))),
+    ("unread count of a dataset", lambda: reads.unread_count(Scope("alice"), DATASET)),
+    ("org unread count", lambda: reads.unread_count(Scope.organization_api("alice", "acme"))),
+    ("read all", lambda: marks.mark_all_read(Scope("alice"))),
+    ("read all of a dataset", lambda: marks.mark_all_read(Scope("alice"), DATASET)),
+    ("org read all", lambda: marks.mark_all_read(Scope.organization_api("alice", "acme"))),
+    ("mark one", lambda: marks.mark_one_read(Scope("alice"), DATASET)),
+    ("mark ids", lambda: marks.mark_ids_read(Scope.organization_api("alice", "acme"), [DATASET])),
 ]
 
 

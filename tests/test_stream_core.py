@@ -12,25 +12,25 @@ from typing import Any
 import pytest
 from conftest import active_leases, notifications_command
 
-from notifications.store import queries
-from notifications.store.queries import Scope
+from notifications.store import feed, leases, marks
+from notifications.store.scope import Scope
 
 
 def test_changes_since_reports_new_rows_and_reads(app: Any, make: Any) -> None:
     with app.app_context():
-        seq, read = queries.stream_position()
+        seq, read = feed.stream_position()
         rows = make("alice", 2, organization_id="acme") + make("bob", 1)
-        changes = queries.changes_since(seq, read)
+        changes = feed.changes_since(seq, read)
         assert [r["seq"] for r in changes.rows] == [r["seq"] for r in rows]
         assert changes.read_pairs == set() and not changes.more
-        queries.mark_ids_read(Scope("alice", "acme", exact_org=True), [rows[0]["id"]])
-        later = queries.changes_since(changes.last_seq, changes.last_read)
+        marks.mark_ids_read(Scope.organization_api("alice", "acme"), [rows[0]["id"]])
+        later = feed.changes_since(changes.last_seq, changes.last_read)
         assert later.rows == [] and later.read_pairs == {("alice", "acme")}
         assert later.last_read == changes.last_read + 1
-        assert queries.unread_counts([("alice", "acme"), ("bob", None)]) == {
+        assert feed.unread_counts([("alice", "acme"), ("bob", None)]) == {
             ("alice", "acme"): 1, ("bob", None): 1,
         }
-        batch = queries.changes_since(seq, read, limit=2)
+        batch = feed.changes_since(seq, read, limit=2)
         assert len(batch.rows) == 2 and batch.more
 
 
@@ -40,36 +40,36 @@ def test_replay_is_scoped_filtered_and_bounded(app: Any, make: Any) -> None:
         mine = make("alice", 3, dataset_id=dataset)
         make("alice", 1, organization_id="other")
         make("bob", 1, dataset_id=dataset)
-        head, _ = queries.stream_position()
-        scope = Scope("alice", "acme")
-        replayed = queries.replay(scope, dataset, mine[0]["seq"], head, 10)
+        head, _ = feed.stream_position()
+        scope = Scope.dataset_api("alice", "acme")
+        replayed = feed.replay(scope, dataset, mine[0]["seq"], head, 10)
         assert [r["id"] for r in replayed] == [r["id"] for r in mine[1:]]
-        assert len(queries.replay(scope, None, 0, head, 2)) == 2
+        assert len(feed.replay(scope, None, 0, head, 2)) == 2
 
 
 def test_leases_count_across_owners_and_expire(app: Any) -> None:
     with app.app_context():
-        first = queries.acquire_lease("alice", "worker-a", 2, 30_000_000)
-        second = queries.acquire_lease("alice", "worker-b", 2, 30_000_000)
+        first = leases.acquire_lease("alice", "worker-a", 2, 30_000_000)
+        second = leases.acquire_lease("alice", "worker-b", 2, 30_000_000)
         assert first.lease_id and second.lease_id and second.active == 2
-        refused = queries.acquire_lease("alice", "worker-a", 2, 30_000_000)
+        refused = leases.acquire_lease("alice", "worker-a", 2, 30_000_000)
         assert refused.lease_id is None and refused.active == 2
         assert 1 <= refused.retry_after <= 30
-        assert queries.acquire_lease("bob", "worker-a", 2, 30_000_000).lease_id
-        queries.release_leases([first.lease_id])
+        assert leases.acquire_lease("bob", "worker-a", 2, 30_000_000).lease_id
+        leases.release_leases([first.lease_id])
         assert active_leases("alice") == 1
         # A lease that was not renewed (its worker died) stops counting.
-        short = queries.acquire_lease("alice", "dead", 2, 1)
+        short = leases.acquire_lease("alice", "dead", 2, 1)
         time.sleep(0.01)
         assert active_leases("alice") == 1 and short.lease_id
-        assert queries.acquire_lease("alice", "worker-a", 2, 30_000_000).lease_id
-        assert queries.renew_leases("worker-a", 60_000_000) == 2
-        assert queries.release_owner("worker-a") == 2
+        assert leases.acquire_lease("alice", "worker-a", 2, 30_000_000).lease_id
+        assert leases.renew_leases("worker-a", 60_000_000) == 2
+        assert leases.release_owner("worker-a") == 2
         assert active_leases("alice") == 1
 
 
 def test_schema_and_model_agree_on_stream_leases(app: Any, db_url: str) -> None:
-    from notifications.store.models import StreamLease
+    from notifications.store.models import stream_leases as table
 
     conn = sqlite3.connect(db_url[len("sqlite:///"):])
     columns = {row[1]: (row[2].upper(), bool(row[3])) for row in
@@ -77,7 +77,6 @@ def test_schema_and_model_agree_on_stream_leases(app: Any, db_url: str) -> None:
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(stream_leases)")
                if not row[1].startswith("sqlite_autoindex")}
     conn.close()
-    table = StreamLease.__table__
     assert set(columns) == {c.name for c in table.columns}
     for column in table.columns:
         assert columns[column.name][1] == (not column.nullable or column.primary_key)
@@ -96,7 +95,7 @@ def test_streams_refuse_before_the_first_byte(client: Any, auth: Any, app: Any) 
     assert response.status_code == 401 and response.json["code"] == "unauthorized"
     with app.app_context():
         for _ in range(app.config["STREAM_LIMIT"]):
-            assert queries.acquire_lease("alice", "elsewhere", 5, 30_000_000).lease_id
+            assert leases.acquire_lease("alice", "elsewhere", 5, 30_000_000).lease_id
     response = client.get("/api/v1/org/notifications/stream", headers=auth.headers("alice", "acme"))
     assert response.status_code == 429
     assert response.json["code"] == "sse_connection_limit_exceeded"
@@ -175,10 +174,10 @@ def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> N
     from notifications.store import write
 
     with app.app_context():
-        seq, read = queries.stream_position()
-        before = queries.changes_since(seq, read).purges
-        write(queries.note_deleted_unread)
-        assert queries.changes_since(seq, read).purges == before + 1
+        seq, read = feed.stream_position()
+        before = feed.changes_since(seq, read).purges
+        write(feed.note_deleted_unread)
+        assert feed.changes_since(seq, read).purges == before + 1
 
 
 def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
@@ -246,7 +245,7 @@ def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: A
     hub = stream.hub_of(app)
     with app.app_context():
         lease = hub.acquire_lease("alice", 5)
-    release, calls = queries.release_leases, []
+    release, calls = leases.release_leases, []
 
     def fails_once(lease_ids: list[str]) -> int:
         calls.append(lease_ids)
@@ -254,7 +253,7 @@ def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: A
             raise OperationalError("DELETE FROM stream_leases", {}, Exception("disk I/O error"))
         return release(lease_ids)
 
-    monkeypatch.setattr(queries, "release_leases", fails_once)
+    monkeypatch.setattr(leases, "release_leases", fails_once)
     hub.release_lease(lease.lease_id)
     deadline = time.monotonic() + 5
     with app.app_context():
@@ -308,8 +307,8 @@ def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
         lease = hub.acquire_lease("alice", 5)
     assert hub.owner != built_by and f":{worker_pid}:" in hub.owner
     with app.app_context():
-        assert queries.release_owner(built_by) == 0
-        assert queries.release_owner(hub.owner) == 1 and lease.lease_id
+        assert leases.release_owner(built_by) == 0
+        assert leases.release_owner(hub.owner) == 1 and lease.lease_id
     hub.shutdown()
 
 

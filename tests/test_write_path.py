@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from notifications.store import WriteTimeout, current_store, queries, reading, write
+from notifications.store import WriteTimeout, current_store, inserts, reading, reads, write
 from notifications.store import writer as writer_module
+from notifications.store.scope import Scope
 
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
 
@@ -36,7 +37,7 @@ def lock_held(db_url: str) -> Iterator[None]:
 
 
 def count_rows(user_id: str) -> int:
-    return len(queries.list_for_admin(user_id=user_id, limit=10_000))
+    return len(reads.list_for_admin(user_id=user_id, limit=10_000))
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_jobs_that_queue_up_meanwhile_share_one_commit(app: Any, roomy_batches: 
     titles: dict[int, str] = {}
 
     def send(i: int) -> None:
-        titles[i] = queries.create_notifications([{"user_id": f"u{i}", "title": str(i)}])[0]["title"]
+        titles[i] = inserts.create_notifications([{"user_id": f"u{i}", "title": str(i)}])[0]["title"]
 
     with writer_busy(app) as writer:
         commits = writer.commits
@@ -106,7 +107,7 @@ def test_a_failing_job_is_undone_alone(app: Any, roomy_batches: None) -> None:
     outcomes: dict[str, Any] = {}
 
     def insert_then_fail(conn: Any) -> None:
-        queries._insert_job(conn, [queries.as_tuple(queries.new_row({"user_id": "bad"}))],
+        inserts._insert_job(conn, [inserts.as_tuple(inserts.new_row({"user_id": "bad"}))],
                             None, False)
         raise ValueError("refused")
 
@@ -117,7 +118,7 @@ def test_a_failing_job_is_undone_alone(app: Any, roomy_batches: None) -> None:
             outcomes["bad"] = exc
 
     def good() -> None:
-        outcomes["good"] = queries.create_notifications([{"user_id": "good"}])
+        outcomes["good"] = inserts.create_notifications([{"user_id": "good"}])
 
     with writer_busy(app) as writer:
         commits = writer.commits
@@ -140,12 +141,12 @@ def test_a_write_gives_up_on_a_held_lock_within_the_timeout(app: Any, db_url: st
         with lock_held(db_url):
             started = time.monotonic()
             with pytest.raises(WriteTimeout, match="nothing was changed"):
-                queries.create_notifications([{"user_id": "alice"}])
+                inserts.create_notifications([{"user_id": "alice"}])
             waited = time.monotonic() - started
             # Reads do not wait for the writer.
             assert count_rows("alice") == 0
         assert 0.25 <= waited < 1.5
-        assert queries.create_notifications([{"user_id": "alice"}])
+        assert inserts.create_notifications([{"user_id": "alice"}])
         assert count_rows("alice") == 1
 
 
@@ -181,7 +182,7 @@ def test_writes_answer_503_while_another_process_holds_the_lock(
         assert count.get_json() == {"count": 1}
     # Nothing was half-written: the row is still unread and no ingest row exists.
     with app.app_context():
-        assert queries.unread_count(queries.Scope("alice")) == 1
+        assert reads.unread_count(Scope("alice")) == 1
         assert count_rows("alice") == 1
     assert client.post("/api/v1/notifications/read-all", headers=dataset).get_json() == \
         {"ok": True, "count": 1}

@@ -311,7 +311,7 @@ class NotificationFields(BaseModel):
         return data
 
     def row_fields(self) -> dict[str, Any]:
-        """Return the fields as :func:`queries.new_row` takes them."""
+        """Return the fields as :func:`inserts.new_row` takes them."""
         return {
             "user_id": self.user_id,
             "organization_id": self.organization_id,

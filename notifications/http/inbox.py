@@ -15,7 +15,7 @@ from notifications.core.errors import ApiError, NotFound, Unauthorized, Unsuppor
 from notifications.core.validation import parse_ingest_body, parse_json_body
 from notifications.http import auth
 from notifications.http.auth import current_principal
-from notifications.store import demo, queries
+from notifications.store import demo, inserts
 
 #: The page, the session endpoint and the static files: never part of the API description.
 bp = Blueprint("inbox", __name__)
@@ -236,7 +236,7 @@ def demo_send() -> tuple[dict[str, Any], int]:
                         "result_count": 1, "batch_id": None, "is_alert": True})
     # The ingest API's own parsing and write: what another service's POST would store.
     items = parse_ingest_body(json.dumps(item).encode())
-    ids, created = queries.ingest_notifications([i.row_fields() for i in items])
+    ids, created = inserts.ingest_notifications([i.row_fields() for i in items])
     return {"created": created, "ids": ids}, 201
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, current_app, request
 from notifications.core.errors import Unauthorized
 from notifications.core.tokens import AuthError, bearer_token
 from notifications.core.validation import parse_ingest_body
-from notifications.store import queries
+from notifications.store import inserts
 
 #: Where the endpoint is mounted (outside both public API prefixes).
 INGEST_PATH = "/internal/v1/notifications"
@@ -34,7 +34,7 @@ def ingest() -> tuple[dict[str, Any], int]:
     """Store one notification or a batch of them, all or none; repeated dedupe keys are skipped."""
     check_ingest_token()
     items = parse_ingest_body(request.get_data(cache=False))
-    ids, created = queries.ingest_notifications([i.row_fields() for i in items])
+    ids, created = inserts.ingest_notifications([i.row_fields() for i in items])
     return {"created": created, "duplicates": len(ids) - created, "ids": ids}, 201
 
 

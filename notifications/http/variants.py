@@ -41,8 +41,8 @@ from notifications.realtime.hub import (
     hub_of,
     organization_events,
 )
-from notifications.store import queries
-from notifications.store.queries import Scope
+from notifications.store import reads
+from notifications.store.scope import Scope
 
 #: Reconnection delay suggested to stream clients, in milliseconds.
 STREAM_RETRY_MS = 3000
@@ -123,10 +123,10 @@ class DatasetVariant(Variant):
 
     def authorize(self) -> Scope:
         principal = current_principal()
-        return Scope(principal.user_id, principal.organization_id)
+        return Scope.dataset_api(principal.user_id, principal.organization_id)
 
     def list_body(self, scope: Scope, query: DatasetListQuery) -> dict[str, Any]:
-        rows, total, _ = queries.list_notifications(
+        rows, total, _ = reads.list_notifications(
             scope,
             fields=DATASET_FIELDS,
             limit=query.limit,
@@ -227,10 +227,10 @@ class OrganizationVariant(Variant):
                 "notifications require a user session",
                 hint="Sign in as a user and select an organization; API keys cannot read notifications.",
             )
-        return Scope(principal.user_id, principal.organization_id, exact_org=True)
+        return Scope.organization_api(principal.user_id, principal.organization_id)
 
     def list_body(self, scope: Scope, query: OrganizationListQuery) -> dict[str, Any]:
-        rows, total, unread = queries.list_notifications(
+        rows, total, unread = reads.list_notifications(
             scope, fields=ORGANIZATION_FIELDS, limit=query.limit, unread_only=query.unread_only,
             with_unread=True,
         )

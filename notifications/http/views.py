@@ -17,7 +17,7 @@ from notifications.core.validation import (
     parse_query,
 )
 from notifications.realtime.hub import hub_of, open_stream
-from notifications.store import queries
+from notifications.store import marks, reads
 
 if TYPE_CHECKING:
     from notifications.http.variants import Variant
@@ -46,14 +46,14 @@ def dataset_filter() -> str | None:
 def unread_count() -> dict[str, Any]:
     """Count the caller's unread notifications, optionally for one dataset."""
     scope = current_variant().authorize()
-    return {"count": queries.unread_count(scope, dataset_filter())}
+    return {"count": reads.unread_count(scope, dataset_filter())}
 
 
 def mark_one_read(notification_id: str) -> dict[str, Any]:
     """Mark one of the caller's unread notifications read."""
     scope = current_variant().authorize()
     path = parse(NotificationPath, {"notification_id": notification_id}, "path")
-    if not queries.mark_one_read(scope, str(path.notification_id)):
+    if not marks.mark_one_read(scope, str(path.notification_id)):
         raise NotFound("Notification not found")
     return {"ok": True}
 
@@ -61,7 +61,7 @@ def mark_one_read(notification_id: str) -> dict[str, Any]:
 def read_all() -> dict[str, Any]:
     """Mark all of the caller's unread notifications read, optionally for one dataset."""
     scope = current_variant().authorize()
-    return {"ok": True, "count": queries.mark_all_read(scope, dataset_filter())}
+    return {"ok": True, "count": marks.mark_all_read(scope, dataset_filter())}
 
 
 def mark_read() -> dict[str, Any]:
@@ -71,9 +71,9 @@ def mark_read() -> dict[str, Any]:
     body = parse_json_body(request.get_data(cache=False), MarkReadBody)
     if body.ids:
         ids = [uid for uid in map(parse_ntf_id, body.ids) if uid is not None]
-        queries.mark_ids_read(scope, ids)
+        marks.mark_ids_read(scope, ids)
     else:
-        queries.mark_all_read(scope)
+        marks.mark_all_read(scope)
     return variant.list_body(scope, variant.list_query())
 
 

@@ -103,7 +103,7 @@ def run_once(app: Flask) -> dict[str, int]:
 
     from notifications.ops import metrics
     from notifications.store import maintenance
-    from notifications.store.queries import now_us
+    from notifications.store.rows import now_us
 
     policy = policy_of(app)
     read_before, unread_before = policy.cutoffs(now_us())

@@ -214,12 +214,12 @@ def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
     def child_exit(server: Any, worker: Any) -> None:
         from notifications.ops import metrics
         from notifications.realtime.hub import owner_prefix
-        from notifications.store import maintenance
+        from notifications.store import leases
 
         try:
             metrics.process_dead(worker.pid)
             if url is not None:
-                freed = maintenance.release_worker_leases(url, owner_prefix(worker.pid))
+                freed = leases.release_worker_leases(url, owner_prefix(worker.pid))
                 if freed:
                     server.log.info("freed %d stream slot(s) of worker %s", freed, worker.pid)
         except Exception as exc:  # the leases still expire on their own

@@ -33,10 +33,10 @@ from gevent.event import Event
 from notifications.core import logs, sse
 from notifications.core.errors import Unavailable
 from notifications.core.serialize import dataset_notification
-from notifications.store import ChangeCounter, queries
+from notifications.store import ChangeCounter, feed, leases
 from notifications.store import listeners as signals
 from notifications.store.models import db
-from notifications.store.queries import Scope
+from notifications.store.scope import Scope
 from notifications.store.writer import on_hub
 
 log = logging.getLogger("notifications.stream")
@@ -272,7 +272,7 @@ class StreamHub:
         # (shutdown() came first) ends the streams that still come in at once.
         self.started_at = time.monotonic()
         with self.app.app_context():
-            self.last_seq, self.last_read = queries.stream_position()
+            self.last_seq, self.last_read = feed.stream_position()
             self._counter = ChangeCounter(db.engine)
             self._counter.moved()
         # The writer commits on its own thread; an async watcher is the thread-safe way
@@ -315,7 +315,7 @@ class StreamHub:
         if self.started and self._pid == os.getpid():
             try:
                 with self.app.app_context():
-                    queries.release_owner(self.owner)
+                    leases.release_owner(self.owner)
             except Exception:  # the lease expires by itself anyway
                 log.warning("could not release stream leases at shutdown", exc_info=True)
         gevent.joinall(self._greenlets, timeout=timeout)
@@ -383,18 +383,18 @@ class StreamHub:
     # --- leases ------------------------------------------------------------------
 
     def acquire_lease(self, user_id: str, limit: int,
-                      kind: str = "organization") -> queries.LeaseResult:
+                      kind: str = "organization") -> leases.LeaseResult:
         """Take a stream slot of ``kind`` for ``user_id`` (counted across the node's workers)."""
         self.start()
         if self.stopping:
             # The stream ends at once and its client reconnects to another worker: it needs
             # no slot, and one taken now would outlive this worker's release of its leases
             # (a client reconnecting in a loop to a reloading worker ran out of slots).
-            return queries.LeaseResult(NO_LEASE, 0, 0)
+            return leases.LeaseResult(NO_LEASE, 0, 0)
         # A burst of new streams waits here, a few at a time, rather than queue a lease
         # write each in front of everyone else's writes.
         with self._slot("lease"):
-            result = queries.acquire_lease(user_id, self.owner, limit, int(LEASE_TTL * 1e6),
+            result = leases.acquire_lease(user_id, self.owner, limit, int(LEASE_TTL * 1e6),
                                            kind)
         if result.lease_id is not None:
             self.leases.add(result.lease_id)
@@ -410,7 +410,7 @@ class StreamHub:
             # worker may have run already: a lease left now would hold its slot until it expired.
             try:
                 with self.app.app_context():
-                    queries.release_leases([lease_id])
+                    leases.release_leases([lease_id])
             except Exception:  # the master frees a dead worker's slots anyway
                 log.warning("could not release a stream lease while stopping", exc_info=True)
             return
@@ -429,11 +429,11 @@ class StreamHub:
                 try:
                     if self.released:
                         batch = set(self.released)
-                        queries.release_leases(list(batch))
+                        leases.release_leases(list(batch))
                         self.released -= batch
                     if time.monotonic() >= next_renewal:
                         if self.leases:
-                            queries.renew_leases(self.owner, int(LEASE_TTL * 1e6))
+                            leases.renew_leases(self.owner, int(LEASE_TTL * 1e6))
                         next_renewal = time.monotonic() + LEASE_RENEW
                 except Exception:
                     log.warning("stream lease upkeep failed; retrying", exc_info=True)
@@ -480,7 +480,7 @@ class StreamHub:
             more = True
             while more:
                 self.queries += 1
-                changes = queries.changes_since(self.last_seq, self.last_read)
+                changes = feed.changes_since(self.last_seq, self.last_read)
                 self.last_seq, self.last_read = changes.last_seq, changes.last_read
                 more = changes.more
                 if changes.purges != self.last_purges:
@@ -498,7 +498,7 @@ class StreamHub:
         pairs = set(self.pending_counts)
         if pairs:
             self.queries += 1
-            counts = queries.unread_counts(sorted(pairs, key=str))
+            counts = feed.unread_counts(sorted(pairs, key=str))
             self.pending_counts -= pairs
             for key, count in counts.items():
                 subs = self.org_subs.get(key)
@@ -535,13 +535,13 @@ class StreamHub:
     def head(self) -> int:
         """Read the newest sequence number from the database (not the watcher's view)."""
         with self.app.app_context():
-            return queries.stream_position()[0]
+            return feed.stream_position()[0]
 
     def replay(self, scope: Scope, dataset_id: str | None, after: int, upto: int,
                limit: int) -> list[dict[str, Any]]:
         """Read one page of what a reconnecting client missed (``after < seq <= upto``)."""
         with self._slot("replay"), self.app.app_context():
-            return queries.replay(scope, dataset_id, after, upto, limit)
+            return feed.replay(scope, dataset_id, after, upto, limit)
 
     def replay_page(self, scope: Scope, dataset_id: str | None, after: int,
                     upto: int) -> tuple[str, int, int]:
@@ -552,7 +552,7 @@ class StreamHub:
         replay at once, a short request waits behind at most that many pages.
         """
         with self._slot("replay"), self.app.app_context():
-            rows = queries.replay(scope, dataset_id, after, upto, REPLAY_PAGE)
+            rows = feed.replay(scope, dataset_id, after, upto, REPLAY_PAGE)
             text = "".join(notification_frame(row) for row in rows)
         gevent.sleep(0)
         return text, len(rows), rows[-1]["seq"] if rows else after
@@ -569,7 +569,7 @@ class StreamHub:
                        limit: int) -> bool:
         """Tell whether a client missed more than ``limit`` rows (then it gets a reset)."""
         with self._slot("replay"), self.app.app_context():
-            return queries.replay_exceeds(scope, dataset_id, after, upto, limit)
+            return feed.replay_exceeds(scope, dataset_id, after, upto, limit)
 
 
 #: Seconds a client refused for want of room is asked to wait.

@@ -3,8 +3,19 @@
 - :mod:`.engine` -- engine set-up, schema, the read connections, and the rule of what runs
   where (reads on the caller, writes on the writer thread).
 - :mod:`.writer` -- the writer thread: group commit, lock timeout, results back to callers.
-- :mod:`.queries` -- the reads and the writer jobs of the APIs, streams and commands.
-- :mod:`.models` -- the table definitions (``schema.sql`` is the authority).
+- :mod:`.models` -- the tables as SQLAlchemy Core ``Table`` objects (``schema.sql`` is the
+  authority).
+- :mod:`.scope` -- which rows a caller sees: :class:`~.scope.Scope` and its WHERE clause.
+- :mod:`.rows` -- a stored notification as the reads return it (columns, times, metadata).
+- :mod:`.reads` -- the REST reads of both variants and the admin commands' list.
+- :mod:`.marks` -- marking notifications read (both APIs and the ``mark-read`` command).
+- :mod:`.inserts` -- storing new notifications (ingest, send, seeding, imports).
+- :mod:`.feed` -- what the streams and ``tail`` read: the change feed, its counters, replays.
+- :mod:`.leases` -- stream leases, the per-user stream limits across workers.
+- :mod:`.stats`, :mod:`.purge`, :mod:`.export`, :mod:`.importer` -- the data commands.
+- :mod:`.maintenance` -- backup, restore, checks, retention passes and lock files.
+- :mod:`.seeding`, :mod:`.demo` -- sample data; :mod:`.listeners` -- in-process change
+  notification after each commit.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ import random
 import uuid
 from typing import Any
 
-from notifications.store import queries
+from notifications.store import inserts, reads, stats
+from notifications.store import rows as stored
 
 #: Demo users and their organizations; the README's examples use alice in acme.
 USERS: tuple[tuple[str, str], ...] = (("alice", "acme"), ("bob", "acme"), ("carol", "globex"))
@@ -73,12 +74,12 @@ def rows(now_us: int, random_seed: int = 7) -> list[dict[str, Any]]:
 
 def seed() -> int:
     """Store the demo's notifications; return how many were stored."""
-    return len(queries.create_notifications(rows(queries.now_us())))
+    return len(inserts.create_notifications(rows(stored.now_us())))
 
 
 def count() -> int:
     """Return how many notifications the database holds."""
-    return int(queries.stats(top=1)["total"])
+    return int(stats.stats(top=1)["total"])
 
 
 def token_users(limit: int = 3) -> list[tuple[str, str | None]]:
@@ -89,15 +90,16 @@ def token_users(limit: int = 3) -> list[tuple[str, str | None]]:
     """
     found: list[tuple[str, str | None]] = [
         (user_id, org_id) for user_id, org_id in USERS
-        if queries.list_for_admin(user_id=user_id, organization_id=org_id, limit=1)
+        if reads.list_for_admin(user_id=user_id, organization_id=org_id, limit=1)
     ]
     if found:
         return found[:limit]
-    newest = queries.list_for_admin(limit=500)
+    newest = reads.list_for_admin(limit=500)
     with_org: dict[str, str] = {}
     for row in newest:
         if row["organization_id"]:
             with_org.setdefault(row["user_id"], row["organization_id"])
-    if with_org:
-        return list(with_org.items())[:limit]
-    return [(user_id, None) for user_id in dict.fromkeys(r["user_id"] for r in newest)][:limit]
+    users: list[tuple[str, str | None]] = list(with_org.items()) or [
+        (user_id, None) for user_id in dict.fromkeys(r["user_id"] for r in newest)
+    ]
+    return users[:limit]

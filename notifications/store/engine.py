@@ -1,6 +1,7 @@
 """Engine set-up, SQLite pragmas, schema creation and version checks, and what runs where.
 
-The rule of the store, for every statement the service runs:
+The rule of the store, for every statement the service runs (all of them live in
+:mod:`notifications.store`, in modules named by job; see the package's docstring):
 
 - **Reads** run on the caller's thread or greenlet, on a pooled connection of their own
   (:func:`reading`). In WAL mode a read never waits for a writer, and a read never yields
@@ -8,12 +9,23 @@ The rule of the store, for every statement the service runs:
   may also grow past its size rather than make anyone wait (``max_overflow = -1``).
   The hot paths' single statements go straight to the driver (:func:`read_rows`): one
   statement is one snapshot, and SQLAlchemy's statement machinery cost several times
-  what SQLite takes to run them.
+  what SQLite takes to run them. Reads that must agree with each other (the watcher's
+  unread counts, an export's pages) run in one transaction on one such connection.
+  The watcher's :class:`ChangeCounter` keeps one connection of its own for
+  ``PRAGMA data_version``, which only means something when asked of the same connection.
 - **Writes** are jobs, functions of a connection, handed to the process's one writer
   thread (:func:`write`), which runs them in group-committed ``BEGIN IMMEDIATE``
-  transactions on the one connection it owns (see :mod:`.writer`). Nothing else writes.
-- **Schema set-up** (``init-db``, and the first start on an empty database) runs once,
-  before any request, in one ``BEGIN IMMEDIATE`` script of its own.
+  transactions on the one connection it owns (see :mod:`.writer`). The CLI's commands
+  write through the same functions and a writer of their own. Only three things write
+  otherwise, each on a connection of its own: the server's master, which has no writer,
+  deletes a dead worker's stream leases in one statement
+  (:func:`.leases.release_worker_leases`); ``restore`` replaces the file while it holds
+  the lock that keeps servers away (:mod:`.maintenance`); and an import stages its rows
+  in a temporary table, which takes no lock on the database, before the writer copies
+  them in (:mod:`.importer`).
+- **Schema set-up** (``init-db``, and the first start on an empty or older database)
+  runs once, before any request: the columns an older database lacks are added one
+  ``ALTER TABLE`` each, then one ``BEGIN IMMEDIATE`` script creates what is missing.
 """
 from __future__ import annotations
 
@@ -22,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event, text
@@ -90,7 +102,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # The writer's connection takes the write lock up front; it is the only statement
         # that waits for another process, and only the writer thread runs it.
         immediate = connection.get_execution_options().get("immediate", False)
-        if immediate and connection.connection.dbapi_connection.in_transaction:
+        dbapi = connection.connection.dbapi_connection
+        if immediate and dbapi is not None and dbapi.in_transaction:
             return  # the writer took the lock itself (Writer._lock)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -191,7 +204,8 @@ def ensure_schema(engine: Engine) -> int:
         raise SchemaError(
             f"the database {engine.url.render_as_string(hide_password=True)} has schema version "
             f"{found}, but this version of the notifications service only knows versions up to "
-            f"{SCHEMA_VERSION}; upgrade the service (or point NOTIFICATIONS_DATABASE_URL at another database)"
+            f"{SCHEMA_VERSION}; upgrade the service (or point NOTIFICATIONS_DATABASE_URL at "
+            "another database)"
         )
     if found == SCHEMA_VERSION:
         return found
@@ -202,7 +216,9 @@ def ensure_schema(engine: Engine) -> int:
         try:
             # One script in one IMMEDIATE transaction: workers starting together serialise
             # here, and every statement is IF NOT EXISTS, so the second one changes nothing.
-            raw.driver_connection.executescript(
+            driver = raw.driver_connection
+            assert driver is not None  # a connection just checked out of the pool
+            driver.executescript(
                 "BEGIN IMMEDIATE;\n" + schema_sql()
                 + f"\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
             )
@@ -299,6 +315,11 @@ def _pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def driver_sql(sql: str, conn: Connection | Engine) -> str:
+    """Return a ``?``-placeholder statement in the placeholder style of ``conn``'s driver."""
+    return sql if conn.dialect.paramstyle == "qmark" else _pyformat(sql)
+
+
 def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Run one read statement (``?`` placeholders) on a pooled connection; return its rows.
 
@@ -308,8 +329,7 @@ def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
     they see it.
     """
     engine = db.engine
-    if engine.dialect.paramstyle != "qmark":
-        sql = _pyformat(sql)
+    sql = driver_sql(sql, engine)
     dispatch = engine.dispatch
     if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
         with engine.connect() as conn:
@@ -319,7 +339,7 @@ def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cursor = raw.cursor()
         try:
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            return cast(list[Any], cursor.fetchall())
         finally:
             cursor.close()
     finally:

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, and_, create_engine, func, or_, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, and_, func, or_, select, text
 
 from notifications import paths
 from notifications.store.engine import SCHEMA_VERSION, reading, schema_sql, write
-from notifications.store.models import counters_table as counters
-from notifications.store.models import notifications_table as t
-from notifications.store.queries import _purge_job, now_us
+from notifications.store.models import counters, notifications
+from notifications.store.purge import delete_chunk_job
+from notifications.store.rows import now_us
 
 #: Pages copied per backup step (4 KiB each): a progress bar moves every 4 MiB.
 BACKUP_STEP_PAGES = 1024
@@ -121,7 +120,9 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
 
     ``allow_older`` accepts an older schema version (``restore`` upgrades it afterwards).
     """
-    report = CheckReport(str(path), **file_sizes(path))
+    sizes = file_sizes(path)
+    report = CheckReport(str(path), database_bytes=sizes["database_bytes"],
+                         wal_bytes=sizes["wal_bytes"])
     if not path.exists():
         report.problems.append(f"{path} does not exist")
         return report
@@ -153,7 +154,8 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
     elif version < SCHEMA_VERSION and not (allow_older and version > 0):
         report.problems.append(
             f"schema version {version}, expected {SCHEMA_VERSION}"
-            + (": run `notifications init-db`" if version > 0 else ": not a notifications database"))
+            + (": run `notifications init-db`" if version > 0
+               else ": not a notifications database"))
     if version == SCHEMA_VERSION:
         # An older schema lacks newer objects by design; init-db adds them.
         if report.missing_tables:
@@ -293,27 +295,6 @@ def release(fd: int) -> None:
     os.close(fd)
 
 
-# --- the gunicorn master: leases of a worker that died ----------------------------------
-
-
-def release_worker_leases(url: str, owner_prefix: str) -> int:
-    """Delete the stream leases whose owner starts with ``owner_prefix`` (a dead worker's).
-
-    Runs in the server's master, which holds no connection: this one lives for one
-    statement, so no connection is ever shared with a forked worker.
-    """
-    engine = create_engine(url, poolclass=NullPool,
-                           connect_args={"timeout": 2.0} if url.startswith("sqlite") else {})
-    try:
-        with engine.begin() as conn:
-            return conn.execute(
-                text("DELETE FROM stream_leases WHERE substr(owner, 1, :n) = :prefix"),
-                {"n": len(owner_prefix), "prefix": owner_prefix},
-            ).rowcount
-    finally:
-        engine.dispose()
-
-
 # --- retention --------------------------------------------------------------------------
 
 #: Names of the counters rows where retention records its runs.
@@ -322,11 +303,12 @@ RETENTION_COUNTERS = ("retention_last_run_us", "retention_last_deleted",
 
 
 def _retention_filter(read_before: int | None, unread_before: int | None) -> Any:
+    read_at, created_at = notifications.c.read_at, notifications.c.created_at
     parts = []
     if read_before is not None:
-        parts.append(and_(t.c.read_at.is_not(None), t.c.created_at < read_before))
+        parts.append(and_(read_at.is_not(None), created_at < read_before))
     if unread_before is not None:
-        parts.append(and_(t.c.read_at.is_(None), t.c.created_at < unread_before))
+        parts.append(and_(read_at.is_(None), created_at < unread_before))
     return or_(*parts)
 
 
@@ -352,17 +334,18 @@ def apply_retention(read_before: int | None, unread_before: int | None, *, chunk
     deleted = unread = 0
     if read_before is not None or unread_before is not None:
         condition = _retention_filter(read_before, unread_before)
+        seq = notifications.c.seq
         cursor = 0
         while True:
             with reading() as conn:
-                page = select(t.c.seq).where(t.c.seq > cursor, condition) \
-                    .order_by(t.c.seq).limit(chunk).subquery()
+                page = select(seq).where(seq > cursor, condition) \
+                    .order_by(seq).limit(chunk).subquery()
                 last = conn.execute(select(func.max(page.c.seq))).scalar()
             if last is None:
                 break
             # Bounded by the read's last row: the writer's own scan stays this short range.
-            _, count, gone_unread = write(_purge_job, [condition, t.c.seq <= last], cursor,
-                                            chunk)
+            _, count, gone_unread = write(delete_chunk_job, [condition, seq <= last], cursor,
+                                          chunk)
             deleted += count
             unread += gone_unread
             cursor = last

@@ -1,89 +1,91 @@
-"""ORM models; ``schema.sql`` is the authority and a test keeps the two in agreement."""
+"""The tables, as SQLAlchemy Core ``Table`` objects; ``schema.sql`` is the authority.
+
+A test builds a database from these definitions and one from ``schema.sql`` and checks that
+the two agree, column by column and index by index. Beyond that the definitions serve two
+purposes: the Core statements of the colder paths (the change feed, stream leases, stats,
+purge and retention, the rows an insert hands back) name their columns through them, and
+on a database other than SQLite ``metadata.create_all`` creates the schema.
+
+Why Core and no ORM: every write is a job that the one writer thread runs in a
+group-committed transaction (:mod:`notifications.store.writer`), and every read is a single
+statement whose rows go straight to the serialisers. There are no objects to load, track
+and flush, and an ORM session would add its identity map and unit of work to statements
+that must cost as little as SQLite takes to run them. The hot paths even bypass Core's
+statement compiler and run plain SQL (see :mod:`notifications.store.scope`).
+
+Flask-SQLAlchemy stays for one job: it binds an engine to each app from its config
+(``SQLALCHEMY_DATABASE_URI``, ``SQLALCHEMY_ENGINE_OPTIONS``, with its SQLite defaults for
+in-memory and relative paths) and hands it out as ``db.engine`` inside that app's context.
+Its session and its ``Model`` base are never used.
+"""
 from __future__ import annotations
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Index, Integer, String, Text, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
 
+#: Every table of the service.
+metadata = MetaData()
 
-class Base(DeclarativeBase):
-    """Declarative base shared by every model."""
+#: The app's engine (``db.engine``) and :data:`metadata` (``db.metadata``).
+db = SQLAlchemy(metadata=metadata)
 
+#: One in-app notification for one user.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("organization_id", String(255)),
+    Column("dataset_id", String(36)),
+    Column("kind", String(255), nullable=False, server_default=text("''")),
+    Column("entity_type", String(255), nullable=False, server_default=text("''")),
+    Column("entity_id", String(255), nullable=False, server_default=text("''")),
+    Column("title", Text, nullable=False, server_default=text("''")),
+    Column("body", Text),
+    Column("link", Text),
+    Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+    Column("dedupe_key", String(255)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("read_at", BigInteger),
+    Column("read_seq", BigInteger),
+    Index("ux_notifications_id", "id", unique=True),
+    Index("ix_notifications_user_created", "user_id", "created_at", "seq"),
+    Index("ix_notifications_user_dataset_created", "user_id", "dataset_id", "created_at", "seq"),
+    Index("ix_notifications_user_org_created", "user_id", "organization_id", "created_at", "seq"),
+    Index(
+        "ix_notifications_unread", "user_id", "organization_id", "dataset_id",
+        sqlite_where=text("read_at IS NULL"), postgresql_where=text("read_at IS NULL"),
+    ),
+    Index(
+        "ix_notifications_read_seq", "read_seq",
+        sqlite_where=text("read_seq IS NOT NULL"), postgresql_where=text("read_seq IS NOT NULL"),
+    ),
+    Index(
+        "ux_notifications_dedupe", "user_id", "dedupe_key", unique=True,
+        sqlite_where=text("dedupe_key IS NOT NULL"),
+        postgresql_where=text("dedupe_key IS NOT NULL"),
+    ),
+    sqlite_autoincrement=True,
+)
 
-db = SQLAlchemy(model_class=Base)
+#: Named monotonic counters (``read`` moves when a mark-read or purge changes unread rows).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False, server_default=text("0")),
+)
 
-
-class Notification(db.Model):
-    """One in-app notification for one user."""
-
-    __tablename__ = "notifications"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(36), nullable=False)
-    user_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    organization_id: Mapped[str | None] = mapped_column(String(255))
-    dataset_id: Mapped[str | None] = mapped_column(String(36))
-    kind: Mapped[str] = mapped_column(String(255), nullable=False, server_default=text("''"))
-    entity_type: Mapped[str] = mapped_column(String(255), nullable=False, server_default=text("''"))
-    entity_id: Mapped[str] = mapped_column(String(255), nullable=False, server_default=text("''"))
-    title: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
-    body: Mapped[str | None] = mapped_column(Text)
-    link: Mapped[str | None] = mapped_column(Text)
-    # "metadata" is reserved on declarative classes, so the attribute has another name.
-    meta: Mapped[str] = mapped_column("metadata", Text, nullable=False, server_default=text("'{}'"))
-    dedupe_key: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    read_at: Mapped[int | None] = mapped_column(BigInteger)
-    read_seq: Mapped[int | None] = mapped_column(BigInteger)
-
-    __table_args__ = (
-        Index("ux_notifications_id", "id", unique=True),
-        Index("ix_notifications_user_created", "user_id", "created_at", "seq"),
-        Index("ix_notifications_user_dataset_created", "user_id", "dataset_id", "created_at", "seq"),
-        Index("ix_notifications_user_org_created", "user_id", "organization_id", "created_at", "seq"),
-        Index(
-            "ix_notifications_unread", "user_id", "organization_id", "dataset_id",
-            sqlite_where=text("read_at IS NULL"), postgresql_where=text("read_at IS NULL"),
-        ),
-        Index(
-            "ix_notifications_read_seq", "read_seq",
-            sqlite_where=text("read_seq IS NOT NULL"), postgresql_where=text("read_seq IS NOT NULL"),
-        ),
-        Index(
-            "ux_notifications_dedupe", "user_id", "dedupe_key", unique=True,
-            sqlite_where=text("dedupe_key IS NOT NULL"), postgresql_where=text("dedupe_key IS NOT NULL"),
-        ),
-        {"sqlite_autoincrement": True},
-    )
-
-
-class Counter(db.Model):
-    """A named monotonic counter (``read`` moves when a mark-read or purge changes unread rows)."""
-
-    __tablename__ = "counters"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
-
-
-class StreamLease(db.Model):
-    """One open stream, counted against its user's limit for streams of its kind."""
-
-    __tablename__ = "stream_leases"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    owner: Mapped[str] = mapped_column(String(128), nullable=False)
-    expires_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False,
-                                      server_default=text("'organization'"))
-
-    __table_args__ = (
-        Index("ix_stream_leases_user", "user_id", "expires_at"),
-        Index("ix_stream_leases_owner", "owner"),
-    )
-
-
-notifications_table = Notification.__table__
-counters_table = Counter.__table__
-stream_leases_table = StreamLease.__table__
+#: One open stream, counted against its user's limit for streams of its kind.
+stream_leases = Table(
+    "stream_leases",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False, server_default=text("'organization'")),
+    Index("ix_stream_leases_user", "user_id", "expires_at"),
+    Index("ix_stream_leases_owner", "owner"),
+)

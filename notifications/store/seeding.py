@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from notifications.store.queries import insert_tuples, now_us, set_page_cache
+from notifications.store.inserts import insert_tuples, set_page_cache
+from notifications.store.rows import now_us
 
 DATASET_NAMES = (
     "Ice cream", "Customer churn", "Web traffic", "Fraud signals", "Fleet telemetry",
@@ -33,7 +34,8 @@ def _uuid(rng: random.Random) -> str:
 
 def _inbox_item(rng: random.Random) -> tuple[str, str, str, str, dict[str, Any]]:
     """Return kind, title, body, link and metadata of an organization inbox item."""
-    kind = rng.choice(("review.created", "review.approved", "version.published", "api.quota.warning"))
+    kind = rng.choice(
+        ("review.created", "review.approved", "version.published", "api.quota.warning"))
     person, project, change = rng.choice(PEOPLE), rng.choice(PROJECTS), rng.choice(CHANGES)
     project_id, item_id = rng.randrange(1000, 9999), rng.randrange(1000, 9999)
     if kind == "review.created":
@@ -99,7 +101,8 @@ def generate(
             else:
                 kind, title, body, link, metadata = _inbox_item(rng)
                 entity = kind.split(".")[0]
-                yield (_uuid(rng), user_id, org_id, None, kind, entity, f"{entity}_{rng.getrandbits(32):08x}",
+                entity_id = f"{entity}_{rng.getrandbits(32):08x}"
+                yield (_uuid(rng), user_id, org_id, None, kind, entity, entity_id,
                        title, body, link, dumps(metadata), None, created, read_at)
 
 

@@ -50,7 +50,7 @@ class WriteTimeout(Exception):
 
 def _native(module: str, name: str) -> Any:
     """Return the unpatched object even when gevent has monkey-patched the process."""
-    from gevent import monkey
+    from gevent import monkey  # type: ignore[import-untyped]
 
     return monkey.get_original(module, name)
 
@@ -58,7 +58,7 @@ def _native(module: str, name: str) -> Any:
 def on_hub() -> bool:
     """Tell whether this code runs in greenlets on a monkey-patched gevent hub."""
     from gevent import monkey
-    from gevent._hub_local import get_hub_if_exists
+    from gevent._hub_local import get_hub_if_exists  # type: ignore[import-untyped]
 
     if not monkey.is_module_patched("threading"):
         return False
@@ -84,7 +84,7 @@ class Job:
         self._lock: Any = None
         self._event: Any = None
         if hub:
-            from gevent.event import Event
+            from gevent.event import Event  # type: ignore[import-untyped]
 
             self._event = Event()
         else:
@@ -165,6 +165,7 @@ class Writer:
             conn = self.engine.connect()
             if conn.dialect.name == "sqlite":
                 raw = conn.connection.dbapi_connection
+                assert raw is not None  # a connection just checked out of the pool
                 # The writer waits for the lock in :meth:`_lock`, not in SQLite's busy
                 # handler, whose sleeps grow to 100 ms and would miss short gaps.
                 raw.execute("PRAGMA busy_timeout = 0")
