@@ -1,18 +1,21 @@
 """What differs between the two API variants, one small object each."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
+from notifications.core import sse
 from notifications.core.errors import ApiError, Forbidden, TooManyStreams, ValidationFailed
 from notifications.core.schemas import DetailError, DetailValidationError, OrganizationError
 from notifications.core.serialize import (
     DATASET_FIELDS,
     ORGANIZATION_FIELDS,
     Body,
+    dataset_notification,
     dataset_notifications,
     organization_records,
 )
@@ -25,13 +28,9 @@ from notifications.core.validation import (
     parse_query,
 )
 from notifications.http.auth import current_principal
-from notifications.realtime.hub import (
-    StreamHub,
-    dataset_events,
-    event_stream,
-    hub_of,
-    organization_events,
-)
+from notifications.realtime.events import dataset_events, organization_events
+from notifications.realtime.hub import StreamHub, hub_of
+from notifications.realtime.responses import event_stream
 from notifications.store import queries
 from notifications.store.queries import Scope
 
@@ -56,6 +55,53 @@ def detail_body(error: ApiError) -> dict[str, Any]:
     if isinstance(error, ValidationFailed):
         return {"detail": error.errors}
     return {"detail": error.message}
+
+
+def detail_event(message: str, name: str, id: int | None = None) -> str:
+    """Frame a dataset-stream event whose data is ``{"detail": message}``."""
+    return sse.event(json.dumps({"detail": message}), name=name, id=id)
+
+
+class DatasetStreamFrames:
+    """What a dataset stream sends: ``notification`` events, ``reset``, ``error``, ``ping``."""
+
+    _PING = sse.event("", name="ping")
+    _REPLAY_FAILED = detail_event("Could not replay missed notifications", "error")
+    _WATCHER_FAILED = detail_event("Internal error while reading notifications; retrying",
+                                   "error")
+
+    def notification(self, row: dict[str, Any]) -> str:
+        return sse.event(json.dumps(dataset_notification(row)), name="notification",
+                         id=row["seq"])
+
+    def reset(self, cursor: int) -> str:
+        return detail_event("Missed notifications cannot be replayed; reload the list",
+                            "reset", cursor)
+
+    def replay_failed(self) -> str:
+        return self._REPLAY_FAILED
+
+    def watcher_failed(self) -> str:
+        return self._WATCHER_FAILED
+
+    def ping(self) -> str:
+        return self._PING
+
+
+class OrganizationStreamFrames:
+    """What an organization stream sends: ``unread`` events and keep-alive comments."""
+
+    _KEEP_ALIVE = sse.comment("keep-alive")
+
+    def unread(self, count: int) -> str:
+        return sse.event(json.dumps({"unread": count}), name="unread")
+
+    def keep_alive(self) -> str:
+        return self._KEEP_ALIVE
+
+
+DATASET_FRAMES = DatasetStreamFrames()
+ORGANIZATION_FRAMES = OrganizationStreamFrames()
 
 
 @dataclass(frozen=True)
@@ -152,8 +198,8 @@ class DatasetVariant(Variant):
         try:
             events = dataset_events(
                 hub, scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
-                ping_interval=current_app.config["PING_INTERVAL"], retry_ms=STREAM_RETRY_MS,
-                replay_limit=REPLAY_LIMIT, reset=reset,
+                frames=DATASET_FRAMES, ping_interval=current_app.config["PING_INTERVAL"],
+                retry_ms=STREAM_RETRY_MS, replay_limit=REPLAY_LIMIT, reset=reset,
                 sock=request.environ.get("gunicorn.socket"),
             )
             response = event_stream(events)
@@ -212,7 +258,8 @@ class OrganizationVariant(Variant):
         if principal is None or principal.organization_id is None:
             raise Forbidden(
                 "notifications require a user session",
-                hint="Sign in as a user and select an organization; API keys cannot read notifications.",
+                hint="Sign in as a user and select an organization; "
+                     "API keys cannot read notifications.",
             )
         return Scope(principal.user_id, principal.organization_id, exact_org=True)
 
@@ -244,7 +291,7 @@ class OrganizationVariant(Variant):
         lease_id = acquire_stream_lease(hub, scope.user_id, current_app.config["STREAM_LIMIT"])
         try:
             response = event_stream(organization_events(
-                hub, (scope.user_id, scope.organization_id),
+                hub, (scope.user_id, scope.organization_id), frames=ORGANIZATION_FRAMES,
                 keepalive_interval=current_app.config["KEEPALIVE_INTERVAL"],
                 sock=request.environ.get("gunicorn.socket"),
             ))

@@ -18,7 +18,8 @@ from notifications.core.validation import (
     parse_query,
 )
 from notifications.http.variants import VARIANTS, Variant
-from notifications.realtime.hub import hub_of, open_stream
+from notifications.realtime.hub import hub_of
+from notifications.realtime.responses import open_stream
 from notifications.store import queries
 
 bp = Blueprint("notifications", __name__)

@@ -213,7 +213,7 @@ def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
 
     def child_exit(server: Any, worker: Any) -> None:
         from notifications.ops import metrics
-        from notifications.realtime.hub import owner_prefix
+        from notifications.realtime.leases import owner_prefix
         from notifications.store import maintenance
 
         try:
