@@ -398,5 +398,17 @@ def test_gunicorn_serves_app_module(tmp_path: Path) -> None:
         assert requests.get(base + "/api/v1/org/notifications",
                             headers=headers).json()["unread"] == 1
         assert requests.get(base + "/api/v1/notifications").status_code == 401
+        # gunicorn.conf.py, read by gunicorn from the checkout: a stream ends on SIGTERM.
+        stream = requests.get(base + "/api/v1/notifications/stream", headers=headers,
+                              stream=True, timeout=10)
+        assert stream.status_code == 200
+        # Kept: a chunk iterator let go of closes the connection, which ends the stream too.
+        chunks = stream.iter_content(None)
+        assert next(chunks) == b"retry: 3000\n\n"
+        started = time.monotonic()
+        stop_group(proc)
+        assert time.monotonic() - started < 5, "graceful shutdown waited for an open stream"
+        # The server ended the response (a cut connection would raise here).
+        b"".join(chunks)
     finally:
         stop_group(proc)
