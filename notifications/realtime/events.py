@@ -7,7 +7,7 @@ what a reconnecting dataset stream sends first is decided by
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, assert_never
 
 from notifications.core import replay, sse
@@ -23,7 +23,7 @@ log = logging.getLogger("notifications.stream")
 def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,
                    last_event_id: int | None, *, frames: DatasetFrames, ping_interval: float,
                    retry_ms: int, replay_limit: int, reset: bool = False,
-                   sock: Any = None) -> Iterator[str]:
+                   sock: Any = None) -> Generator[str, None, None]:
     """Yield the dataset stream: replay after ``last_event_id``, then live events and pings.
 
     ``reset``: the client sent a Last-Event-ID that is no id this service gives out.
@@ -70,7 +70,7 @@ def _head(hub: StreamHub) -> int | None:
 
 
 def replay_frames(hub: StreamHub, frames: DatasetFrames, scope: Scope, dataset_id: str | None,
-                  gap: replay.Replay, replay_limit: int) -> Iterator[str]:
+                  gap: replay.Replay, replay_limit: int) -> Generator[str, None, None]:
     """Yield what a client missed (``gap``) a page at a time, or a reset.
 
     A page is read only when the previous one has been written to the client, so a client
@@ -108,7 +108,8 @@ def _replay_frame(step: replay.Step[str], frames: DatasetFrames) -> str | None:
 
 
 def organization_events(hub: StreamHub, key: InboxKey, *, frames: OrganizationFrames,
-                        keepalive_interval: float, sock: Any = None) -> Iterator[str]:
+                        keepalive_interval: float,
+                        sock: Any = None) -> Generator[str, None, None]:
     """Yield the organization stream: the unread count on connect and on change."""
     sub = hub.subscribe_organization(key, sock)
     try:

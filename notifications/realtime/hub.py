@@ -35,6 +35,7 @@ from notifications.realtime.subscriptions import (
     Subscription,
 )
 from notifications.realtime.watcher import ChangeWatcher
+from notifications.store import listeners as signals
 from notifications.store import queries
 from notifications.store.queries import Scope
 
@@ -100,9 +101,14 @@ class StreamHub:
         # (shutdown() came first) ends the streams that still come in at once.
         self.started_at = time.monotonic()
         self.watcher.start()
+        signals.on_change(self.wake)
         self._greenlets = [gevent.spawn(self.watcher.run), gevent.spawn(self.leases.run)]
         # Only now may streams subscribe: the watcher's last_seq is where they start from.
         self.started = True
+
+    def wake(self) -> None:
+        """Have the watcher look for changes now: this process committed (from any thread)."""
+        self.watcher.wake()
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """End every open stream and give up this process's leases."""

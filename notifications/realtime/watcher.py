@@ -1,7 +1,7 @@
 """The change watcher: one greenlet per worker that finds what other connections committed.
 
-Every ``poll_interval`` (or at once, when this process commits a write and
-:func:`signals.changed` fires) it asks SQLite for ``PRAGMA data_version`` on its own
+Every ``poll_interval`` (or at once, when this process commits a write and the hub rings
+:meth:`ChangeWatcher.wake`) it asks SQLite for ``PRAGMA data_version`` on its own
 long-lived connection, which costs microseconds and changes only when another connection
 committed. Only then does it read what is new (rows after its last sequence number, rows
 read after its last ``read`` counter value) and hand the result to its audience, the
@@ -21,7 +21,6 @@ from gevent.event import Event
 
 from notifications.realtime.subscriptions import InboxKey
 from notifications.store import ChangeCounter, queries
-from notifications.store import listeners as signals
 from notifications.store.models import db
 
 log = logging.getLogger("notifications.stream")
@@ -74,7 +73,7 @@ class ChangeWatcher:
         self._counter: ChangeCounter | None = None
 
     def start(self) -> None:
-        """Take the database's current position and listen for this process's commits."""
+        """Take the database's current position and open the doorbell :meth:`wake` rings."""
         with self.app.app_context():
             self.last_seq, self.last_read = queries.stream_position()
             self._counter = ChangeCounter(db.engine)
@@ -83,7 +82,6 @@ class ChangeWatcher:
         # to ring the watcher's doorbell from there.
         self._async = gevent.get_hub().loop.async_(ref=False)
         self._async.start(self._wake.set)
-        signals.on_change(self.wake)
 
     def wake(self) -> None:
         """Ask the watcher to look for changes now (safe from any thread)."""
