@@ -1,7 +1,6 @@
 """One user's dataset streams cannot starve the others: a per-user cap and paged replay."""
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import time
@@ -12,7 +11,10 @@ import pytest
 import requests
 
 from notifications import create_app
-from notifications.realtime import hub as stream
+from notifications.http.variants import DATASET_FRAMES
+from notifications.realtime.events import dataset_events
+from notifications.realtime.history import REPLAY_PAGE
+from notifications.realtime.hub import hub_of
 from notifications.store import feed, inserts, leases
 from notifications.store.scope import Scope
 
@@ -31,7 +33,8 @@ def test_dataset_streams_per_user_are_capped_with_a_429_in_detail_format(client:
         for _ in range(5):
             assert leases.acquire_lease("alice", "elsewhere", 5, 30_000_000).lease_id
         for _ in range(limit):
-            assert leases.acquire_lease("alice", "elsewhere", limit, 30_000_000, "dataset").lease_id
+            assert leases.acquire_lease("alice", "elsewhere", limit, 30_000_000,
+                                        "dataset").lease_id
     response = client.get(STREAM, headers=auth.headers("alice"))
     assert response.status_code == 429
     assert response.json == {"detail": "Too many open notification streams for this user."}
@@ -98,10 +101,11 @@ def drain(events: Any, until: str) -> list[str]:
     return frames
 
 
-def test_replay_is_read_and_sent_in_pages(app: Any, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    hub = stream.hub_of(app)
+def test_replay_is_read_and_sent_in_pages(app: Any, make: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = hub_of(app)
     hub.start()
-    assert 250 % stream.REPLAY_PAGE == 0 and 250 // stream.REPLAY_PAGE >= 3
+    assert 250 % REPLAY_PAGE == 0 and 250 // REPLAY_PAGE >= 3
     rows = make("alice", 250)
     make("bob", 5)
     calls: list[tuple[int, int]] = []
@@ -114,10 +118,10 @@ def test_replay_is_read_and_sent_in_pages(app: Any, make: Any, monkeypatch: pyte
     monkeypatch.setattr(feed, "replay", counted)
     with app.app_context():
         hub.tick()
-    events = stream.dataset_events(hub, Scope("alice"), None, 0, ping_interval=60,
-                                   retry_ms=3000, replay_limit=1000)
+    events = dataset_events(hub, Scope("alice"), None, 0, frames=DATASET_FRAMES,
+                            ping_interval=60, retry_ms=3000, replay_limit=1000)
     assert next(events) == "retry: 3000\n\n"
-    page = stream.REPLAY_PAGE
+    page = REPLAY_PAGE
     frames = []
     for n in range(250 // page):
         frames.append(next(events))
@@ -135,13 +139,13 @@ def test_replay_is_read_and_sent_in_pages(app: Any, make: Any, monkeypatch: pyte
 @pytest.mark.parametrize("missed, reset", [(1000, False), (1001, True)])
 def test_a_gap_over_the_limit_is_a_reset_without_reading_it(app: Any, make: Any, missed: int,
                                                              reset: bool) -> None:
-    hub = stream.hub_of(app)
+    hub = hub_of(app)
     hub.start()
     make("alice", missed)
     with app.app_context():
         hub.tick()
-    events = stream.dataset_events(hub, Scope("alice"), None, 0, ping_interval=60,
-                                   retry_ms=3000, replay_limit=1000)
+    events = dataset_events(hub, Scope("alice"), None, 0, frames=DATASET_FRAMES,
+                            ping_interval=60, retry_ms=3000, replay_limit=1000)
     next(events)
     frames = [next(events)]
     if reset:
@@ -149,7 +153,7 @@ def test_a_gap_over_the_limit_is_a_reset_without_reading_it(app: Any, make: Any,
     else:
         while sum(f.count("event: notification") for f in frames) < missed:
             frames.append(next(events))
-        assert len(frames) == missed // stream.REPLAY_PAGE
+        assert len(frames) == missed // REPLAY_PAGE
         assert not any("event: reset" in f for f in frames)
     events.close()
     hub.shutdown()

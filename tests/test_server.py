@@ -385,7 +385,8 @@ def test_gunicorn_serves_app_module(tmp_path: Path) -> None:
     env = clean_env(NOTIFICATIONS_DATABASE_URL=db_url, NOTIFICATIONS_JWT_SECRET=SECRET)
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*command, "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
+        proc = subprocess.Popen([*command, "-c", "python:notifications.ops.gunicorn_hooks",
+                                 "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
                                  "app:app"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -398,5 +399,17 @@ def test_gunicorn_serves_app_module(tmp_path: Path) -> None:
         assert requests.get(base + "/api/v1/org/notifications",
                             headers=headers).json()["unread"] == 1
         assert requests.get(base + "/api/v1/notifications").status_code == 401
+        # The hooks of notifications.ops.gunicorn_hooks: a stream ends on SIGTERM.
+        stream = requests.get(base + "/api/v1/notifications/stream", headers=headers,
+                              stream=True, timeout=10)
+        assert stream.status_code == 200
+        # Kept: a chunk iterator let go of closes the connection, which ends the stream too.
+        chunks = stream.iter_content(None)
+        assert next(chunks) == b"retry: 3000\n\n"
+        started = time.monotonic()
+        stop_group(proc)
+        assert time.monotonic() - started < 5, "graceful shutdown waited for an open stream"
+        # The server ended the response (a cut connection would raise here).
+        b"".join(chunks)
     finally:
         stop_group(proc)

@@ -86,7 +86,8 @@ def test_schema_and_model_agree_on_stream_leases(app: Any, db_url: str) -> None:
 def test_streams_refuse_before_the_first_byte(client: Any, auth: Any, app: Any) -> None:
     assert client.get("/api/v1/notifications/stream").status_code == 401
     response = client.get("/api/v1/notifications/stream?dataset_id=nope", headers=auth.headers())
-    assert response.status_code == 422 and response.json["detail"][0]["loc"] == ["query", "dataset_id"]
+    assert response.status_code == 422
+    assert response.json["detail"][0]["loc"] == ["query", "dataset_id"]
     response = client.get("/api/v1/notifications/stream?last_event_id=-1", headers=auth.headers())
     assert response.status_code == 422
     response = client.get("/api/v1/org/notifications/stream", headers=auth.headers("alice"))
@@ -152,17 +153,20 @@ def test_tail_prints_human_lines(runner: Any, app: Any) -> None:
 
 
 def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: Any) -> None:
-    from notifications.realtime import hub as stream
+    from notifications.http.variants import DATASET_FRAMES
+    from notifications.realtime.events import dataset_events
+    from notifications.realtime.hub import hub_of
+    from notifications.realtime.subscriptions import MAX_PENDING, OVERFLOW, Delivery
 
-    hub = stream.hub_of(app)
-    events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=60,
-                                   retry_ms=3000, replay_limit=10)
+    hub = hub_of(app)
+    events = dataset_events(hub, Scope("alice"), None, None, frames=DATASET_FRAMES,
+                            ping_interval=60, retry_ms=3000, replay_limit=10)
     assert next(events) == "retry: 3000\n\n"
     assert next(events).startswith("id: ")
     (sub,) = hub.dataset_subs["alice"]
-    for seq in range(1, stream.MAX_PENDING + 50):
-        sub.push((seq, f"frame {seq}"))
-    assert list(sub.items) == [stream.OVERFLOW]
+    for seq in range(1, MAX_PENDING + 50):
+        sub.push(Delivery(seq, f"frame {seq}"))
+    assert list(sub.items) == [OVERFLOW]
     reset = next(events)
     assert "event: reset" in reset and "frame" not in reset
     events.close()
@@ -182,13 +186,15 @@ def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> N
 
 def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
     """A client reconnecting to a worker whose watcher has not polled yet loses nothing."""
-    from notifications.realtime import hub as stream
+    from notifications.http.variants import DATASET_FRAMES
+    from notifications.realtime.events import dataset_events
+    from notifications.realtime.hub import hub_of
 
-    hub = stream.hub_of(app)
+    hub = hub_of(app)
     hub.start()
     seen = make("alice", 2)  # committed, but this watcher has not looked yet
-    events = stream.dataset_events(hub, Scope("alice"), None, seen[-1]["seq"],
-                                   ping_interval=60, retry_ms=3000, replay_limit=10)
+    events = dataset_events(hub, Scope("alice"), None, seen[-1]["seq"], frames=DATASET_FRAMES,
+                            ping_interval=60, retry_ms=3000, replay_limit=10)
     assert next(events) == "retry: 3000\n\n"
     assert next(events) == f"id: {seen[-1]['seq']}\n\n"
     later = make("alice", 1)
@@ -198,8 +204,8 @@ def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any)
     assert frame.startswith(f"id: {later[0]['seq']}\n") and frame.count("event: notification") == 1
     events.close()
 
-    bogus = stream.dataset_events(hub, Scope("alice"), None, 10**9, ping_interval=60,
-                                  retry_ms=3000, replay_limit=10)
+    bogus = dataset_events(hub, Scope("alice"), None, 10**9, frames=DATASET_FRAMES,
+                           ping_interval=60, retry_ms=3000, replay_limit=10)
     next(bogus)
     assert "event: reset" in next(bogus)
     bogus.close()
@@ -240,9 +246,9 @@ def test_a_lease_whose_release_failed_is_released_again(app: Any, monkeypatch: A
     import gevent
     from sqlalchemy.exc import OperationalError
 
-    from notifications.realtime import hub as stream
+    from notifications.realtime.hub import hub_of
 
-    hub = stream.hub_of(app)
+    hub = hub_of(app)
     with app.app_context():
         lease = hub.acquire_lease("alice", 5)
     release, calls = leases.release_leases, []
@@ -269,14 +275,17 @@ def test_streams_opened_after_shutdown_end_at_once(app: Any) -> None:
     must not hold up the exit until gunicorn's graceful_timeout."""
     from itertools import islice
 
-    from notifications.realtime import hub as stream
+    from notifications.http.variants import DATASET_FRAMES, ORGANIZATION_FRAMES
+    from notifications.realtime.events import dataset_events, organization_events
+    from notifications.realtime.hub import hub_of
 
-    hub = stream.hub_of(app)
+    hub = hub_of(app)
     hub.shutdown()
-    events = stream.dataset_events(hub, Scope("alice"), None, None, ping_interval=0.01,
-                                   retry_ms=3000, replay_limit=10)
+    events = dataset_events(hub, Scope("alice"), None, None, frames=DATASET_FRAMES,
+                            ping_interval=0.01, retry_ms=3000, replay_limit=10)
     assert [e.split("\n")[0] for e in islice(events, 5)] == ["retry: 3000", "id: 0"]
-    inbox = stream.organization_events(hub, ("alice", "acme"), keepalive_interval=0.01)
+    inbox = organization_events(hub, ("alice", "acme"), frames=ORGANIZATION_FRAMES,
+                                keepalive_interval=0.01)
     assert list(islice(inbox, 5)) == []
     assert not hub.dataset_subs and not hub.org_subs
 
@@ -297,9 +306,9 @@ def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
         app: Any, monkeypatch: Any) -> None:
     """gunicorn --preload builds the app before the fork: one worker's shutdown must not
     drop (nor its renewals keep) the other workers' leases."""
-    from notifications.realtime import hub as stream
+    from notifications.realtime.hub import hub_of
 
-    hub = stream.hub_of(app)
+    hub = hub_of(app)
     built_by = hub.owner
     worker_pid = os.getpid() + 1
     monkeypatch.setattr(os, "getpid", lambda: worker_pid)
@@ -314,9 +323,9 @@ def test_workers_forked_from_one_app_hold_leases_under_their_own_names(
 
 def test_a_stopping_worker_leaves_no_lease_behind(app: Any) -> None:
     """Streams opened or ended while a worker stops (a reload) never hold a slot after it."""
-    from notifications.realtime import hub as stream
+    from notifications.realtime.hub import hub_of
 
-    hub = stream.hub_of(app)
+    hub = hub_of(app)
     with app.app_context():
         before = hub.acquire_lease("alice", 5, "dataset")
         assert active_leases("alice") == 1

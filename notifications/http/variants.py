@@ -1,6 +1,7 @@
 """What differs between the two API variants, one small object each."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -8,6 +9,7 @@ from typing import Any, ClassVar
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
+from notifications.core import sse
 from notifications.core.errors import (
     ApiError,
     Forbidden,
@@ -20,6 +22,7 @@ from notifications.core.serialize import (
     DATASET_FIELDS,
     ORGANIZATION_FIELDS,
     Body,
+    dataset_notification,
     dataset_notifications,
     organization_records,
 )
@@ -34,13 +37,9 @@ from notifications.core.validation import (
 from notifications.http import operations, views
 from notifications.http.auth import current_principal
 from notifications.http.operations import Operation
-from notifications.realtime.hub import (
-    StreamHub,
-    dataset_events,
-    event_stream,
-    hub_of,
-    organization_events,
-)
+from notifications.realtime.events import dataset_events, organization_events
+from notifications.realtime.hub import StreamHub, hub_of
+from notifications.realtime.responses import event_stream
 from notifications.store import reads
 from notifications.store.scope import Scope
 
@@ -58,6 +57,53 @@ def acquire_stream_lease(hub: StreamHub, user_id: str, limit: int,
         raise TooManyStreams(details={"limit": limit, "active": lease.active},
                              headers={"Retry-After": str(lease.retry_after)})
     return lease.lease_id
+
+
+def detail_event(message: str, name: str, id: int | None = None) -> str:
+    """Frame a dataset-stream event whose data is ``{"detail": message}``."""
+    return sse.event(json.dumps({"detail": message}), name=name, id=id)
+
+
+class DatasetStreamFrames:
+    """What a dataset stream sends: ``notification`` events, ``reset``, ``error``, ``ping``."""
+
+    _PING = sse.event("", name="ping")
+    _REPLAY_FAILED = detail_event("Could not replay missed notifications", "error")
+    _WATCHER_FAILED = detail_event("Internal error while reading notifications; retrying",
+                                   "error")
+
+    def notification(self, row: dict[str, Any]) -> str:
+        return sse.event(json.dumps(dataset_notification(row)), name="notification",
+                         id=row["seq"])
+
+    def reset(self, cursor: int) -> str:
+        return detail_event("Missed notifications cannot be replayed; reload the list",
+                            "reset", cursor)
+
+    def replay_failed(self) -> str:
+        return self._REPLAY_FAILED
+
+    def watcher_failed(self) -> str:
+        return self._WATCHER_FAILED
+
+    def ping(self) -> str:
+        return self._PING
+
+
+class OrganizationStreamFrames:
+    """What an organization stream sends: ``unread`` events and keep-alive comments."""
+
+    _KEEP_ALIVE = sse.comment("keep-alive")
+
+    def unread(self, count: int) -> str:
+        return sse.event(json.dumps({"unread": count}), name="unread")
+
+    def keep_alive(self) -> str:
+        return self._KEEP_ALIVE
+
+
+DATASET_FRAMES = DatasetStreamFrames()
+ORGANIZATION_FRAMES = OrganizationStreamFrames()
 
 
 @dataclass(frozen=True)
@@ -164,8 +210,8 @@ class DatasetVariant(Variant):
         try:
             events = dataset_events(
                 hub, scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
-                ping_interval=current_app.config["PING_INTERVAL"], retry_ms=STREAM_RETRY_MS,
-                replay_limit=REPLAY_LIMIT, reset=reset,
+                frames=DATASET_FRAMES, ping_interval=current_app.config["PING_INTERVAL"],
+                retry_ms=STREAM_RETRY_MS, replay_limit=REPLAY_LIMIT, reset=reset,
                 sock=request.environ.get("gunicorn.socket"),
             )
             response = event_stream(events)
@@ -225,7 +271,8 @@ class OrganizationVariant(Variant):
         if principal is None or principal.organization_id is None:
             raise Forbidden(
                 "notifications require a user session",
-                hint="Sign in as a user and select an organization; API keys cannot read notifications.",
+                hint="Sign in as a user and select an organization; "
+                     "API keys cannot read notifications.",
             )
         return Scope.organization_api(principal.user_id, principal.organization_id)
 
@@ -257,7 +304,7 @@ class OrganizationVariant(Variant):
         lease_id = acquire_stream_lease(hub, scope.user_id, current_app.config["STREAM_LIMIT"])
         try:
             response = event_stream(organization_events(
-                hub, (scope.user_id, scope.organization_id),
+                hub, (scope.user_id, scope.organization_id), frames=ORGANIZATION_FRAMES,
                 keepalive_interval=current_app.config["KEEPALIVE_INTERVAL"],
                 sock=request.environ.get("gunicorn.socket"),
             ))

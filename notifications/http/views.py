@@ -16,7 +16,8 @@ from notifications.core.validation import (
     parse_json_body,
     parse_query,
 )
-from notifications.realtime.hub import hub_of, open_stream
+from notifications.realtime.hub import hub_of
+from notifications.realtime.responses import open_stream
 from notifications.store import marks, reads
 
 if TYPE_CHECKING:

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from gunicorn.arbiter import Arbiter
+
+if TYPE_CHECKING:
+    from notifications.realtime.hub import StreamHub
 
 #: Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005).
 SWITCH_INTERVAL = 0.0005
@@ -89,23 +92,6 @@ TURN = 1e-6
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
-class _Arbiter(Arbiter):
-    """gunicorn's arbiter, except that a booting worker cannot lose a stop signal."""
-
-    def spawn_worker(self) -> int:
-        """Fork a worker with the stop signals held back until it can handle them."""
-        # Until a new worker installs its own handlers it runs the arbiter's, which queue
-        # the signal in the worker's copy of the arbiter, where nothing reads it: a SIGTERM
-        # in that window was lost, and the worker lived on until graceful_timeout killed
-        # it. Blocked across the fork, the signal stays pending in the worker until
-        # :func:`worker_started` takes it.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            return super().spawn_worker()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
 class Server(BaseApplication):
     """A gunicorn application whose workers each build their own Flask app."""
 
@@ -125,25 +111,89 @@ class Server(BaseApplication):
         """Build the app inside the worker, after gevent has patched the process."""
         return self.factory()
 
-    def run(self) -> None:
-        """Serve until stopped (as gunicorn's own ``run``, with :class:`_Arbiter`)."""
-        try:
-            _Arbiter(self).run()
-        except RuntimeError as exc:
-            print(f"\nError: {exc}\n", file=sys.stderr)
-            sys.stderr.flush()
-            sys.exit(1)
+
+# --- stopping: one way a worker's streams end -------------------------------------------
+#
+# Streams never finish on their own, so a worker told to stop would wait the whole
+# graceful_timeout for them. Each stop signal therefore also ends the worker's streams
+# (:func:`end_streams_on_stop`); and so that a worker still booting cannot lose one, the
+# stop signals are blocked from before its fork until those handlers are in place.
+
+#: The master's signal mask while a worker is forked (None: no fork under way).
+_mask_before_fork: set[int | signal.Signals] | None = None
+_restore_registered = False
+
+
+def hold_stop_signals(server: Any, worker: Any) -> None:
+    """Block the stop signals across the fork of a worker (gunicorn's ``pre_fork`` hook).
+
+    Until a new worker installs its own handlers it runs the master's, which queue the
+    signal in the worker's copy of the master, where nothing reads it: a SIGTERM in that
+    window was lost, and the worker lived on until graceful_timeout killed it. Blocked, the
+    signal stays pending in the worker until :func:`end_streams_on_stop` takes it; the
+    master gets its own mask back as soon as the fork returns.
+    """
+    global _mask_before_fork, _restore_registered
+    if not _restore_registered:
+        os.register_at_fork(after_in_parent=_restore_mask)
+        _restore_registered = True
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _restore_mask() -> None:
+    """Give the master its signal mask back after a worker's fork (only that fork's)."""
+    global _mask_before_fork
+    if _mask_before_fork is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+        _mask_before_fork = None
+
+
+def streams_of(worker: Any) -> StreamHub | None:
+    """Return the stream hub of a worker's app (None: an app without streams)."""
+    hub: StreamHub | None = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
+    return hub
+
+
+def end_streams_on_stop(hub: StreamHub | None) -> None:
+    """Have every stop signal also end the worker's open streams, then take those held back.
+
+    gunicorn's own handlers stay in charge of the worker (SIGTERM: stop accepting and let
+    the requests finish within graceful_timeout; SIGINT, SIGQUIT: exit at once); each is
+    wrapped so that it also ends the open streams, whose connections then close. A stop
+    signal that came while the worker was booting is taken now (see
+    :func:`hold_stop_signals`). Called last by the worker's ``post_worker_init`` hook, once
+    gunicorn's handlers are installed and the app is built.
+    """
+    if hub is not None:
+        import gevent
+
+        shutdown = hub.shutdown
+        for signum in STOP_SIGNALS:
+            previous = signal.getsignal(signum)
+
+            def on_stop(sig: int, frame: Any, previous: Any = previous) -> None:
+                if callable(previous):
+                    previous(sig, frame)
+                # Not in the handler itself: the shutdown waits for the hub's greenlets.
+                gevent.spawn(shutdown)
+
+            signal.signal(signum, on_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def worker_ready(worker: Any) -> None:
+    """``post_worker_init`` of a plain gunicorn run (``gunicorn.conf.py``): streams end on stop."""
+    end_streams_on_stop(streams_of(worker))
 
 
 def worker_started(worker: Any) -> None:
-    """Take the stop signals held back since the fork, and watch for the stop (gunicorn hook).
+    """Set up a worker of ``notifications serve`` (gunicorn's ``post_worker_init`` hook).
 
     It runs once the worker's own signal handlers are installed and its app is built.
     """
-    end_streams_on_exit(worker, worker.wsgi)
     # The benchmarks' baseline serves a plain Flask app with these same settings: only the
     # service's own app has streams, metrics and retention to start.
-    hub = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
+    hub = streams_of(worker)
     if hub is not None:
         hub.stream_capacity = stream_capacity(worker.cfg.worker_connections)
         from notifications.ops import metrics, retention
@@ -159,7 +209,7 @@ def worker_started(worker: Any) -> None:
     # which stops the hub, walked it all (measured: 65 ms, against 0.1 ms frozen).
     gc.freeze()
     worker.wsgi = take_turns(worker.wsgi)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    end_streams_on_stop(hub)
 
 
 def take_turns(app: Callable[..., Any]) -> Callable[..., Any]:
@@ -186,24 +236,6 @@ def take_turns(app: Callable[..., Any]) -> Callable[..., Any]:
     return wsgi
 
 
-def end_streams_on_exit(worker: Any, app: Any) -> None:
-    """End a worker's open streams as soon as it is told to stop.
-
-    Streams never finish on their own, so without this a graceful shutdown (SIGTERM)
-    would wait the whole ``graceful_timeout`` for them.
-    """
-    import gevent
-
-    def watch() -> None:
-        while worker.alive:
-            gevent.sleep(0.2)
-        hub = getattr(app, "extensions", {}).get("notifications.streams")
-        if hub is not None:
-            hub.shutdown()
-
-    gevent.spawn(watch)
-
-
 def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
     """Return the master's ``child_exit`` hook: free a dead worker's stream slots at once.
 
@@ -213,7 +245,7 @@ def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
 
     def child_exit(server: Any, worker: Any) -> None:
         from notifications.ops import metrics
-        from notifications.realtime.hub import owner_prefix
+        from notifications.realtime.leases import owner_prefix
         from notifications.store import leases
 
         try:
@@ -264,6 +296,7 @@ def run_server(factory: Callable[[], Flask], *, host: str, port: int, workers: i
         # also bound what one connection may make a worker buffer (fields x size, ~3 MiB).
         "limit_request_field_size": GUNICORN_HEADER_FIELD,
         "limit_request_fields": GUNICORN_HEADER_FIELDS,
+        "pre_fork": hold_stop_signals,
         "post_worker_init": worker_started,
         "child_exit": worker_exited(url),
     }).run()

@@ -1,1 +1,1 @@
-"""Real time: the stream hub, subscriptions, leases and the event generators."""
+"""Real time: each worker's stream hub, its watcher, subscriptions, leases and generators."""
