@@ -1,951 +1,101 @@
-"""The ``notifications`` command: administer and serve the notifications service."""
+"""The ``notifications`` command: administer and serve the notifications service.
+
+The commands live in :mod:`notifications.commands`, which ``flask --app app COMMAND`` runs
+as well. This console script only dispatches to them, and imports them only once a command
+is chosen: ``notifications --help`` then lists them from :data:`COMMANDS` without loading
+the service (which takes a second or more), and ``serve`` can patch the standard library
+for gevent before any module of the service is imported.
+"""
 from __future__ import annotations
 
-import itertools
-import json
-import os
-import sys
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-#: Errors that mean "bad configuration or database", shown as one line, never a traceback.
-_FATAL = ("ConfigError", "SchemaError", "NoDatabase", "OperationalError", "DatabaseError",
-          "ArgumentError", "WriteTimeout", "MaintenanceError")
+#: The summary ``--help`` shows for each command: the first sentence of its docstring
+#: (tests/test_cli_entry_points.py keeps the two equal).
+COMMANDS: dict[str, str] = {
+    "backup": "Write a consistent copy of the database to FILE, while the service runs.",
+    "check": "Check the database (or the backup FILE): integrity, schema, indexes, sizes.",
+    "export": "Write notifications as JSON Lines, oldest stored first (import reads them "
+              "back exactly).",
+    "import": "Read notifications from a JSON Lines FILE (- for standard input), all or none.",
+    "init-db": "Create or upgrade the database schema (idempotent, never deletes data).",
+    "list": "Show the newest notifications, optionally for one user, organization or dataset.",
+    "mark-read": "Mark a user's notifications read: the given --id values, or --all.",
+    "purge": "Delete notifications created longer ago than DURATION.",
+    "restore": "Replace the database with the backup FILE, after checking FILE.",
+    "seed": "Write realistic sample data for both variants (monitor alerts and inbox items).",
+    "send": "Store a notification for each --user and print each as JSON (one per line).",
+    "serve": "Serve the HTTP APIs with gunicorn and gevent workers.",
+    "stats": "Show totals, unread counts, the busiest users/organizations/datasets and file "
+             "sizes.",
+    "tail": "Follow new notifications live, one line each, until Ctrl-C.",
+    "token": "Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET).",
+    "where": "Show which database the commands and the server use (its file for SQLite).",
+}
 
 
-class AppContext:
-    """Builds the Flask app on first use, so ``--help`` never touches a database."""
+class Notifications(click.Group):
+    """The commands of :mod:`notifications.commands`, imported when one of them is run."""
 
-    def __init__(self, app: Any = None) -> None:
-        self._app = app
-        #: True when the app was built here from the environment (not handed in).
-        self.built = False
-        #: The demo secret's file when tokens are signed with it.
-        self.demo_secret_file: str | None = None
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
 
-    def app(self, overrides: dict[str, Any] | None = None) -> Any:
-        """Return the app, creating it (without requiring a JWT key) if needed."""
-        if self._app is None:
-            from notifications import create_app
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name == "serve":
+            _patch_for_gevent()
+        # Imported here, not at the top, so that listing the commands costs nothing.
+        from notifications import commands
 
-            # Each command creates or checks the schema itself (see with_app).
-            settings: dict[str, Any] = {"REQUIRE_KEY": False, "CREATE_SCHEMA": False}
-            settings.update(self._demo_secret())
-            self._app = create_app({**settings, **(overrides or {})})
-            self._app.extensions["notifications.demo_secret_file"] = self.demo_secret_file
-            self.built = True
-        return self._app
+        return commands.cli.get_command(ctx, cmd_name)
 
-    def _demo_secret(self) -> dict[str, Any]:
-        """Sign with a running demo's secret when no key of one's own is configured."""
-        from notifications import paths
-
-        if os.environ.get("NOTIFICATIONS_JWT_SECRET") or os.environ.get("NOTIFICATIONS_JWT_PUBLIC_KEY"):
-            return {}
-        url = paths.configured_url()
-        secret = paths.read_demo_secret(url)
-        if secret is None:
-            return {}
-        self.demo_secret_file = str(paths.demo_secret_path(url))
-        return {"JWT_SECRET": secret}
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        summaries = [click.Command(name, help=text) for name, text in COMMANDS.items()]
+        click.Group(commands=summaries).format_commands(ctx, formatter)
 
 
-class Group(click.Group):
-    """Turn configuration and database errors into a one-line message and exit 1."""
+def _patch_for_gevent() -> None:
+    """Patch the standard library for gevent, before the service's modules are imported.
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except UnicodeEncodeError as exc:
-            # Bytes of the command line that are not UTF-8 reach Python as lone surrogates,
-            # which no text column (nor query) can take.
-            if exc.reason != "surrogates not allowed":
-                raise
-            raise click.ClickException("an argument is not valid UTF-8 text") from None
-        except Exception as exc:
-            if type(exc).__name__ in _FATAL:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise click.ClickException(message) from None
-            raise
+    gunicorn's gevent worker would patch on its own; patching first, in the master, lets
+    the master and the workers agree on one I/O model (locks, sockets, threads).
+    """
+    # Imported here: only `serve` needs gevent before the service loads it.
+    from gevent import monkey  # type: ignore[import-untyped]
+
+    monkey.patch_all()
 
 
-@click.group(cls=Group)
+@click.group(cls=Notifications)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Administer and serve the notifications service.
 
     Every command reads the same NOTIFICATIONS_* environment variables as the server.
     """
-    ctx.ensure_object(AppContext)
+    # Already imported by get_command: a group runs its callback after finding the command.
+    from notifications.commands import AppLoader
 
+    ctx.ensure_object(AppLoader)
 
-def with_app(fn: Callable[..., Any] | None = None, *,
-             database: str = "existing") -> Any:
-    """Run a command inside the app context, with the database it needs.
 
-    ``database`` is ``"create"`` for commands that write new data (the file and schema
-    are created if missing), ``"existing"`` for those that read or change stored data (a
-    missing database is a one-line error, and no file is created), ``"none"`` for
-    commands that never touch it.
-    """
-    if fn is None:
-        return lambda f: with_app(f, database=database)
+def __getattr__(name: str) -> Any:
+    """``cli.AppContext``: the script info to hand to :data:`cli` (``AppContext(app)`` for a
+    test's app, ``AppContext()`` for the one the commands build from the environment)."""
+    if name == "AppContext":
+        # Imported on first use, for the same reason as in Notifications.get_command.
+        from notifications.commands import AppLoader
 
-    @click.pass_obj
-    def wrapper(obj: AppContext, *args: Any, **kwargs: Any) -> Any:
-        app = obj.app()
-        if database != "none":
-            from notifications import paths
-            from notifications.store import engine as store
-
-            store.prepare(app, create=database == "create")
-            if obj.built:
-                # Name the file on every run, so two shells can never silently disagree.
-                click.echo(f"Database: {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}",
-                           err=True)
-        with app.app_context():
-            return fn(*args, **kwargs)
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-def echo_json(data: Any) -> None:
-    """Print one JSON document on one line."""
-    click.echo(json.dumps(data, ensure_ascii=False))
-
-
-def plural(count: int, noun: str) -> str:
-    """Return ``count`` with ``noun``, adding an "s" unless the count is one."""
-    return f"{count} {noun}{'s' if count != 1 else ''}"
-
-
-def uuid_option(value: str | None, name: str) -> str | None:
-    """Validate a UUID given on the command line and return its canonical form."""
-    if value is None:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a UUID", param_hint=name) from None
-
-
-def user_option(value: str, name: str = "--user") -> str:
-    """Check a user or organization id: 1 to 255 characters."""
-    if not value or len(value) > 255:
-        raise click.BadParameter("must be 1 to 255 characters", param_hint=name)
-    return value
-
-
-def checked_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Option callback: check one (or each repeated) user or organization id."""
-    for item in value if isinstance(value, tuple) else (value,):
-        if item is not None:
-            user_option(item, param.opts[0])
-    return value
-
-
-def checked_uuid(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Option callback: check a UUID and return its canonical form."""
-    return uuid_option(value, param.opts[0])
-
-
-def checked_metadata(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Option callback: check that --metadata is a JSON object before any database is opened."""
-    if value is None:
-        return None
-    try:
-        metadata = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
-    if not isinstance(metadata, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-    return value
-
-
-# --- database -----------------------------------------------------------------------
-
-
-@cli.command("init-db")
-@with_app(database="create")
-def init_db() -> None:
-    """Create or upgrade the database schema (idempotent, never deletes data)."""
-    from flask import current_app
-
-    from notifications import paths
-    from notifications.store.engine import SCHEMA_VERSION, ensure_schema
-    from notifications.store.models import db
-
-    previous = ensure_schema(db.engine)
-    # Preparing the database already brought the schema up to date: report what it found.
-    previous = current_app.extensions.pop("notifications.schema_found", previous)
-    url = paths.describe(current_app.config["SQLALCHEMY_DATABASE_URI"])
-    if previous == SCHEMA_VERSION:
-        click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")
-    else:
-        click.echo(f"Database {url} initialised (schema version {previous} -> {SCHEMA_VERSION}).")
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the details as JSON.")
-def where(as_json: bool) -> None:
-    """Show which database the commands and the server use (its file for SQLite).
-
-    Reads only the settings: nothing is created or opened.
-    """
-    from notifications import paths
-
-    url = paths.configured_url()
-    path = paths.sqlite_path(url)
-    secret = paths.demo_secret_path(url)
-    if as_json:
-        echo_json({
-            "database": paths.describe(url),
-            "path": str(path) if path is not None else None,
-            "exists": path.exists() if path is not None else None,
-            "default": not os.environ.get("NOTIFICATIONS_DATABASE_URL"),
-            "data_dir": str(paths.data_dir()),
-            "demo_secret": str(secret) if secret.exists() else None,
-        })
-        return
-    click.echo(paths.describe(url))
-    if path is not None and not path.exists():
-        click.echo("(not created yet: `notifications init-db` or `notifications serve --demo` creates it)",
-                   err=True)
-
-
-# --- serving ------------------------------------------------------------------------
-
-
-def _url_host(host: str) -> str:
-    """Return how a URL names the listening address (a wildcard as the loopback address)."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def _demo_banner(app: Any, host: str, port: int, seeded: int, stored: int,
-                 secret_file: str | None) -> None:
-    """Print what the demo did, tokens and curl lines that answer, and where to look next."""
-    from notifications import paths
-    from notifications.core import tokens
-    from notifications.store import demo
-
-    click.echo("Demo mode: for trying the service, not for serving real users.")
-    click.echo(f"Database: {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}")
-    if seeded:
-        people = ", ".join(f"{user} ({org})" for user, org in demo.USERS)
-        click.echo(f"Seeded {plural(seeded, 'notification')} for {people}: dataset monitor "
-                   "alerts and inbox items.")
-    else:
-        click.echo(f"The database already has {plural(stored, 'notification')}; seeding nothing.")
-    if secret_file:
-        click.echo(f"Demo secret: {secret_file} (demo only: whoever can read it can sign tokens).")
-        click.echo("The CLI in another shell signs with it while NOTIFICATIONS_JWT_SECRET is unset.")
-    else:
-        click.echo("Tokens are signed with NOTIFICATIONS_JWT_SECRET.")
-    with app.app_context():
-        users = demo.token_users()
-    base = f"http://{_url_host(host)}:{port}"
-    if not users:
-        click.echo(f"\nNo notifications to show yet. Open {base}/docs to explore the API.\n")
-        return
-    keys = app.extensions["notifications.keys"]
-    click.echo("\nTokens valid for 24 hours; paste one line into the shell where you run curl:")
-    for user_id, org_id in users:
-        token = tokens.issue(app.config["JWT_SECRET"], user_id, org_id, ttl=86_400,
-                             org_claim=keys.org_claim, audience=keys.audience, issuer=keys.issuer)
-        who = f"{user_id} in organization {org_id}" if org_id else f"{user_id} (no organization)"
-        click.echo(f"  export TOKEN={token}  # {who}")
-    if secret_file and users[0][1]:
-        user_id, org_id = users[0]
-        click.echo("or make one yourself:")
-        click.echo(f"  export TOKEN=\"$(notifications token --user {user_id} --org {org_id})\"")
-    dataset = app.config["DATASET_PREFIX"]
-    org = app.config["ORGANIZATION_PREFIX"]
-    click.echo("\nThen try:")
-    if dataset is not None:
-        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications?limit=5"')
-        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/unread-count"')
-        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{dataset}/notifications/stream"')
-    # The organization variant answers only tokens that name an organization.
-    if org is not None and any(org_id for _, org_id in users):
-        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications"')
-        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" "{base}{org}/notifications/stream"')
-    routes = {rule.rule for rule in app.url_map.iter_rules()}
-    click.echo("")
-    if "/" in routes:
-        click.echo(f"Open {base}/ for the live inbox (pick a demo user to sign in).")
-    if "/docs" in routes:
-        click.echo(f"Open {base}/docs for the API reference (and to try each call).")
-    click.echo("")
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="gunicorn worker processes (gevent).")
-@click.option("--demo", is_flag=True, help="Seed sample data, generate a secret if none is set, print tokens.")
-@click.pass_obj
-def serve(obj: AppContext, host: str, port: int, workers: int, demo: bool) -> None:
-    """Serve the HTTP APIs with gunicorn and gevent workers."""
-    # Patch before the service's modules create locks or sockets, as gunicorn's gevent
-    # worker would do itself, so the master and the workers agree on one I/O model.
-    from gevent import monkey
-
-    monkey.patch_all()
-    from notifications.ops import metrics
-
-    # Before prometheus_client is imported: the workers share their values through it.
-    metrics_dir = metrics.prepare_multiprocess()
-    master = os.getpid()
-    try:
-        _serve(host, port, workers, demo)
-    finally:
-        # Workers leave through here too (gunicorn forks inside run_server): only the
-        # master removes what the whole server shared.
-        if os.getpid() == master:
-            metrics.remove_multiprocess(metrics_dir)
-
-
-def _serve(host: str, port: int, workers: int, demo: bool) -> None:
-    """Build the app once in this process, take the server lock and run gunicorn."""
-    from notifications import paths
-    from notifications.ops.server import raise_fd_limit, run_server
-
-    overrides: dict[str, Any] = {}
-    secret_file = None
-    if demo:
-        overrides["DEMO"] = True
-        if not os.environ.get("NOTIFICATIONS_JWT_SECRET"):
-            # Kept beside the database, so the CLI in another shell signs tokens this demo
-            # accepts (and tokens survive a restart of the demo).
-            url = paths.configured_url()
-            path = paths.demo_secret_path(url)
-            try:
-                overrides["JWT_SECRET"] = paths.demo_secret(url)
-            except OSError as exc:
-                raise click.ClickException(
-                    f"cannot write the demo secret {path}: {exc.strerror or exc}") from None
-            secret_file = str(path)
-    from notifications import create_app
-
-    # Build the app once in this process: a bad setting stops here with one clear line.
-    app = create_app(overrides)
-    from notifications.store import maintenance
-
-    database = paths.sqlite_path(app.config["SQLALCHEMY_DATABASE_URI"])
-    # Held for the life of the master and inherited by every worker (the kernel drops it
-    # when the last of them exits): `restore` refuses while it is held.
-    server_lock = maintenance.hold_server_lock(database) if database is not None else None
-    if demo:
-        from notifications.store import demo as sample
-
-        with app.app_context():
-            stored = sample.count()
-            seeded = sample.seed() if stored == 0 else 0
-        _demo_banner(app, host, port, seeded, stored, secret_file)
-        # Out before gunicorn forks: a buffer copied into each worker would print again.
-        sys.stdout.flush()
-    click.echo(f"Serving on http://{host}:{port} with {workers} gevent worker(s); "
-               f"database {paths.describe(app.config['SQLALCHEMY_DATABASE_URI'])}", err=True)
-    fd_limits = raise_fd_limit()
-    click.echo(fd_limits.describe(), err=True)
-    run_server(lambda: create_app(overrides), host=host, port=port, workers=workers, app=app,
-               worker_connections=fd_limits.connections)
-
-
-@cli.command()
-@click.option("--user", "user_id", required=True, callback=checked_ids, help="User id (the token's sub).")
-@click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id claim.")
-@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 10 * 365 * 86400),
-              help="Seconds until the token expires.")
-@with_app(database="none")
-def token(user_id: str, org_id: str | None, ttl: int) -> None:
-    """Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET)."""
-    from flask import current_app
-
-    from notifications.core import tokens
-
-    secret = current_app.config["JWT_SECRET"]
-    keys = current_app.extensions["notifications.keys"]
-    hs = [a for a in keys.algorithms if a.startswith("HS")]
-    if not secret or not hs:
-        raise click.ClickException(
-            "token signs with NOTIFICATIONS_JWT_SECRET and an HS* algorithm in "
-            "NOTIFICATIONS_JWT_ALGORITHMS (or, unset, with the secret of a "
-            "`notifications serve --demo` on the same database); for RS256/ES256 sign "
-            "tokens with your private key"
-        )
-    demo_file = current_app.extensions.get("notifications.demo_secret_file")
-    if demo_file:
-        click.echo(f"Signed with the demo secret in {demo_file} (NOTIFICATIONS_JWT_SECRET is not set).",
-                   err=True)
-    click.echo(tokens.issue(secret, user_id, org_id, ttl=ttl, org_claim=keys.org_claim,
-                            audience=keys.audience, issuer=keys.issuer, algorithm=hs[0]))
-
-
-# --- data ---------------------------------------------------------------------------
-
-
-@cli.command()
-@click.option("--user", "user_ids", required=True, multiple=True, callback=checked_ids,
-              help="Recipient; repeat for several (one notification each).")
-@click.option("--org", "org_id", default=None, callback=checked_ids, help="Organization id.")
-@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid, help="Dataset UUID.")
-@click.option("--kind", default="", help="Kind, e.g. review.created.")
-@click.option("--entity-type", default="", help="Entity type, e.g. saved_view.")
-@click.option("--entity-id", default="", help="Entity id.")
-@click.option("--title", default="", help="Title (may be empty).")
-@click.option("--body", default=None, help="Body / message text.")
-@click.option("--link", default=None, help="Link for the inbox item.")
-@click.option("--metadata", "metadata_json", default=None, callback=checked_metadata,
-              help="JSON object of extra fields.")
-@with_app(database="create")
-def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, kind: str,
-         entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
-         metadata_json: str | None) -> None:
-    """Store a notification for each --user and print each as JSON (one per line)."""
-    from notifications.core.serialize import full_record
-    from notifications.store import queries
-
-    metadata: dict[str, Any] = json.loads(metadata_json) if metadata_json is not None else {}
-    fields = {
-        "organization_id": org_id, "dataset_id": dataset_id,
-        "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
-        "body": body, "link": link, "metadata": metadata,
-    }
-    for row in queries.create_notifications({**fields, "user_id": u} for u in user_ids):
-        echo_json(full_record(row))
-
-
-@cli.command()
-@click.option("--users", default=10, show_default=True, type=click.IntRange(1, 10_000_000))
-@click.option("--per-user", default=20, show_default=True, type=click.IntRange(1, 10_000_000))
-@click.option("--orgs", default=3, show_default=True, type=click.IntRange(1, 1_000_000))
-@click.option("--datasets", default=5, show_default=True, type=click.IntRange(1, 1_000_000))
-@click.option("--random-seed", default=None, type=int, help="Make the data reproducible.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@with_app(database="create")
-def seed(users: int, per_user: int, orgs: int, datasets: int, random_seed: int | None,
-         as_json: bool) -> None:
-    """Write realistic sample data for both variants (monitor alerts and inbox items)."""
-    import time
-
-    from notifications.store import seeding
-
-    total = users * per_user
-    started = time.perf_counter()
-    with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
-        written = seeding.seed(users=users, per_user=per_user, orgs=orgs, datasets=datasets,
-                               random_seed=random_seed, progress=bar.update)
-    elapsed = time.perf_counter() - started
-    if as_json:
-        echo_json({"written": written, "seconds": round(elapsed, 3)})
-    else:
-        click.echo(f"Wrote {written} notifications for {users} users in {elapsed:.1f}s.")
-
-
-def _format_row(row: dict[str, Any]) -> str:
-    from notifications.core.serialize import iso_naive
-
-    state = "read  " if row["read_at"] is not None else "UNREAD"
-    what = row["kind"] or row["entity_type"] or "-"
-    text = row["title"] or row["body"] or ""
-    scope = row["organization_id"] or "-"
-    if row["dataset_id"]:
-        scope += f" dataset={row['dataset_id']}"
-    return f"{iso_naive(row['created_at'])[:19]}  {state}  {row['id']}  {row['user_id']}  {scope}  {what}  {text}"
-
-
-def _show_row(row: dict[str, Any], as_json: bool) -> None:
-    """Print a row as a JSON line (every stored field) or as one readable line."""
-    from notifications.core.serialize import full_record
-
-    if as_json:
-        echo_json(full_record(row))
-    else:
-        click.echo(_format_row(row))
-
-
-@cli.command("list")
-@click.option("--user", "user_id", default=None, help="Only this user.")
-@click.option("--org", "org_id", default=None, help="Only this organization.")
-@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
-              help="Only this dataset (UUID).")
-@click.option("--unread", is_flag=True, help="Only unread notifications.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
-@with_app(database="existing")
-def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None, unread: bool,
-                 limit: int, as_json: bool) -> None:
-    """Show the newest notifications, optionally for one user, organization or dataset."""
-    from notifications.store import queries
-
-    rows = queries.list_for_admin(
-        user_id=user_id, organization_id=org_id, dataset_id=dataset_id, unread_only=unread, limit=limit,
-    )
-    for row in rows:
-        _show_row(row, as_json)
-    if not rows and not as_json:
-        click.echo("No notifications match.", err=True)
-
-
-def _file_sizes(url: str) -> dict[str, int | None]:
-    if not url.startswith("sqlite:///"):
-        return {"database_bytes": None, "wal_bytes": None}
-    path = url[len("sqlite:///"):]
-
-    def size(p: str) -> int:
-        return os.path.getsize(p) if os.path.exists(p) else 0
-
-    return {"database_bytes": size(path), "wal_bytes": size(path + "-wal")}
-
-
-@cli.command()
-@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 1000),
-              help="How many users, organizations and datasets to list.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_app(database="existing")
-def stats(top: int, as_json: bool) -> None:
-    """Show totals, unread counts, the busiest users/organizations/datasets and file sizes."""
-    from flask import current_app
-
-    from notifications.ops import retention
-    from notifications.store import queries
-
-    data = queries.stats(top=top)
-    data.update(_file_sizes(current_app.config["SQLALCHEMY_DATABASE_URI"]))
-    data["retention"] = retention.status(current_app)
-    if as_json:
-        echo_json(data)
-        return
-    click.echo(f"notifications  {data['total']}  (unread {data['unread']})")
-    click.echo(f"users {data['users']}, organizations {data['organizations']}, datasets {data['datasets']}")
-    if data["database_bytes"] is not None:
-        click.echo(f"database {data['database_bytes'] / 1e6:.1f} MB, WAL {data['wal_bytes'] / 1e6:.1f} MB")
-    kept = data["retention"]
-    click.echo(f"retention {kept['policy']}: last run {kept['last_run'] or 'never'}, "
-               f"deleted {kept['last_deleted']} then, {kept['deleted']} in all "
-               f"({kept['deleted_unread']} unread)")
-    for title, key in (("users", "top_users"), ("organizations", "top_organizations"),
-                       ("datasets", "top_datasets")):
-        if data[key]:
-            click.echo(f"\ntop {title}:")
-            for entry in data[key]:
-                click.echo(f"  {entry['id']}  {entry['total']}  (unread {entry['unread']})")
-
-
-@cli.command()
-@click.option("--user", "user_id", default=None, callback=checked_ids, help="Only this user.")
-@click.option("--org", "org_id", default=None, callback=checked_ids, help="Only this organization.")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
-@click.option("--interval", type=click.FloatRange(0.01, 60), default=None,
-              help="Seconds between checks (default NOTIFICATIONS_POLL_INTERVAL).")
-@with_app(database="existing")
-def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float | None) -> None:
-    """Follow new notifications live, one line each, until Ctrl-C."""
-    import time
-
-    from flask import current_app
-
-    from notifications.store import ChangeCounter, queries
-    from notifications.store.models import db
-
-    pause = interval or current_app.config["POLL_INTERVAL"]
-    restore = _stop_on_signals()
-    try:
-        last_seq, _ = queries.stream_position()
-        # An idle tail costs one PRAGMA per interval, not a query.
-        counter = ChangeCounter(db.engine)
-        click.echo("Following new notifications; press Ctrl-C to stop.", err=True)
-        while True:
-            if not counter.moved():
-                time.sleep(pause)
-                continue
-            head, _ = queries.stream_position()
-            while last_seq < head:
-                rows = queries.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
-                for row in rows:
-                    _show_row(row, as_json)
-                last_seq = rows[-1]["seq"] if len(rows) == queries.CHANGE_BATCH else head
-            sys.stdout.flush()
-            time.sleep(pause)
-    except KeyboardInterrupt:
-        # Ctrl-C (or SIGTERM) is how a tail ends: no traceback, no "Aborted!".
-        click.echo("", err=True)
-    finally:
-        restore()
-
-
-def _stop_on_signals() -> Callable[[], None]:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt; return what restores the old handlers.
-
-    A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored:
-    without its own handler such a tail could only be killed.
-    """
-    import signal
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig, handler in (
-            (signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, stop))}
-    except ValueError:
-        return lambda: None  # not the main thread (an embedding program): leave its handlers
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-    return restore
-
-
-# --- data management ----------------------------------------------------------------
-
-
-def notification_id_option(value: str) -> str:
-    """Accept a notification id as a UUID or as the organization variant's ``ntf_...``."""
-    from notifications.core.serialize import parse_ntf_id
-
-    found = parse_ntf_id(value) if value.startswith("ntf_") else None
-    if found is not None:
-        return found
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a notification id (a UUID or ntf_<32 hex>)",
-                                 param_hint="--id") from None
-
-
-@cli.command("mark-read")
-@click.option("--user", "user_id", required=True, callback=checked_ids, help="Whose notifications to mark.")
-@click.option("--id", "ids", multiple=True, help="Notification id (UUID or ntf_...); repeatable.")
-@click.option("--all", "all_", is_flag=True, help="Every unread notification of the user.")
-@click.option("--org", "org_id", default=None, callback=checked_ids,
-              help="Only notifications of this organization.")
-@click.option("--dataset", "dataset_id", default=None, callback=checked_uuid,
-              help="Only notifications of this dataset (UUID).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app(database="existing")
-def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None,
-              dataset_id: str | None, as_json: bool) -> None:
-    """Mark a user's notifications read: the given --id values, or --all."""
-    from notifications.store import queries
-
-    if bool(ids) == all_:
-        raise click.UsageError("give either --id ID (repeatable) or --all")
-    wanted = list(dict.fromkeys(notification_id_option(v) for v in ids)) if ids else None
-    marked = queries.mark_read_for_user(user_id, wanted, organization_id=org_id, dataset_id=dataset_id)
-    if as_json:
-        echo_json({"marked": marked})
-    elif wanted is None:
-        click.echo(f"Marked {plural(marked, 'notification')} of {user_id} read.")
-    else:
-        click.echo(f"Marked {marked} of {plural(len(wanted), 'given notification')} "
-                   f"of {user_id} read" + (
-                       "." if marked == len(wanted)
-                       else f"; the other {len(wanted) - marked} are unknown, someone else's, "
-                            "outside the filters or already read."))
-
-
-@cli.command()
-@click.option("--older-than", "older_than", required=True, metavar="DURATION",
-              help="Age of what to delete, e.g. 30d, 12h, 90m, 45s, 1d12h.")
-@click.option("--read-only", is_flag=True, help="Keep unread notifications.")
-@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app(database="existing")
-def purge(older_than: str, read_only: bool, dry_run: bool, as_json: bool) -> None:
-    """Delete notifications created longer ago than DURATION."""
-    from notifications.core import records as transfer
-    from notifications.core.serialize import iso_naive
-    from notifications.store import queries
-
-    try:
-        seconds = transfer.parse_duration(older_than)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    before = queries.now_us() - seconds * 1_000_000
-    result = queries.purge(before, read_only=read_only, dry_run=dry_run)
-    cutoff = iso_naive(before) + "Z"
-    if as_json:
-        echo_json({**result, "before": cutoff, "read_only": read_only, "dry_run": dry_run})
-        return
-    n = result["deleted"]
-    what = plural(n, "read notification" if read_only else "notification")
-    if not read_only:
-        what += f" ({result['unread']} unread)"
-    click.echo(f"{'Would delete' if dry_run else 'Deleted'} {what} created before {cutoff}.")
-
-
-@cli.command()
-@click.option("--user", "user_id", default=None, callback=checked_ids, help="Only this user's notifications.")
-@click.option("--since", default=None, metavar="DATE",
-              help="Only notifications created at or after DATE (ISO-8601, UTC) or a duration ago (7d).")
-@click.option("--output", "-o", default="-", show_default=True, metavar="FILE",
-              help="Where to write; - is standard output.")
-@with_app(database="existing")
-def export(user_id: str | None, since: str | None, output: str) -> None:
-    """Write notifications as JSON Lines, oldest stored first (import reads them back exactly)."""
-    from notifications.core import records as transfer
-    from notifications.store import queries
-
-    since_us = None
-    if since is not None:
-        try:
-            since_us = transfer.parse_since(since, queries.now_us())
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--since") from None
-    if output != "-" and os.path.isdir(output):
-        raise click.BadParameter(f"{output!r} is a directory; name a file", param_hint="--output")
-    target = os.path.realpath(output) if output != "-" else output
-    # Write a regular file under a temporary name and rename it when complete; anything
-    # else (a pipe, /dev/null) is written in place: renaming would replace it.
-    atomic = target != "-" and (not os.path.exists(target) or os.path.isfile(target))
-    try:
-        out = click.open_file(target, "wb", atomic=atomic)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}", param_hint="--output") from None
-    count = 0
-    lines = (transfer.export_line(row)
-             for row in queries.export_rows(user_id=user_id, since_us=since_us, decode_metadata=False))
-    try:
-        with out:
-            # One join and one write per 10,000 lines rather than a write call per line.
-            while chunk := list(itertools.islice(lines, 10_000)):
-                out.write(("\n".join(chunk) + "\n").encode())
-                count += len(chunk)
-    except BrokenPipeError:
-        # The reader went away (export | head): stop quietly, as shell tools do, and keep
-        # Python from complaining about the closed pipe again at exit.
-        _silence_stdout()
-        sys.exit(1)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"Exported {plural(count, 'notification')}"
-               + (f" to {output}." if output != "-" else "."), err=True)
-
-
-def _silence_stdout() -> None:
-    """Point standard output at /dev/null after its reader has gone."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass  # not a real file descriptor (tests): nothing to flush at exit
-
-
-#: How many skipped lines ``import --skip-invalid`` describes one by one.
-_SHOWN_SKIPS = 20
-
-
-@cli.command("import")
-@click.argument("file", type=click.File("rb"))
-@click.option("--skip-invalid", is_flag=True, help="Import the valid lines and count the others.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app(database="create")
-def import_command(file: Any, skip_invalid: bool, as_json: bool) -> None:
-    """Read notifications from a JSON Lines FILE (- for standard input), all or none.
-
-    A record whose id, or whose user and dedupe_key, is already stored is skipped as a
-    duplicate, so importing an export twice stores it once. Records without an id get a
-    new one.
-    """
-    from notifications.core import records as transfer
-    from notifications.store import queries
-
-    skipped = 0
-    importer = queries.Importer()
-    try:
-        batch: list[tuple[Any, ...]] = []
-        number = 0
-        for number, raw in enumerate(file, 1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
-            if not raw.strip():
-                continue
-            try:
-                batch.append((number, *transfer.import_row(raw)))
-            except transfer.LineError as exc:
-                if not skip_invalid:
-                    raise click.ClickException(
-                        f"line {number}: {exc}; nothing was imported "
-                        "(fix the line, or use --skip-invalid to import the others)"
-                    ) from None
-                skipped += 1
-                if skipped <= _SHOWN_SKIPS:
-                    click.echo(f"skipped line {number}: {exc}", err=True)
-                continue
-            if len(batch) >= 10_000:
-                importer.stage(batch)
-                batch = []
-        importer.stage(batch)
-        imported = importer.copy()
-        duplicates = importer.staged - imported
-    finally:
-        importer.close()
-    if skipped > _SHOWN_SKIPS:
-        click.echo(f"... and {skipped - _SHOWN_SKIPS} more invalid lines", err=True)
-    if as_json:
-        echo_json({"imported": imported, "duplicates": duplicates, "invalid": skipped, "lines": number})
-        return
-    message = f"Imported {plural(imported, 'notification')}"
-    if duplicates:
-        message += f"; skipped {duplicates} already stored (same id, or same user and dedupe_key)"
-    if skipped:
-        message += f"; skipped {plural(skipped, 'invalid line')}"
-    click.echo(message + ".")
-
-
-# --- operations: backup, restore, check -------------------------------------------------
-
-
-class _Progress:
-    """A click progress bar on stderr when it is a terminal; silence otherwise."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-        self.shown = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
-            self.bar.__enter__()
-        self.bar.update(done - self.shown)
-        self.shown = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-
-
-def _database_file() -> Any:
-    """Return the configured SQLite database file (a one-line error for other databases)."""
-    from flask import current_app
-
-    from notifications.store import maintenance
-
-    return maintenance.sqlite_file(current_app.config["SQLALCHEMY_DATABASE_URI"])
-
-
-@cli.command()
-@click.argument("file", type=click.Path(dir_okay=False, writable=True))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@with_app(database="existing")
-def backup(file: str, as_json: bool) -> None:
-    """Write a consistent copy of the database to FILE, while the service runs."""
-    from pathlib import Path
-
-    from notifications.store import maintenance
-
-    progress = _Progress("Backing up")
-    try:
-        result = maintenance.backup(_database_file(), Path(file), progress=progress)
-    finally:
-        progress.close()
-    if as_json:
-        echo_json(result)
-        return
-    click.echo(f"Backed up {plural(result['notifications'], 'notification')} "
-               f"({result['bytes'] / 1e6:.1f} MB) to {result['file']}.")
-
-
-@cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
-@click.option("--force", is_flag=True,
-              help="Restore even while a server uses the database (restart it afterwards).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_obj
-def restore(obj: AppContext, file: str, force: bool, as_json: bool) -> None:
-    """Replace the database with the backup FILE, after checking FILE."""
-    from pathlib import Path
-
-    from notifications.store import engine as store
-    from notifications.store import maintenance
-
-    app = obj.app()
-    target = maintenance.sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
-    source = Path(file)
-    if source.resolve() == target.resolve():
-        raise click.ClickException("FILE is the database itself")
-    report = maintenance.check(source, allow_older=True)
-    if not report.ok:
-        raise click.ClickException(f"{file} is not a usable backup: {report.problems[0]}")
-    lock = maintenance.take_exclusive(maintenance.lock_path(target))
-    if lock is None and not force:
-        raise click.ClickException(
-            f"a server is using {target} (it holds {maintenance.lock_path(target)}); stop it "
-            "first, or pass --force and restart it afterwards")
-    progress = _Progress("Restoring")
-    try:
-        with app.app_context():
-            store.current_store().close()
-        result = maintenance.restore(source, target, progress=progress)
-        # A backup of an older version is upgraded as init-db would.
-        store.prepare(app, create=True)
-    finally:
-        progress.close()
-        if lock is not None:
-            maintenance.release(lock)
-    result["schema_version_found"] = report.schema_version
-    result["forced"] = lock is None
-    if as_json:
-        echo_json(result)
-        return
-    click.echo(f"Restored {plural(result['notifications'], 'notification')} from {file} "
-               f"into {target}.")
-    if lock is None:
-        click.echo("A server was using the database: restart it now.", err=True)
-
-
-@cli.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option("--quick", is_flag=True, help="PRAGMA quick_check instead of the full integrity_check.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_obj
-def check(obj: AppContext, file: str | None, quick: bool, as_json: bool) -> None:
-    """Check the database (or the backup FILE): integrity, schema, indexes, sizes."""
-    from pathlib import Path
-
-    from notifications.store import maintenance
-
-    if file is not None:
-        path = Path(file)
-    else:
-        path = maintenance.sqlite_file(obj.app().config["SQLALCHEMY_DATABASE_URI"])
-    report = maintenance.check(path, quick=quick)
-    if as_json:
-        echo_json(report.as_dict())
-    else:
-        click.echo(f"database       {report.path}")
-        click.echo(f"integrity      {', '.join(report.integrity[:3]) or '-'}")
-        click.echo(f"schema         version {report.schema_version}")
-        click.echo(f"notifications  {report.notifications}")
-        click.echo(f"size           {report.database_bytes / 1e6:.1f} MB, "
-                   f"WAL {report.wal_bytes / 1e6:.1f} MB")
-        for problem in report.problems:
-            click.echo(f"problem: {problem}", err=True)
-        if report.ok:
-            click.echo("ok")
-    if not report.ok:
-        sys.exit(1)
+        return AppLoader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point."""
-    cli(obj=AppContext())
+    cli()
 
 
 if __name__ == "__main__":

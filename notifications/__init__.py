@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Config, Flask
 
+from notifications import commands, store
 from notifications import settings as config
-from notifications import store
 from notifications.http import auth, cors, inbox, ingest, jsonio, openapi, views
 from notifications.http import hooks as web
 from notifications.ops import metrics, retention
@@ -40,4 +40,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ingest.init_app(app)
     openapi.init_app(app)
     inbox.init_app(app)
+    commands.init_app(app)
     return app
