@@ -117,7 +117,7 @@ class AppLoader(ScriptInfo):
 
     def __init__(self, app: Flask | None = None) -> None:
         super().__init__(create_app=(lambda: app) if app is not None else create_cli_app,
-                         set_debug_flag=False, load_dotenv_defaults=False)
+                         set_debug_flag=False)
 
 
 class Command(click.Command):
