@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Config, Flask
 
-from notifications import settings, store
+from notifications import commands, settings, store
 from notifications.http import (
     auth,
     blueprint,
@@ -49,4 +49,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ingest.init_app(app)
     openapi.init_app(app)
     inbox.init_app(app)
+    commands.init_app(app)
     return app
