@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Config, Flask
 
-from notifications import commands, settings, store
+from notifications import commands, extension, settings, store
 from notifications.http import (
     auth,
     blueprint,
@@ -34,6 +34,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     settings.normalize(app.config)
+    extension.init_app(app)
     jsonio.init_app(app)
 
     store.init_app(app)

@@ -31,26 +31,37 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 from gevent import monkey  # type: ignore[import-untyped]
 
-# The package's __init__ imports this module: create_app is looked up when it is called.
 import notifications
 from notifications import paths
 from notifications.core import records as transfer
 from notifications.core import tokens
 from notifications.core.serialize import full_record, iso_naive, parse_ntf_id
+
+# The package's __init__ imports this module: create_app is looked up when it is called.
+from notifications.extension import state
 from notifications.ops import metrics, retention
 from notifications.ops.server import raise_fd_limit, run_server
 from notifications.settings import ConfigError
-from notifications.store import ChangeCounter, WriteTimeout, feed, inserts, maintenance, marks, reads, seeding
+from notifications.store import (
+    ChangeCounter,
+    WriteTimeout,
+    feed,
+    inserts,
+    maintenance,
+    marks,
+    reads,
+    seeding,
+)
+from notifications.store import demo as sample
+from notifications.store import engine as store
 from notifications.store import export as exporting
 from notifications.store import purge as purging
 from notifications.store import stats as statistics
-from notifications.store.importer import Importer
-from notifications.store.rows import now_us
-from notifications.store import demo as sample
-from notifications.store import engine as store
 from notifications.store.engine import SCHEMA_VERSION, NoDatabase, SchemaError, ensure_schema
+from notifications.store.importer import Importer
 from notifications.store.maintenance import MaintenanceError
 from notifications.store.models import db
+from notifications.store.rows import now_us
 
 #: Errors that mean "bad configuration, database or input", shown as one line, never a
 #: traceback (the driver's errors as SQLAlchemy wraps them, and sqlite3's own for the
@@ -101,7 +112,7 @@ def create_cli_app() -> Flask:
                 settings["JWT_SECRET"] = secret
                 secret_file = str(paths.demo_secret_path(url))
         app = notifications.create_app(settings)
-    app.extensions["notifications.demo_secret_file"] = secret_file
+    state(app).demo_secret_file = secret_file
     _BUILT_FOR_CLI.add(app)
     return app
 
@@ -243,7 +254,8 @@ def init_db() -> None:
     """Create or upgrade the database schema (idempotent, never deletes data)."""
     previous = ensure_schema(db.engine)
     # Preparing the database already brought the schema up to date: report what it found.
-    previous = current_app.extensions.pop("notifications.schema_found", previous)
+    found, state().schema_found = state().schema_found, None
+    previous = found if found is not None else previous
     url = paths.describe(current_app.config["SQLALCHEMY_DATABASE_URI"])
     if previous == SCHEMA_VERSION:
         click.echo(f"Database {url} is up to date (schema version {SCHEMA_VERSION}).")
@@ -312,7 +324,7 @@ def _demo_banner(app: Flask, host: str, port: int, seeded: int, stored: int,
     if not users:
         click.echo(f"\nNo notifications to show yet. Open {base}/docs to explore the API.\n")
         return
-    keys = app.extensions["notifications.keys"]
+    keys = state(app).keys
     click.echo("\nTokens valid for 24 hours; paste one line into the shell where you run curl:")
     for user_id, org_id in users:
         token = tokens.issue(app.config["JWT_SECRET"], user_id, org_id, ttl=86_400,
@@ -430,7 +442,7 @@ def _serve(host: str, port: int, workers: int, demo: bool) -> None:
 def token(user_id: str, org_id: str | None, ttl: int) -> None:
     """Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET)."""
     secret = current_app.config["JWT_SECRET"]
-    keys = current_app.extensions["notifications.keys"]
+    keys = state().keys
     hs = [a for a in keys.algorithms if a.startswith("HS")]
     if not secret or not hs:
         raise click.ClickException(
@@ -439,7 +451,7 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
             "`notifications serve --demo` on the same database); for RS256/ES256 sign "
             "tokens with your private key"
         )
-    demo_file = current_app.extensions.get("notifications.demo_secret_file")
+    demo_file = state().demo_secret_file
     if demo_file:
         click.echo(f"Signed with the demo secret in {demo_file} "
                    "(NOTIFICATIONS_JWT_SECRET is not set).", err=True)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from cli import AppContext, cli
 from notifications import create_app
+from notifications.extension import state
 from notifications.store import inserts
 from notifications.store.rows import now_us
 
@@ -64,7 +65,7 @@ def app_config(db_url: str) -> dict[str, Any]:
 def app(app_config: dict[str, Any]) -> Iterator[Any]:
     application = create_app(app_config)
     yield application
-    application.extensions["notifications.store"].close()
+    state(application).store.close()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from flask.cli import ScriptInfo
 
 import cli
 from notifications import commands, create_app
+from notifications.extension import state
 from notifications.settings import ConfigError
 from notifications.store.engine import SCHEMA_VERSION, NoDatabase
 
@@ -185,7 +186,7 @@ def test_a_missing_database_through_the_test_cli_runner(tmp_path: Path) -> None:
     try:
         result = app.test_cli_runner().invoke(args=["list"])
     finally:
-        app.extensions["notifications.store"].close()
+        state(app).store.close()
     assert result.exit_code == 1
     assert "there is no notifications database" in one_error_line(result.output)
     assert not missing.parent.exists()
@@ -203,7 +204,7 @@ def test_app_py_builds_the_servers_app_outside_flask_cli(tmp_path: Path,
         runpy.run_path(str(ROOT / "app.py"))
     monkeypatch.setenv("NOTIFICATIONS_JWT_SECRET", SECRET)
     app = runpy.run_path(str(ROOT / "app.py"))["app"]
-    app.extensions["notifications.store"].close()
+    state(app).store.close()
     assert path.exists()  # the server's app creates its schema at start
 
 
@@ -214,7 +215,7 @@ def test_app_py_builds_the_commands_app_for_flask_cli(tmp_path: Path,
     with click.Context(click.Command("flask"), obj=ScriptInfo()):
         assert commands.flask_cli_is_loading()
         app = runpy.run_path(str(ROOT / "app.py"))["app"]  # no key needed
-    app.extensions["notifications.store"].close()
+    state(app).store.close()
     assert not app.config["REQUIRE_KEY"] and not path.exists()
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from conftest import DATASET
 
+from notifications.extension import state
+
 
 @pytest.fixture
 def make_app(app_config: dict[str, Any]) -> Any:
@@ -23,7 +25,7 @@ def make_app(app_config: dict[str, Any]) -> Any:
 
     yield make
     for application in built:
-        application.extensions["notifications.store"].close()
+        state(application).store.close()
 
 
 def page_config(client: Any) -> dict[str, Any]:

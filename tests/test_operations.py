@@ -13,6 +13,7 @@ from conftest import SECRET, Runner
 from sqlalchemy import text
 
 from notifications import create_app
+from notifications.extension import state
 from notifications.ops import retention
 from notifications.settings import ConfigError
 from notifications.store import feed, maintenance, marks
@@ -251,7 +252,7 @@ def test_retention_in_small_chunks_and_read_only(app: Any, make: Any,
     make("alice", n=5, created_at=now - 50 * DAY_US, title="unread")
     with app.app_context():
         marks.mark_ids_read(Scope("alice"), [r["id"] for r in old])
-    app.extensions["notifications.retention"] = retention.parse_policy("read=30d")
+    state(app).retention = retention.parse_policy("read=30d")
     monkeypatch.setattr(retention, "CHUNK", 4)
     calls = []
     real = maintenance.apply_retention

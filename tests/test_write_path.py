@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from notifications.extension import state
 from notifications.store import WriteTimeout, current_store, inserts, reading, reads, write
 from notifications.store import writer as writer_module
 from notifications.store.scope import Scope
@@ -218,5 +219,5 @@ def test_synchronous_setting_reaches_the_writer(tmp_path: Path) -> None:
                           "SYNCHRONOUS": value.upper()})
         with app.app_context():
             level = write(lambda conn: conn.exec_driver_sql("PRAGMA synchronous").scalar())
-        app.extensions["notifications.store"].close()
+        state(app).store.close()
         assert level == {"full": 2, "normal": 1}[value]

@@ -6,6 +6,7 @@ from flask import Flask, current_app, g, request
 from notifications.core.errors import Forbidden, Unauthorized
 from notifications.core.token_cache import verify
 from notifications.core.tokens import AuthError, KeySettings, Principal, bearer_token
+from notifications.extension import state
 from notifications.http.cors import UNSAFE_METHODS, foreign_origin
 from notifications.settings import ConfigError
 
@@ -30,13 +31,13 @@ def init_app(app: Flask) -> None:
             f" in organization {app.config['OPEN_ORGANIZATION']!r}"
             if app.config["OPEN_ORGANIZATION"] else "",
         )
-    app.extensions["notifications.keys"] = settings
+    state(app).keys = settings
 
 
 def check_same_site() -> None:
     """Refuse a request sent by a page of an origin that is neither this service nor listed."""
     if foreign_origin(request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"),
-                      request.host, current_app.extensions["notifications.cors"]):
+                      request.host, state().cors_origins):
         raise Forbidden(
             "Cross-site request refused: this origin may not change notifications with the "
             "session cookie",
@@ -63,7 +64,7 @@ def current_principal() -> Principal:
             check_same_site()
     if token is not None:
         try:
-            principal = verify(token, current_app.extensions["notifications.keys"])
+            principal = verify(token, state().keys)
         except AuthError as exc:
             raise Unauthorized(str(exc)) from None
     elif config["OPEN_USER"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask.blueprints import BlueprintSetupState
 
+from notifications import extension
 from notifications.http import views
 from notifications.http.variants import VARIANTS, Variant
 
@@ -14,7 +15,7 @@ bp = Blueprint("notifications", __name__)
 def _add_variant_routes(state: BlueprintSetupState) -> None:
     """Add the URL rules of the variant this registration serves."""
     variant: Variant = state.options["variant"]
-    state.app.extensions.setdefault("notifications.variants", {})[state.name] = variant
+    extension.state(state.app).variants[state.name] = variant
     for route in variant.routes:
         state.add_url_rule(route.rule, route.endpoint, route.view, methods=route.methods)
 

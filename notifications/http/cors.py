@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 
+from notifications.extension import state
 from notifications.settings import ConfigError
 
 #: Request headers a browser may send cross-origin (credentials, stream resume, tracing).
@@ -61,7 +62,7 @@ def foreign_origin(origin: str | None, fetch_site: str | None, host: str,
 def allowed_origin() -> str | None:
     """Return the request's Origin when it is listed, else None."""
     origin = request.headers.get("Origin")
-    if origin and origin.lower() in current_app.extensions["notifications.cors"]:
+    if origin and origin.lower() in state().cors_origins:
         return origin
     return None
 
@@ -96,7 +97,7 @@ def _add_headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     """Enable CORS for NOTIFICATIONS_CORS_ORIGINS; with none listed, send no CORS headers."""
     origins = parse_origins(app.config["CORS_ORIGINS"])
-    app.extensions["notifications.cors"] = origins
+    state(app).cors_origins = origins
     if not origins:
         return
     app.before_request(_preflight)

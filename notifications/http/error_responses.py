@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from notifications.core.errors import HTTP_ERRORS, ApiError, DatabaseBusy, detail_body
+from notifications.extension import state
 from notifications.http.limits import body_too_large
 from notifications.http.request_log import error_log, redact, request_id, secrets_to_redact
 from notifications.store import WriteTimeout
@@ -17,7 +18,7 @@ from notifications.store import WriteTimeout
 def variant_for_path(path: str) -> Any:
     """Return the variant whose prefix is the longest match for ``path``, if any."""
     best = None
-    for variant in current_app.extensions.get("notifications.variants", {}).values():
+    for variant in state().variants.values():
         prefix = variant.prefix
         if (path == prefix or path.startswith(prefix + "/")) and (
             best is None or len(prefix) > len(best.prefix)

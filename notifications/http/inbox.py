@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from notifications.core import tokens
 from notifications.core.errors import ApiError, NotFound, Unauthorized, UnsupportedMediaType
 from notifications.core.validation import parse_ingest_body, parse_json_body
+from notifications.extension import state
 from notifications.http import auth
 from notifications.http.auth import current_principal
 from notifications.store import demo, inserts
@@ -183,7 +184,7 @@ def sign_in() -> Response:
     body = parse_json_body(request.get_data(cache=False), SessionBody, empty_ok=False)
     token = body.token.strip()
     try:
-        principal = tokens.decode(token, current_app.extensions["notifications.keys"])
+        principal = tokens.decode(token, state().keys)
     except tokens.AuthError as exc:
         raise Unauthorized(str(exc)) from None
     return signed_in(token, principal)
@@ -208,7 +209,7 @@ def demo_sign_in() -> Response:
     if body.user_id not in users:
         raise UnknownDemoUser()
     config = current_app.config
-    keys: tokens.KeySettings = current_app.extensions["notifications.keys"]
+    keys: tokens.KeySettings = state().keys
     algorithm = next((a for a in keys.algorithms if a.startswith("HS")), None)
     if algorithm is None or not keys.secret:
         raise DemoSignInUnavailable()

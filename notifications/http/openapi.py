@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from notifications.core import schemas
+from notifications.extension import state
 from notifications.http import ingest, operations, views
 from notifications.http.limits import (
     MAX_HEADER_FIELD,
@@ -223,7 +224,7 @@ class _Builder:
             user_security.append({})
         paths: dict[str, dict[str, Any]] = {}
         tags = []
-        variants: dict[str, Variant] = self.app.extensions.get("notifications.variants", {})
+        variants: dict[str, Variant] = state(self.app).variants
         for name, variant in variants.items():
             tag = f"{name} variant"
             tags.append({"name": tag, "description": (type(variant).__doc__ or "").strip()
@@ -345,9 +346,9 @@ def build_document(app: Flask) -> dict[str, Any]:
 
 def openapi_json() -> Response:
     """Serve the OpenAPI document (built once per process)."""
-    document = current_app.extensions.get("notifications.openapi")
+    document = state().openapi
     if document is None:
-        document = current_app.extensions["notifications.openapi"] = build_document(current_app)
+        document = state().openapi = build_document(current_app)
     return jsonify(document)
 
 

@@ -16,6 +16,7 @@ from notifications.core.validation import (
     parse_json_body,
     parse_query,
 )
+from notifications.extension import state
 from notifications.realtime.hub import hub_of
 from notifications.realtime.responses import open_stream
 from notifications.store import marks, reads
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 def current_variant() -> Variant:
     """Return the variant whose registration is serving this request."""
-    return current_app.extensions["notifications.variants"][request.blueprint]
+    return state().variants[request.blueprint or ""]
 
 
 def list_notifications() -> dict[str, Any]:

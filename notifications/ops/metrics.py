@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from notifications.core.errors import Unauthorized
+from notifications.extension import state
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Seconds between two samples of a worker's writer and streams.
@@ -143,7 +144,7 @@ def sample(app: Flask) -> None:
         _seen.clear()
         _seen_pid = os.getpid()
     m = metrics()
-    store = app.extensions.get("notifications.store")
+    store = state(app).store
     writer = getattr(store, "_writer", None)
     if writer is not None and writer.pid == os.getpid():
         m.queue.set(writer.depth)
@@ -151,7 +152,7 @@ def sample(app: Flask) -> None:
         _advance(m.commits, "commits", writer.commits)
         _advance(m.jobs, "jobs", writer.committed_jobs)
         _advance(m.busy, "busy", writer.busy_failures)
-    hub = app.extensions.get("notifications.streams")
+    hub = state(app).hub
     if hub is not None and hub.started and hub._pid == os.getpid():
         m.streams.labels("dataset").set(sum(len(s) for s in hub.dataset_subs.values()))
         m.streams.labels("organization").set(sum(len(s) for s in hub.org_subs.values()))

@@ -21,6 +21,7 @@ from flask import Flask
 from notifications import paths
 from notifications.core import logs
 from notifications.core.records import parse_duration
+from notifications.extension import state
 from notifications.settings import ConfigError
 
 log = logging.getLogger("notifications.retention")
@@ -85,7 +86,7 @@ def parse_policy(text: str | None) -> Policy:
 
 def policy_of(app: Flask) -> Policy:
     """Return the app's retention policy."""
-    return app.extensions["notifications.retention"]
+    return state(app).retention
 
 
 def lock_file(url: str) -> Path:
@@ -159,4 +160,4 @@ def status(app: Flask) -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     """Parse ``NOTIFICATIONS_RETENTION`` (a bad value stops the start with one line)."""
     logs.to_stderr(log)
-    app.extensions["notifications.retention"] = parse_policy(app.config.get("RETENTION"))
+    state(app).retention = parse_policy(app.config.get("RETENTION"))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from notifications import extension
+
 if TYPE_CHECKING:
     from notifications.realtime.hub import StreamHub
 
@@ -150,7 +152,8 @@ def _restore_mask() -> None:
 
 def streams_of(worker: Any) -> StreamHub | None:
     """Return the stream hub of a worker's app (None: an app without streams)."""
-    hub: StreamHub | None = getattr(worker.wsgi, "extensions", {}).get("notifications.streams")
+    service = getattr(worker.wsgi, "extensions", {}).get(extension.KEY)
+    hub: StreamHub | None = service.hub if service is not None else None
     return hub
 
 

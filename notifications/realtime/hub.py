@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.lock
-from flask import Flask, current_app
+from flask import Flask
 
 from notifications.core import logs
+from notifications.extension import state
 from notifications.realtime.frames import DatasetFrames
 from notifications.realtime.history import History
 from notifications.realtime.leases import Leases
@@ -265,10 +266,12 @@ class StreamHub:
 
 def hub_of(app: Flask | None = None) -> StreamHub:
     """Return the stream hub of the app (of the current app by default)."""
-    return (app or current_app).extensions["notifications.streams"]
+    hub = state(app).hub
+    assert hub is not None, "the hub is made by realtime.hub.init_app"
+    return hub
 
 
 def init_app(app: Flask) -> None:
     """Attach a (not yet started) stream hub; it starts with the first stream."""
     logs.to_stderr(log)
-    app.extensions["notifications.streams"] = StreamHub(app)
+    state(app).hub = StreamHub(app)

@@ -36,11 +36,12 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from notifications import paths
+from notifications.extension import state
 from notifications.settings import ConfigError
 from notifications.store import listeners as signals
 from notifications.store.models import db
@@ -140,7 +141,7 @@ def init_app(app: Flask) -> None:
         engine = db.engine
         if is_sqlite(engine):
             _configure_sqlite(engine)
-    app.extensions["notifications.store"] = Store(app)
+    state(app).store = Store(app)
     if app.config.get("CREATE_SCHEMA", True) is not False:
         prepare(app, create=True)
 
@@ -173,7 +174,8 @@ def prepare(app: Flask, *, create: bool) -> int:
         if not create and schema_version(engine) == 0:
             raise NoDatabase(_no_database(path or paths.describe(url)))
         found = ensure_schema(engine)
-    app.extensions.setdefault("notifications.schema_found", found)
+    if state(app).schema_found is None:
+        state(app).schema_found = found
     return found
 
 
@@ -299,7 +301,9 @@ class Store:
 
 def current_store() -> Store:
     """Return the store of the current app."""
-    return current_app.extensions["notifications.store"]
+    store = state().store
+    assert store is not None, "the store is made by store.init_app"
+    return store
 
 
 @contextmanager
