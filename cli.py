@@ -64,7 +64,7 @@ def _patch_for_gevent() -> None:
     the master and the workers agree on one I/O model (locks, sockets, threads).
     """
     # Imported here: only `serve` needs gevent before the service loads it.
-    from gevent import monkey  # type: ignore[import-untyped]
+    from gevent import monkey
 
     monkey.patch_all()
 

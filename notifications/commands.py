@@ -29,7 +29,7 @@ import click
 import sqlalchemy.exc
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
-from gevent import monkey  # type: ignore[import-untyped]
+from gevent import monkey
 
 import notifications
 from notifications import paths
@@ -164,7 +164,7 @@ def init_app(app: Flask) -> None:
 def _app() -> Flask:
     """Return the app of the running command (Flask's CLI may have pushed it already)."""
     if current_app:
-        return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+        return current_app._get_current_object()  # type: ignore[attr-defined]
     return click.get_current_context().ensure_object(ScriptInfo).load_app()
 
 

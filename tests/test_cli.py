@@ -238,7 +238,7 @@ def test_seed_is_reproducible(tmp_path: Path) -> None:
     assert [r["read_at"] is None for r in first] == [r["read_at"] is None for r in second]
     # Times are relative to "now": between two runs they all shift by the same amount.
     at = lambda r: datetime.fromisoformat(r["created_at"])  # noqa: E731
-    assert len({at(b) - at(a) for a, b in zip(first, second)}) == 1
+    assert len({at(b) - at(a) for a, b in zip(first, second, strict=True)}) == 1
     other = seeded("c.db", "43")
     assert {r["id"] for r in other}.isdisjoint({r["id"] for r in first})
 

@@ -128,7 +128,7 @@ def test_logs_and_error_bodies_never_hold_credentials(logged_server: Any) -> Non
                 assert piece not in body, f"{name} found in the error body of call {index}"
 
     lines = [line for line in log.splitlines() if "request_id=" in line]
-    for (method, path, _), request_id in zip(calls, request_ids):
+    for (method, path, _), request_id in zip(calls, request_ids, strict=True):
         matching = [line for line in lines if f"request_id={request_id}" in line]
         assert len(matching) == 1, (request_id, lines)
         assert f" {method} {path.split('?')[0].split('/eyJ')[0]}" in matching[0]

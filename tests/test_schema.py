@@ -126,7 +126,7 @@ def test_pragmas_on_every_connection(app: Any) -> None:
         connections = [db.engine.connect() for _ in range(3)]
         try:
             for conn in connections:
-                pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+                pragma = lambda name, c=conn: c.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
                 assert pragma("journal_mode") == "wal"
                 assert pragma("busy_timeout") >= 5000
                 assert pragma("synchronous") == 1  # NORMAL

@@ -144,7 +144,7 @@ def sample(app: Flask) -> None:
         _seen.clear()
         _seen_pid = os.getpid()
     m = metrics()
-    store = state(app).store
+    store = getattr(state(app), "store", None)
     writer = getattr(store, "_writer", None)
     if writer is not None and writer.pid == os.getpid():
         m.queue.set(writer.depth)
@@ -152,7 +152,7 @@ def sample(app: Flask) -> None:
         _advance(m.commits, "commits", writer.commits)
         _advance(m.jobs, "jobs", writer.committed_jobs)
         _advance(m.busy, "busy", writer.busy_failures)
-    hub = state(app).hub
+    hub = getattr(state(app), "hub", None)
     if hub is not None and hub.started and hub._pid == os.getpid():
         m.streams.labels("dataset").set(sum(len(s) for s in hub.dataset_subs.values()))
         m.streams.labels("organization").set(sum(len(s) for s in hub.org_subs.values()))

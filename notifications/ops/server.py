@@ -153,7 +153,7 @@ def _restore_mask() -> None:
 def streams_of(worker: Any) -> StreamHub | None:
     """Return the stream hub of a worker's app (None: an app without streams)."""
     service = getattr(worker.wsgi, "extensions", {}).get(extension.KEY)
-    hub: StreamHub | None = service.hub if service is not None else None
+    hub: StreamHub | None = getattr(service, "hub", None)
     return hub
 
 

@@ -266,9 +266,7 @@ class StreamHub:
 
 def hub_of(app: Flask | None = None) -> StreamHub:
     """Return the stream hub of the app (of the current app by default)."""
-    hub = state(app).hub
-    assert hub is not None, "the hub is made by realtime.hub.init_app"
-    return hub
+    return state(app).hub
 
 
 def init_app(app: Flask) -> None:

@@ -301,9 +301,7 @@ class Store:
 
 def current_store() -> Store:
     """Return the store of the current app."""
-    store = state().store
-    assert store is not None, "the store is made by store.init_app"
-    return store
+    return state().store
 
 
 @contextmanager

@@ -50,7 +50,7 @@ class WriteTimeout(Exception):
 
 def _native(module: str, name: str) -> Any:
     """Return the unpatched object even when gevent has monkey-patched the process."""
-    from gevent import monkey  # type: ignore[import-untyped]
+    from gevent import monkey
 
     return monkey.get_original(module, name)
 
@@ -58,7 +58,7 @@ def _native(module: str, name: str) -> Any:
 def on_hub() -> bool:
     """Tell whether this code runs in greenlets on a monkey-patched gevent hub."""
     from gevent import monkey
-    from gevent._hub_local import get_hub_if_exists  # type: ignore[import-untyped]
+    from gevent._hub_local import get_hub_if_exists
 
     if not monkey.is_module_patched("threading"):
         return False
@@ -84,7 +84,7 @@ class Job:
         self._lock: Any = None
         self._event: Any = None
         if hub:
-            from gevent.event import Event  # type: ignore[import-untyped]
+            from gevent.event import Event
 
             self._event = Event()
         else:
