@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import jwt
 import pytest
 
-from notifications.core import serialize, tokens
+from notifications.core import serialize, tokens, validation
 from notifications.core.tokens import AuthError, KeySettings, Principal
 
 SECRET = "unit-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -204,3 +204,18 @@ def test_bearer_token_reads_the_scheme_case_insensitively(header: str | None,
 def test_bearer_token_refuses_other_schemes(header: str) -> None:
     with pytest.raises(AuthError):
         tokens.bearer_token(header)
+
+
+# --- stream inputs ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header, expected", [
+    (None, None), ("", None), ("  ", None), ("0", 0), (" 42 ", 42), ("9" * 19, int("9" * 19)),
+])
+def test_last_event_id_names_a_position_or_none(header: str | None, expected: int | None) -> None:
+    assert validation.parse_last_event_id(header) == expected
+
+
+@pytest.mark.parametrize("header", ["-1", "1.5", "abc", "9" * 20, "\u0661\u0662", "1 2"])
+def test_last_event_id_refuses_what_this_service_never_hands_out(header: str) -> None:
+    with pytest.raises(ValueError):
+        validation.parse_last_event_id(header)

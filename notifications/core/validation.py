@@ -62,6 +62,25 @@ class DatasetStreamQuery(Query):
     last_event_id: int | None = Field(None, ge=0, le=MAX_OFFSET)
 
 
+#: Most digits of a position this service hands out as an event id (a SQLite integer).
+MAX_EVENT_ID_DIGITS = 19
+
+
+def parse_last_event_id(header: str | None) -> int | None:
+    """Read a ``Last-Event-ID`` header: the position it names, or None when there is none.
+
+    A browser sends the header on its own reconnect. Raises ``ValueError`` for a value that
+    is not a position this service hands out (not ASCII digits, or longer than any), which
+    the streams answer with ``event: reset``.
+    """
+    value = (header or "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit() and len(value) <= MAX_EVENT_ID_DIGITS:
+        return int(value)
+    raise ValueError(f"not an event id of this service: {value[:40]!r}")
+
+
 class NotificationPath(Query):
     notification_id: UUID
 

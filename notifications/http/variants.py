@@ -32,6 +32,7 @@ from notifications.core.validation import (
     DatasetStreamQuery,
     OrganizationListQuery,
     Query,
+    parse_last_event_id,
     parse_query,
 )
 from notifications.http import operations, views
@@ -194,14 +195,13 @@ class DatasetVariant(Variant):
         query = parse_query(DatasetStreamQuery, request.args)
         last_event_id, reset = query.last_event_id, False
         # The header is what a browser sends on its own reconnect: it wins over the query.
-        header = request.headers.get("Last-Event-ID", "").strip()
-        if header:
-            # Ids are SQLite integers (at most 19 digits); anything else, however long, is
-            # not an id this service hands out.
-            if header.isascii() and header.isdigit() and len(header) <= 19:
-                last_event_id = int(header)
-            else:
-                reset = True
+        try:
+            header = parse_last_event_id(request.headers.get("Last-Event-ID"))
+        except ValueError:
+            reset = True
+        else:
+            if header is not None:
+                last_event_id = header
         hub = hub_of()
         # Capped like the organization stream (its own slots): each replaying stream costs
         # the worker memory and reads, and one user must not take them all.
