@@ -635,19 +635,30 @@ def _stop_on_signals() -> Callable[[], None]:
     """Make SIGINT and SIGTERM raise KeyboardInterrupt; return what restores the old handlers.
 
     A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored:
-    without its own handler such a tail could only be killed.
+    without its own handler such a tail could only be killed. Once one of them arrived,
+    later ones are ignored until the process exits: ``timeout`` sends SIGTERM to its child
+    and then to its whole process group, and the second must not kill a tail that is
+    already ending cleanly (exit 143 instead of 0).
     """
+    stopping = False
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     try:
         previous = {sig: signal.signal(sig, handler) for sig, handler in (
-            (signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, stop))}
+            (signal.SIGINT, stop), (signal.SIGTERM, stop))}
     except ValueError:
         return lambda: None  # not the main thread (an embedding program): leave its handlers
 
     def restore() -> None:
+        if stopping:
+            return  # the command is ending because of a signal: stay deaf to repeats
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 

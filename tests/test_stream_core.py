@@ -110,9 +110,13 @@ def _ignore_stop_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("stop, times", [(signal.SIGINT, 1), (signal.SIGTERM, 1),
+                                         (signal.SIGTERM, 2)],
+                         ids=["ctrl-c", "sigterm", "sigterm-twice"])
 def test_tail_follows_new_notifications_and_stops_on_ctrl_c(db_url: str, app: Any, make: Any,
-                                                           stop: signal.Signals) -> None:
+                                                           stop: signal.Signals,
+                                                           times: int) -> None:
+    """Twice, as ``timeout`` does: to its child, then to its whole process group."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
            "NOTIFICATIONS_DATABASE_URL": db_url}
     make("alice", 1, title="old")
@@ -136,7 +140,8 @@ def test_tail_follows_new_notifications_and_stops_on_ctrl_c(db_url: str, app: An
         assert [line["id"] for line in lines] == [row["id"] for row in made]
         assert lines[0]["title"] == "new" and lines[0]["organization_id"] == "acme"
     finally:
-        proc.send_signal(stop)
+        for _ in range(times):
+            proc.send_signal(stop)
         try:
             _, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
