@@ -73,7 +73,9 @@ def test_token_verifies_with_the_secret(runner: Any) -> None:
 
 
 def test_token_with_org_and_ttl(runner: Any, client: Any) -> None:
-    token = runner.invoke("token", "--user", "alice", "--org", "acme", "--ttl", "120").output.strip()
+    token = runner.invoke(
+        "token", "--user", "alice", "--org", "acme", "--ttl", "120"
+    ).output.strip()
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["organization_id"] == "acme" and claims["exp"] - claims["iat"] == 120
     headers = {"Authorization": f"Bearer {token}"}
@@ -127,7 +129,9 @@ def test_send_prints_json_with_id(runner: Any, client: Any, auth: Any) -> None:
     assert uuid.UUID(row["id"]).version == 4
     assert row["user_id"] == "alice" and row["dataset_id"] == DATASET
     assert row["metadata"] == metadata and row["read_at"] is None
-    item = client.get("/api/v1/notifications", headers=auth.headers()).get_json()["notifications"][0]
+    item = client.get(
+        "/api/v1/notifications", headers=auth.headers()
+    ).get_json()["notifications"][0]
     assert item["id"] == row["id"] and item["message"] == "Body" and item["metadata"] == metadata
 
 
@@ -140,7 +144,9 @@ def test_send_to_several_users_in_an_org(runner: Any, client: Any, auth: Any) ->
     assert [r["user_id"] for r in rows] == ["alice", "bob"]
     assert len({r["id"] for r in rows}) == 2
     for user in ("alice", "bob"):
-        body = client.get("/api/v1/org/notifications", headers=auth.headers(user, "acme")).get_json()
+        body = client.get(
+            "/api/v1/org/notifications", headers=auth.headers(user, "acme")
+        ).get_json()
         assert body["total"] == 1
         assert body["items"][0]["kind"] == "review.created"
         assert body["items"][0]["link"] == "/reviews/1"
@@ -161,7 +167,8 @@ def test_send_to_several_users_in_an_org(runner: Any, client: Any, auth: Any) ->
         (("--metadata", '{"x": "\udcff"}'), ("UTF-8",)),
     ],
 )
-def test_send_bad_input(runner: Any, app: Any, args: tuple[str, ...], words: tuple[str, ...]) -> None:
+def test_send_bad_input(runner: Any, app: Any, args: tuple[str, ...],
+                        words: tuple[str, ...]) -> None:
     assert_one_line_error(runner.invoke("send", "--user", "alice", *args), *words)
     from notifications.store import reads
 
@@ -208,7 +215,8 @@ def test_seed_counts_and_data_for_both_variants(runner: Any, app: Any, client: A
     user, org = inbox[0]["user_id"], inbox[0]["organization_id"]
     dataset = client.get("/api/v1/notifications?limit=100", headers=auth.headers(user, org))
     assert dataset.get_json()["total"] == 60
-    assert any(n["metadata"].get("is_alert") is not None for n in dataset.get_json()["notifications"])
+    assert any(n["metadata"].get("is_alert") is not None
+               for n in dataset.get_json()["notifications"])
     org_body = client.get("/api/v1/org/notifications", headers=auth.headers(user, org)).get_json()
     assert org_body["total"] == len([r for r in inbox if r["user_id"] == user]) > 0
     assert {i["kind"] for i in org_body["items"]} <= INBOX_KINDS

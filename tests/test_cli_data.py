@@ -60,7 +60,8 @@ def test_mark_read_all_touches_only_that_user(runner: Runner, make: Any, app: An
     rows = table(app)
     assert all(r["read_at"] is not None for r in rows if r["user_id"] == "alice")
     assert all(r["read_at"] is None for r in rows if r["user_id"] == "bob")
-    assert runner.invoke("mark-read", "--user", "alice", "--all", "--json").output.strip() == '{"marked": 0}'
+    assert (runner.invoke("mark-read", "--user", "alice", "--all", "--json").output.strip()
+            == '{"marked": 0}')
 
 
 def test_mark_read_by_id_accepts_both_id_forms(runner: Runner, make: Any, app: Any, client: Any,
@@ -71,7 +72,8 @@ def test_mark_read_by_id_accepts_both_id_forms(runner: Runner, make: Any, app: A
                            "--id", "ntf_" + second["id"].replace("-", ""), "--id", foreign["id"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Marked 2 of 3 given notifications of alice read; the other 1 ")
-    unread = client.get("/api/v1/org/notifications", headers=auth.headers("alice", "acme")).get_json()["unread"]
+    unread = client.get("/api/v1/org/notifications",
+                        headers=auth.headers("alice", "acme")).get_json()["unread"]
     assert unread == 1
     assert all(r["read_at"] is None for r in table(app) if r["id"] in (third["id"], foreign["id"]))
 
@@ -81,7 +83,8 @@ def test_mark_read_filters_by_org_and_dataset(runner: Runner, make: Any, app: An
     make("alice", organization_id="acme", dataset_id=OTHER_DATASET)
     make("alice", organization_id="other", dataset_id=DATASET)
     make("alice")
-    out = runner.invoke("mark-read", "--user", "alice", "--all", "--org", "acme", "--dataset", DATASET, "--json")
+    out = runner.invoke("mark-read", "--user", "alice", "--all", "--org", "acme",
+                        "--dataset", DATASET, "--json")
     assert json.loads(out.output) == {"marked": 1}
     out = runner.invoke("mark-read", "--user", "alice", "--all", "--org", "acme", "--json")
     assert json.loads(out.output) == {"marked": 1}
@@ -97,7 +100,8 @@ def test_mark_read_bumps_the_read_counter_for_streams(runner: Runner, make: Any,
 
 @pytest.mark.parametrize("args, message", [
     (["--user", "alice"], "give either --id ID (repeatable) or --all"),
-    (["--user", "alice", "--all", "--id", "ntf_" + "0" * 32], "give either --id ID (repeatable) or --all"),
+    (["--user", "alice", "--all", "--id", "ntf_" + "0" * 32],
+     "give either --id ID (repeatable) or --all"),
     (["--user", "alice", "--id", "42"], "'42' is not a notification id"),
     (["--user", "alice", "--all", "--dataset", "nope"], "'nope' is not a UUID"),
     (["--user", "", "--all"], "must be 1 to 255 characters"),
@@ -137,7 +141,8 @@ def test_purge_dry_run_counts_and_keeps_everything(runner: Runner, aged: Any, ap
     assert result.exit_code == 0
     assert result.output.startswith("Would delete 5 notifications (2 unread) created before ")
     assert len(table(app)) == 9
-    data = json.loads(runner.invoke("purge", "--older-than", "30d", "--dry-run", "--read-only", "--json").output)
+    data = json.loads(runner.invoke("purge", "--older-than", "30d", "--dry-run", "--read-only",
+                                    "--json").output)
     assert (data["deleted"], data["dry_run"], data["read_only"]) == (3, True, True)
 
 
@@ -171,8 +176,10 @@ def test_purge_works_in_small_transactions(app: Any, make: Any) -> None:
     assert [r["id"] for r in table(app)] == [r["id"] for r in keep]
 
 
-@pytest.mark.parametrize("value", ["", "30", "30x", "-5d", "d", "5d3", "3 d", "99999999999999999999d", "1.5h"])
-def test_purge_bad_duration_is_a_clear_error(runner: Runner, aged: Any, app: Any, value: str) -> None:
+@pytest.mark.parametrize("value", ["", "30", "30x", "-5d", "d", "5d3", "3 d",
+                                   "99999999999999999999d", "1.5h"])
+def test_purge_bad_duration_is_a_clear_error(runner: Runner, aged: Any, app: Any,
+                                             value: str) -> None:
     result = runner.invoke("purge", "--older-than", value)
     assert result.exit_code == 2
     assert "Invalid value for --older-than" in result.output
@@ -196,7 +203,8 @@ def test_export_import_round_trip_is_exact(runner: Runner, app: Any, other_app: 
     assert result.exit_code == 0
     assert "Exported 101 notifications" in result.output
     original = table(app)
-    assert any(r["read_at"] is not None for r in original) and any(r["read_at"] is None for r in original)
+    assert (any(r["read_at"] is not None for r in original)
+            and any(r["read_at"] is None for r in original))
 
     target = Runner(other_app)
     result = target.invoke("import", str(out))
@@ -206,7 +214,9 @@ def test_export_import_round_trip_is_exact(runner: Runner, app: Any, other_app: 
     # And the same file again comes out of the copy.
     again = tmp_path / "again.jsonl"
     target.invoke("export", "-o", str(again))
-    strip_seq = lambda path: [{k: v for k, v in r.items() if k != "seq"} for r in jsonl(path.read_text())]  # noqa: E731
+    strip_seq = lambda path: [  # noqa: E731
+        {k: v for k, v in r.items() if k != "seq"} for r in jsonl(path.read_text())
+    ]
     assert strip_seq(again) == strip_seq(out)
 
 
@@ -217,12 +227,14 @@ def test_export_to_stdout_with_filters(runner: Runner, make: Any) -> None:
     make("bob", created_at=now, title="bob")
     result = runner.invoke("export", "--user", "alice")
     assert [r["title"] for r in jsonl(result.stdout)] == ["old", "recent"]
-    assert [r["title"] for r in jsonl(runner.invoke("export", "--since", "2d").stdout)] == ["recent", "bob"]
+    assert ([r["title"] for r in jsonl(runner.invoke("export", "--since", "2d").stdout)]
+            == ["recent", "bob"])
     # An ISO time without offset is UTC; with an offset it is converted.
     iso = serialize.iso_naive(now - 5 * DAY_US)
     assert transfer.parse_since(iso, now) == now - 5 * DAY_US
     assert transfer.parse_since(iso + "+01:00", now) == now - 5 * DAY_US - 3_600_000_000
-    titles = [r["title"] for r in jsonl(runner.invoke("export", "--user", "alice", "--since", iso).stdout)]
+    titles = [r["title"]
+              for r in jsonl(runner.invoke("export", "--user", "alice", "--since", iso).stdout)]
     assert titles == ["recent"]
     assert jsonl(runner.invoke("export", "--since", "2100-01-01").stdout) == []
 
@@ -241,7 +253,8 @@ def test_export_bad_input(runner: Runner, args: list[str], message: str) -> None
 def lines_file(tmp_path: Path, count: int = 10) -> Path:
     path = tmp_path / "in.jsonl"
     path.write_text("".join(
-        json.dumps({"user_id": f"u{i}", "title": f"t{i}", "created_at": f"2026-01-01T00:00:{i:02d}Z"}) + "\n"
+        json.dumps({"user_id": f"u{i}", "title": f"t{i}",
+                    "created_at": f"2026-01-01T00:00:{i:02d}Z"}) + "\n"
         for i in range(count)
     ))
     return path
@@ -255,7 +268,8 @@ def test_import_broken_line_7_imports_nothing(runner: Runner, app: Any, tmp_path
     result = runner.invoke("import", str(path))
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: line 7: dataset_id: Input should be a valid UUID, invalid character: found `n` at 0; "
+        "Error: line 7: dataset_id: Input should be a valid UUID, "
+        "invalid character: found `n` at 0; "
         "nothing was imported (fix the line, or use --skip-invalid to import the others)"
     )
     assert table(app) == []
@@ -266,16 +280,19 @@ def test_import_broken_line_7_imports_nothing(runner: Runner, app: Any, tmp_path
     ("[1, 2]", "not a JSON object"),
     ('"text"', "not a JSON object"),
     ('{"title": "no user"}', "user_id: Field required"),
-    ('{"user_id": "a", "metadata": {"x": NaN}}', "metadata: metadata must not contain NaN or Infinity"),
+    ('{"user_id": "a", "metadata": {"x": NaN}}',
+     "metadata: metadata must not contain NaN or Infinity"),
     ('{"user_id": "a", "created_at": "soon"}', "created_at: Input should be a valid datetime"),
     ('{"user_id": "a", "id": "123"}', "id: Input should be a valid UUID"),
     ('{"user_id": "a", "metadata": []}', "metadata: Input should be an object"),
     ('{"user_id": "a", "read_at": 5}', "read_at: time must be an ISO-8601 string"),
     ("\xff\xfe garbage", "not valid JSON"),
 ])
-def test_import_names_the_reason(runner: Runner, app: Any, tmp_path: Path, broken: str, reason: str) -> None:
+def test_import_names_the_reason(runner: Runner, app: Any, tmp_path: Path, broken: str,
+                                 reason: str) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_bytes(b'{"user_id": "a"}\n\n' + broken.encode("latin-1" if "\xff" in broken else "utf-8") + b"\n")
+    path.write_bytes(b'{"user_id": "a"}\n\n'
+                     + broken.encode("latin-1" if "\xff" in broken else "utf-8") + b"\n")
     result = runner.invoke("import", str(path))
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: line 3: {reason}")
@@ -323,7 +340,8 @@ def test_import_skips_stored_ids_and_dedupe_keys(runner: Runner, app: Any, make:
     finally:
         signals._listeners.remove(listener)
     assert result.output.strip() == (
-        "Imported 2 notifications; skipped 2 already stored (same id, or same user and dedupe_key).")
+        "Imported 2 notifications; skipped 2 already stored "
+        "(same id, or same user and dedupe_key).")
     assert signals_seen
     assert sorted(r["title"] for r in table(app)) == ["new", "new", "original"]
     # Records without an id are new every time; the others are skipped again.
@@ -339,10 +357,12 @@ def test_import_of_an_empty_file_and_a_missing_file(runner: Runner, tmp_path: Pa
     assert result.exit_code == 2 and "No such file or directory" in result.output
 
 
-def test_import_then_both_apis_show_the_rows(runner: Runner, client: Any, auth: Any, tmp_path: Path) -> None:
+def test_import_then_both_apis_show_the_rows(runner: Runner, client: Any, auth: Any,
+                                             tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text(json.dumps({"user_id": "alice", "organization_id": "acme", "kind": "review.created",
-                                "message": "imported", "dataset_id": DATASET}) + "\n")
+    path.write_text(json.dumps({"user_id": "alice", "organization_id": "acme",
+                                "kind": "review.created", "message": "imported",
+                                "dataset_id": DATASET}) + "\n")
     runner.invoke("import", str(path))
     dataset = client.get("/api/v1/notifications", headers=auth.headers("alice")).get_json()
     assert dataset["notifications"][0]["message"] == "imported"
@@ -351,11 +371,13 @@ def test_import_then_both_apis_show_the_rows(runner: Runner, client: Any, auth: 
 
 
 def test_send_stores_one_notification_per_user(runner: Runner, app: Any) -> None:
-    result = runner.invoke("send", "--user", "alice", "--user", "bob", "--org", "acme", "--title", "Hi")
+    result = runner.invoke("send", "--user", "alice", "--user", "bob", "--org", "acme",
+                           "--title", "Hi")
     assert result.exit_code == 0
     printed = jsonl(result.stdout)
     assert [r["user_id"] for r in printed] == ["alice", "bob"]
-    assert sorted((r["id"], r["user_id"]) for r in table(app)) == sorted((r["id"], r["user_id"]) for r in printed)
+    assert (sorted((r["id"], r["user_id"]) for r in table(app))
+            == sorted((r["id"], r["user_id"]) for r in printed))
 
 
 def test_export_line_copies_metadata_text_exactly() -> None:
@@ -369,7 +391,8 @@ def test_export_line_copies_metadata_text_exactly() -> None:
     assert record["metadata"] == {"a": [1, 2.5, None], "é": '"q"'}
     assert record["created_at"] == "1494-09-01T21:20:00.000000Z"
     assert json.loads(transfer.export_line({**row, "metadata": ""}))["metadata"] == {}
-    assert transfer.export_line({**row, "metadata": json.loads(row["metadata"])}) == transfer.export_line(row)
+    assert (transfer.export_line({**row, "metadata": json.loads(row["metadata"])})
+            == transfer.export_line(row))
 
 
 def test_round_trip_keeps_odd_values(runner: Runner, make: Any, other_app: Any, app: Any,
@@ -382,7 +405,8 @@ def test_round_trip_keeps_odd_values(runner: Runner, make: Any, other_app: Any, 
     assert table(other_app) == table(app)
 
 
-def test_export_writes_into_a_pipe_and_through_a_symlink(runner: Runner, make: Any, tmp_path: Path) -> None:
+def test_export_writes_into_a_pipe_and_through_a_symlink(runner: Runner, make: Any,
+                                                         tmp_path: Path) -> None:
     import os
     import threading
 

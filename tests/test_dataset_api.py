@@ -71,7 +71,8 @@ def test_list_empty(client: Any, auth: Any) -> None:
     }
 
 
-def test_list_newest_first_even_when_inserted_out_of_order(client: Any, auth: Any, make: Any) -> None:
+def test_list_newest_first_even_when_inserted_out_of_order(client: Any, auth: Any,
+                                                           make: Any) -> None:
     base = 1_760_000_000_000_000
     for offset in (5, 1, 9, 3):
         alert(make, created_at=base + offset, title=str(offset))
@@ -326,7 +327,8 @@ def test_read_all(client: Any, auth: Any, make: Any) -> None:
 
 
 def test_read_counter_moves_only_when_something_was_marked(app: Any, client: Any, auth: Any,
-                                                          make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          make: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Stream watchers recount when the read counter moves or a change is signalled."""
     from notifications.store import feed
     from notifications.store import listeners as signals

@@ -31,7 +31,9 @@ def db_file(app: Any) -> Path:
 def rows(path: Path) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(path)
     try:
-        return conn.execute("SELECT id, user_id, title, read_at FROM notifications ORDER BY seq").fetchall()
+        return conn.execute(
+            "SELECT id, user_id, title, read_at FROM notifications ORDER BY seq"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -302,14 +304,16 @@ def test_metrics_in_prometheus_text(client: Any, auth: Any, make: Any) -> None:
     assert ('notifications_http_requests_total{method="GET",route="/api/v1/notifications",'
             'status="200"}') in body
     assert 'route="unmatched",status="404"' in body
-    assert 'notifications_http_request_duration_seconds_bucket{le="0.005",route="/api/v1/notifications"}' in body
+    assert ('notifications_http_request_duration_seconds_bucket{le="0.005",'
+            'route="/api/v1/notifications"}') in body
     for name in ("notifications_write_queue_depth", "notifications_write_commits_total",
                  "notifications_write_last_commit_seconds", "notifications_database_bytes",
                  "notifications_wal_bytes", "notifications_stream_events_total"):
         assert f"\n{name} " in body, name
 
 
-@pytest.mark.parametrize("app_config", [{"METRICS_TOKEN": "scrape-token-0123456789"}], indirect=True)
+@pytest.mark.parametrize("app_config", [{"METRICS_TOKEN": "scrape-token-0123456789"}],
+                         indirect=True)
 def test_metrics_token(client: Any) -> None:
     refused = client.get("/metrics")
     assert refused.status_code == 401

@@ -166,7 +166,8 @@ def test_times_before_year_1000_keep_four_digit_years(client: Any, auth: Any, ma
     inbox(make, created_at=-60_000_000_000_000_000)  # year 68: strftime("%Y") wrote "68"
     inbox(make, created_at=-31_000_000_000_000_001)
     items = get(client, auth).get_json()["items"]
-    assert [i["created_at"] for i in items] == ["0987-08-25T16:53:19.999999Z", "0068-09-03T13:20:00Z"]
+    assert [i["created_at"] for i in items] == ["0987-08-25T16:53:19.999999Z",
+                                                "0068-09-03T13:20:00Z"]
 
 
 def test_newest_first(client: Any, auth: Any, make: Any) -> None:

@@ -68,7 +68,8 @@ def describe(path: Path) -> dict[str, Any]:
             match = re.search(r"\bWHERE\b(.*)$", sql, re.S | re.I)
             wheres[name] = " ".join(match.group(1).split()).lower() if match else None
         autoincrement = {
-            name for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")
+            name
+            for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")
             if sql and "AUTOINCREMENT" in sql.upper()
         }
         declared_nullable = {
@@ -172,7 +173,8 @@ def test_a_version_2_database_gets_the_lease_kind_column(tmp_path: Path) -> None
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
     with sqlite3.connect(url[len("sqlite:///"):]) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-        assert conn.execute("SELECT id, kind FROM stream_leases").fetchall() == [("l1", "organization")]
+        assert (conn.execute("SELECT id, kind FROM stream_leases").fetchall()
+                == [("l1", "organization")])
         assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
     with app.app_context():
         # The old lease still counts against alice's organization streams, not dataset ones.
@@ -253,7 +255,8 @@ def test_init_db_is_idempotent_and_keeps_data(runner: Any, make: Any, app: Any) 
     assert runner.invoke("init-db").exit_code == 0
     for _ in range(2):
         result = runner.invoke("init-db")
-        assert result.exit_code == 0 and f"up to date (schema version {SCHEMA_VERSION})" in result.output
+        assert (result.exit_code == 0
+                and f"up to date (schema version {SCHEMA_VERSION})" in result.output)
     with app.app_context():
         assert reads.unread_count(Scope("alice")) == 3
         assert [r["id"] for r in reads.list_for_admin(user_id="alice")] == \

@@ -54,13 +54,15 @@ class SSEClient:
             pass
         self.events.put({"closed": True, "at": time.monotonic()})
 
-    def next(self, timeout: float = 5.0, skip: tuple[str, ...] = ("ping", "keep-alive")) -> dict[str, Any]:
+    def next(self, timeout: float = 5.0,
+             skip: tuple[str, ...] = ("ping", "keep-alive")) -> dict[str, Any]:
         """Return the next event that is not a ping or keep-alive (or ``closed``)."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no event within {timeout}s; lines so far: {self.raw_lines[-20:]}")
+                raise AssertionError(
+                    f"no event within {timeout}s; lines so far: {self.raw_lines[-20:]}")
             try:
                 event = self.events.get(timeout=remaining)
             except queue.Empty:
@@ -88,7 +90,8 @@ class SSEClient:
                 event = self.events.get(timeout=remaining)
             except queue.Empty:
                 break
-            if event.get("event") != "ping" and event.get("comment") != "keep-alive" and set(event) != {"id", "at"}:
+            if (event.get("event") != "ping" and event.get("comment") != "keep-alive"
+                    and set(event) != {"id", "at"}):
                 found.append(event)
         return found
 
@@ -157,7 +160,8 @@ def open_stream(server: Any, path: str, user: str = "alice", org: str | None = N
     return SSEClient(server.url(path), headers, **kwargs)
 
 
-def connect_dataset(server: Any, user: str = "alice", query: str = "", **kwargs: Any) -> tuple[SSEClient, int]:
+def connect_dataset(server: Any, user: str = "alice", query: str = "",
+                    **kwargs: Any) -> tuple[SSEClient, int]:
     """Open a dataset stream and return it with the cursor it announced."""
     stream = open_stream(server, "/api/v1/notifications/stream" + query, user, **kwargs)
     assert stream.response.status_code == 200, stream.response.text
@@ -206,7 +210,8 @@ def test_dataset_stream_delivers_across_processes_with_filters(live_server: Any)
         "created_at": sent["created_at"][:-1], "read_at": None,
     }
     for stream in extra:
-        assert [json.loads(stream.next()["data"])["id"] for _ in range(2)] == [other["id"], sent["id"]]
+        assert ([json.loads(stream.next()["data"])["id"] for _ in range(2)]
+                == [other["id"], sent["id"]])
     # Both watchers have delivered both rows by now. The dataset filter drops the other
     # dataset; bob sees nothing of alice's.
     assert json.loads(filtered.next()["data"])["id"] == sent["id"]

@@ -87,7 +87,8 @@ def test_jobs_that_queue_up_meanwhile_share_one_commit(app: Any, roomy_batches: 
     titles: dict[int, str] = {}
 
     def send(i: int) -> None:
-        titles[i] = inserts.create_notifications([{"user_id": f"u{i}", "title": str(i)}])[0]["title"]
+        titles[i] = inserts.create_notifications(
+            [{"user_id": f"u{i}", "title": str(i)}])[0]["title"]
 
     with writer_busy(app) as writer:
         commits = writer.commits
@@ -215,8 +216,8 @@ def test_synchronous_setting_reaches_the_writer(tmp_path: Path) -> None:
     from notifications import create_app
 
     for value in ("full", "normal"):
-        app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / value}.db", "JWT_SECRET": "x" * 32,
-                          "SYNCHRONOUS": value.upper()})
+        app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / value}.db",
+                          "JWT_SECRET": "x" * 32, "SYNCHRONOUS": value.upper()})
         with app.app_context():
             level = write(lambda conn: conn.exec_driver_sql("PRAGMA synchronous").scalar())
         state(app).store.close()
