@@ -88,6 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATASET_PREFIX", "/api/v1", "prefix", "dataset variant mount, `off` to disable"),
     Setting("ORGANIZATION_PREFIX", "/api/v1/org", "prefix",
             "organization variant mount, `off` to disable"),
+    Setting("V2_PREFIX", "/api/v2", "prefix", "inbox API version 2 mount, `off` to disable"),
     Setting("PING_INTERVAL", 3.0, "float", "dataset stream ping, seconds", bounds=(0.05, 3600.0)),
     Setting("KEEPALIVE_INTERVAL", 15.0, "float", "organization stream keep-alive, seconds",
             bounds=(0.05, 3600.0)),
@@ -244,12 +245,15 @@ def normalize(config: MutableMapping[str, Any]) -> None:
     """Coerce every setting in ``config`` to its kind; reject what the service cannot use."""
     for setting in SETTINGS:
         config[setting.name] = _coerce(setting, config.get(setting.name, setting.default))
-    dataset, organization = config["DATASET_PREFIX"], config["ORGANIZATION_PREFIX"]
-    if dataset is not None and dataset == organization:
-        raise ConfigError(
-            "NOTIFICATIONS_DATASET_PREFIX and NOTIFICATIONS_ORGANIZATION_PREFIX are both "
-            f"{dataset or '/'!r}; give each variant its own prefix or set one to 'off'"
-        )
+    mounts = ("DATASET_PREFIX", "ORGANIZATION_PREFIX", "V2_PREFIX")
+    for n, first in enumerate(mounts):
+        for second in mounts[n + 1:]:
+            prefix = config[first]
+            if prefix is not None and prefix == config[second]:
+                raise ConfigError(
+                    f"NOTIFICATIONS_{first} and NOTIFICATIONS_{second} are both "
+                    f"{prefix or '/'!r}; give each variant its own prefix or set one to 'off'"
+                )
 
 
 def markdown_table(settings: Iterable[Setting] = SETTINGS) -> str:

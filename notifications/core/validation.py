@@ -85,6 +85,13 @@ class NotificationPath(Query):
     notification_id: UUID
 
 
+class NtfNotificationPath(Query):
+    """The ``ntf_<32 hex>`` id of version 2's paths (anything else is a 404, as a foreign id)."""
+
+    notification_id: str = Field(pattern=r"^ntf_[0-9a-fA-F]{32}$",
+                                 examples=["ntf_e94ab07ec0fe4db183d034ea0fd8ee57"])
+
+
 #: Largest page of the organization inbox.
 ORGANIZATION_MAX_LIMIT = 200
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
-from notifications.core import schemas, validation
+from notifications.core import schemas, v2_requests, v2_schemas, validation
 
 if TYPE_CHECKING:
     from notifications.http.variants import Variant
@@ -130,4 +130,39 @@ INGEST = Operation(
     "most 1000. A batch with any invalid object is refused whole (422) and nothing is "
     "stored. A notification whose `dedupe_key` was already used for the same user is not "
     "stored again: it counts in `duplicates` and its stored id is returned.",
+)
+
+# --- the inbox API version 2 ---------------------------------------------------------------
+
+_V2_ERRORS = (401, 403, 422)
+V2_GET = Operation(
+    "Return one of the caller's notifications", v2_schemas.V2Record,
+    path=validation.NtfNotificationPath, errors=(401, 403, 404),
+    description="404 `not_found` when it does not exist or is not the caller's.",
+)
+V2_PATCH = Operation(
+    "Set seen, read or archived on one notification; return it", v2_schemas.V2Record,
+    path=validation.NtfNotificationPath, body=v2_requests.V2PatchBody, body_required=True,
+    errors=(401, 403, 404, 408, 413, 422, 503),
+    description="Idempotent: asking for the state the notification has changes nothing. "
+    "Reading implies seen; seen cannot be undone (`seen: false` is 422). An empty body or "
+    "an unknown key is 422.",
+)
+V2_LIST = Operation(
+    "List the caller's notifications, newest first, a page at a time", v2_schemas.V2List,
+    query=v2_requests.V2ListQuery, errors=_V2_ERRORS,
+    links={"getFirst": (V2_GET, {"notification_id": "$response.body#/items/0/id"})},
+    description="Keyset paging: `next_cursor` continues after the last item whatever is "
+    "added or changes state meanwhile; a cursor made for another filter is 422.",
+)
+V2_COUNTS = Operation(
+    "Count the caller's unarchived notifications: total, unread and unseen",
+    v2_schemas.V2Counts, query=v2_requests.V2CountsQuery, errors=_V2_ERRORS,
+)
+V2_BULK = Operation(
+    "Apply one action to notifications by ids or by a filter", v2_schemas.V2BulkResult,
+    body=v2_requests.V2BulkBody, body_required=True, errors=(401, 403, 408, 413, 422, 503),
+    description="Give exactly one of `ids` (at most 1000; ids that are not the caller's are "
+    "skipped) and `filter` (the list's filters, and `before`). `updated` counts the "
+    "notifications whose state changed.",
 )

@@ -17,6 +17,8 @@ from notifications.core.errors import (
     ValidationFailed,
     detail_body,
 )
+from notifications.core.tokens import Principal
+from notifications.core.v2_requests import V2ListQuery
 from notifications.core.schemas import DetailError, DetailValidationError, OrganizationError
 from notifications.core.serialize import (
     DATASET_FIELDS,
@@ -35,7 +37,7 @@ from notifications.core.validation import (
     parse_last_event_id,
     parse_query,
 )
-from notifications.http import operations, views
+from notifications.http import operations, v2_views, views
 from notifications.http.auth import current_principal
 from notifications.http.operations import Operation
 from notifications.realtime.events import dataset_events, organization_events
@@ -265,16 +267,21 @@ class OrganizationVariant(Variant):
     error_model = OrganizationError
     validation_error_model = OrganizationError
 
+    #: Why a caller without a user session is refused (403).
+    session_hint = ("Sign in as a user and select an organization; "
+                    "API keys cannot read notifications.")
+
     def authorize(self) -> Scope:
-        # An API key is refused before any token check: it is never a user session.
-        principal = None if request.headers.get("X-API-Key") is not None else current_principal()
-        if principal is None or principal.organization_id is None:
-            raise Forbidden(
-                "notifications require a user session",
-                hint="Sign in as a user and select an organization; "
-                     "API keys cannot read notifications.",
-            )
+        principal = self.user_session()
+        if principal.organization_id is None:
+            raise Forbidden("notifications require a user session", hint=self.session_hint)
         return Scope.organization_api(principal.user_id, principal.organization_id)
+
+    def user_session(self) -> Principal:
+        """The calling user; an API key is refused before any token check (403)."""
+        if request.headers.get("X-API-Key") is not None:
+            raise Forbidden("notifications require a user session", hint=self.session_hint)
+        return current_principal()
 
     def list_body(self, scope: Scope, query: OrganizationListQuery) -> dict[str, Any]:
         rows, total, unread = reads.list_notifications(
@@ -316,4 +323,34 @@ class OrganizationVariant(Variant):
         return response
 
 
-VARIANTS: dict[str, type[Variant]] = {v.name: v for v in (DatasetVariant, OrganizationVariant)}
+class InboxV2Variant(OrganizationVariant):
+    """The inbox API version 2: seen, read and archived, cursor paging, bulk changes.
+
+    Errors in the organization envelope; the caller's rows are the token's user's, of the
+    token's organization and of none (all of the user's when the token names none).
+    """
+
+    name = "v2"
+    session_hint = "Sign in as a user; API keys cannot read notifications."
+    routes = (
+        Route("/notifications", v2_views.list_inbox, ("GET",), operations.V2_LIST),
+        Route("/notifications/counts", v2_views.inbox_counts, ("GET",), operations.V2_COUNTS),
+        Route("/notifications/bulk", v2_views.bulk_change, ("POST",), operations.V2_BULK),
+        Route("/notifications/<notification_id>", v2_views.get_notification, ("GET",),
+              operations.V2_GET),
+        Route("/notifications/<notification_id>", v2_views.patch_notification, ("PATCH",),
+              operations.V2_PATCH),
+    )
+    list_query = V2ListQuery
+
+    def authorize(self) -> Scope:
+        principal = self.user_session()
+        return Scope.dataset_api(principal.user_id, principal.organization_id)
+
+    def list_body(self, scope: Scope, query: Any) -> dict[str, Any]:
+        raise TypeError("version 2 lists through its own view (cursor and counts)")
+
+
+VARIANTS: dict[str, type[Variant]] = {
+    v.name: v for v in (DatasetVariant, OrganizationVariant, InboxV2Variant)
+}
