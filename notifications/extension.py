@@ -35,6 +35,8 @@ class Notifications:
     hub: StreamHub = field(init=False)
     #: The retention policy (``ops.retention``).
     retention: Policy = field(init=False)
+    #: Seconds the change log keeps an entry (``ops.retention``).
+    changelog_retention: int = field(init=False)
     #: Schema version found when the app was built (0: a new database), for ``init-db``.
     schema_found: int | None = None
     #: Browser origins allowed to call with credentials, lower-cased (``http.cors``).

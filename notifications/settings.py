@@ -127,6 +127,10 @@ SETTINGS: tuple[Setting, ...] = (
             shown_default="off"),
     Setting("RETENTION_INTERVAL", 600.0, "float", "seconds between two retention passes",
             bounds=(0.1, 7 * 86400.0)),
+    Setting("CHANGELOG_RETENTION", "7d", "text",
+            "how long the change log keeps changes for the streams' replay (a duration as "
+            "`purge --older-than`); applied by the retention pass",
+            shown_default="`7d`"),
     # Set by the CLI and the demo mode, never by the environment.
     Setting("DEMO", False, "flag", "demo mode: sample data and the inbox's user picker",
             internal=True),

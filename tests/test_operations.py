@@ -77,11 +77,16 @@ def test_check_reports_and_fails_on_problems(runner: Runner, make: Any, app: Any
     assert report["schema_version"] == report["expected_schema_version"]
     assert report["database_bytes"] > 0 and "wal_bytes" in report
 
+    assert report["missing_triggers"] == []
+
     with app.app_context():
         with db.engine.begin() as conn:
-            conn.execute(text("DROP INDEX ix_notifications_unread"))
+            conn.execute(text("DROP INDEX ix_notifications_unread_state"))
+            conn.execute(text("DROP TRIGGER tr_notifications_updated"))
     broken = json.loads(runner.invoke("check", "--json").output)
-    assert not broken["ok"] and broken["missing_indexes"] == ["ix_notifications_unread"]
+    assert not broken["ok"] and broken["missing_indexes"] == ["ix_notifications_unread_state"]
+    assert broken["missing_triggers"] == ["tr_notifications_updated"]
+    assert any("missing triggers: tr_notifications_updated" in p for p in broken["problems"])
     assert runner.invoke("check").exit_code == 1
 
     garbage = tmp_path / "garbage.db"

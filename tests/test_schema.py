@@ -16,8 +16,12 @@ from sqlalchemy import create_engine, event, inspect
 
 from cli import AppContext, cli
 from notifications import create_app
-from notifications.store import inserts, leases, marks, reads
+from notifications.core.cursors import Position
+from notifications.core.kinds import parse_kinds
+from notifications.core.states import ACTION_UPDATES, Action, update_for
+from notifications.store import changelog, inbox, inserts, leases, marks, reads
 from notifications.store.engine import SCHEMA_VERSION, SchemaError, schema_sql
+from notifications.store.inbox import InboxFilter
 from notifications.store.models import db
 from notifications.store.scope import Scope
 
@@ -91,7 +95,8 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
     engine.dispose()
 
     sql_side, orm_side = describe(from_sql), describe(from_models)
-    assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases"}
+    assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases", "changes",
+                                       "change_marks"}
     for table in sql_side["tables"]:
         assert sql_side["tables"][table]["columns"] == orm_side["tables"][table]["columns"], table
         assert list(sql_side["tables"][table]["columns"]) == list(
@@ -100,12 +105,37 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
         assert sql_side["tables"][table]["pk"] == orm_side["tables"][table]["pk"], table
     assert sql_side["tables"] == orm_side["tables"]
     assert sql_side["wheres"] == orm_side["wheres"]
-    assert sql_side["autoincrement"] == orm_side["autoincrement"] == {"notifications"}
+    assert sql_side["autoincrement"] == orm_side["autoincrement"] == {"notifications", "changes"}
     assert sql_side["declared_nullable"] == orm_side["declared_nullable"]
     # The partial indexes the hot paths rely on are really partial.
-    assert sql_side["wheres"]["ix_notifications_unread"] == "read_at is null"
+    assert sql_side["wheres"]["ix_notifications_unread_state"] == "read_at is null"
+    assert sql_side["wheres"]["ix_notifications_archived"] == "archived_at is not null"
     assert sql_side["wheres"]["ix_notifications_read_seq"] == "read_seq is not null"
     assert sql_side["wheres"]["ux_notifications_dedupe"] == "dedupe_key is not null"
+
+
+def triggers(path: Path) -> dict[str, str]:
+    """The triggers of a SQLite file: name -> table."""
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'"))
+
+
+#: The change log's triggers (schema.sql creates them; the models have no triggers).
+LOG_TRIGGERS = {"tr_notifications_created": "notifications",
+                "tr_notifications_updated": "notifications",
+                "tr_notifications_deleted": "notifications"}
+
+
+def test_schema_sql_creates_the_change_log_triggers(tmp_path: Path) -> None:
+    path = tmp_path / "from_sql.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(schema_sql())
+        # Running it again (init-db on a database of any version) changes nothing.
+        conn.executescript(schema_sql())
+    assert triggers(path) == LOG_TRIGGERS
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM counters WHERE name = 'changes_floor'"
+                            ).fetchone() == (0,)
 
 
 def test_packaged_schema_is_the_top_level_file() -> None:
@@ -117,6 +147,7 @@ def test_app_creates_the_schema_of_schema_sql(app: Any, db_url: str, tmp_path: P
     with sqlite3.connect(reference) as conn:
         conn.executescript(schema_sql())
     assert describe(Path(db_url[len("sqlite:///"):])) == describe(reference)
+    assert triggers(Path(db_url[len("sqlite:///"):])) == LOG_TRIGGERS
 
 
 # --- pragmas and versions ------------------------------------------------------------
@@ -156,10 +187,14 @@ V2_STREAM_LEASES = """
 """
 
 
+#: schema.sql of version 3, as it shipped.
+V3_SCHEMA = (ROOT / "tests" / "fixtures" / "schema_v3.sql").read_text()
+
+
 def version_2_database(path: Path) -> str:
     """Write a version-2 database with one live organization lease and one notification."""
     with sqlite3.connect(path) as conn:
-        conn.executescript(schema_sql())
+        conn.executescript(V3_SCHEMA)
         conn.executescript("DROP TABLE stream_leases;" + V2_STREAM_LEASES + """
             INSERT INTO stream_leases VALUES ('l1', 'alice', 'old-worker', 9000000000000000);
             INSERT INTO notifications (id, user_id, created_at) VALUES ('kept', 'alice', 1);
@@ -172,7 +207,7 @@ def test_a_version_2_database_gets_the_lease_kind_column(tmp_path: Path) -> None
     url = version_2_database(tmp_path / "v2.db")
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
     with sqlite3.connect(url[len("sqlite:///"):]) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert (conn.execute("SELECT id, kind FROM stream_leases").fetchall()
                 == [("l1", "organization")])
         assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
@@ -301,9 +336,8 @@ def plans(app: Any, statements: list[tuple[str, Any]]) -> list[tuple[str, list[s
     result = []
     with app.app_context(), db.engine.connect() as conn:
         for statement, parameters in statements:
-            if "notifications" not in statement or statement.lstrip().upper().startswith(
-                ("BEGIN", "PRAGMA", "COMMIT")
-            ):
+            if ("notifications" not in statement and "changes" not in statement) or \
+                    statement.lstrip().upper().startswith(("BEGIN", "PRAGMA", "COMMIT")):
                 continue
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
             result.append((statement, [r[-1] for r in rows]))
@@ -371,3 +405,72 @@ def test_changes_after_sequence_use_indexes(populated: Any, statement: str) -> N
     for _, plan in explained:
         assert not any(step.startswith("SCAN notifications") for step in plan), plan
         assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+# --- version 2 and the change log -----------------------------------------------------------
+
+ORG_SCOPE = Scope.dataset_api("alice", "acme")
+REVIEWS = parse_kinds(["review.*", "api.quota.warning"])
+AFTER = Position(2**62, 2**40)
+
+V2_HOT_PATHS: list[tuple[str, Callable[[], Any]]] = [
+    ("v2 first page", lambda: inbox.list_page(Scope("alice"), InboxFilter(), limit=25)),
+    ("v2 first page with org", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(), limit=25)),
+    ("v2 next page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(), limit=25, after=AFTER)),
+    ("v2 unread page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(status="unread"),
+                                               limit=25, after=AFTER)),
+    ("v2 read page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(status="read"), limit=25)),
+    ("v2 archived page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(archived="true"),
+                                                 limit=25, after=AFTER)),
+    ("v2 every page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(archived="all"), limit=25)),
+    ("v2 kinds page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(kinds=REVIEWS), limit=25,
+                                              after=AFTER)),
+    ("v2 dataset page", lambda: inbox.list_page(ORG_SCOPE, InboxFilter(dataset_id=DATASET),
+                                                limit=25, after=AFTER)),
+    ("v2 counts", lambda: inbox.counts(Scope("alice"))),
+    ("v2 counts with org", lambda: inbox.counts(ORG_SCOPE)),
+    ("v2 counts of kinds", lambda: inbox.counts(ORG_SCOPE, REVIEWS)),
+    ("v2 counts of a dataset", lambda: inbox.counts(ORG_SCOPE, None, DATASET)),
+    ("v2 get", lambda: inbox.get(ORG_SCOPE, DATASET)),
+    ("v2 patch", lambda: inbox.patch(ORG_SCOPE, DATASET, update_for([Action.READ]))),
+    ("v2 bulk ids", lambda: inbox.bulk_ids(ORG_SCOPE, [DATASET, "x"],
+                                           ACTION_UPDATES[Action.ARCHIVE])),
+    ("v2 bulk seen", lambda: inbox.bulk_filter(ORG_SCOPE, InboxFilter(),
+                                               ACTION_UPDATES[Action.SEEN])),
+    ("v2 bulk read unread", lambda: inbox.bulk_filter(ORG_SCOPE, InboxFilter(status="unread"),
+                                                      ACTION_UPDATES[Action.READ])),
+    ("v2 bulk of kinds before", lambda: inbox.bulk_filter(
+        ORG_SCOPE, InboxFilter(kinds=REVIEWS, before_us=2**62), ACTION_UPDATES[Action.ARCHIVE])),
+    ("v2 bulk unarchive", lambda: inbox.bulk_filter(ORG_SCOPE, InboxFilter(archived="true"),
+                                                    ACTION_UPDATES[Action.UNARCHIVE])),
+    ("log bounds", changelog.bounds),
+    ("log page", lambda: changelog.changes_after(10)),
+    ("log replay", lambda: changelog.user_changes_after(ORG_SCOPE, 10)),
+    ("log replay filtered", lambda: changelog.user_changes_after(
+        ORG_SCOPE, 10, kinds=REVIEWS, dataset_id=DATASET, upto=10**6)),
+    ("log retention", lambda: changelog.trim(1, now=2**62)),
+]
+
+
+@pytest.mark.parametrize("run", [h[1] for h in V2_HOT_PATHS], ids=[h[0] for h in V2_HOT_PATHS])
+def test_v2_and_change_log_paths_use_indexes(populated: Any, run: Callable[[], Any]) -> None:
+    with captured(populated) as statements:
+        with populated.app_context():
+            run()
+    explained = plans(populated, statements)
+    assert explained, "no statement touched notifications or the change log"
+    for statement, plan in explained:
+        assert not any(step.startswith(("SCAN notifications", "SCAN changes", "SCAN n", "SCAN c "))
+                       for step in plan), (statement, plan)
+        assert not any("TEMP B-TREE" in step for step in plan), (statement, plan)
+
+
+def test_v2_counts_read_indexes_alone(populated: Any) -> None:
+    """The badge counts of a scope with or without an organization touch no table row."""
+    for scope in (Scope("alice"), ORG_SCOPE):
+        with captured(populated) as statements:
+            with populated.app_context():
+                inbox.counts(scope)
+        [(statement, plan)] = plans(populated, statements)
+        searches = [step for step in plan if step.startswith("SEARCH")]
+        assert len(searches) == 3 and all("COVERING INDEX" in s for s in searches), plan

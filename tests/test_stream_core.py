@@ -241,7 +241,8 @@ def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) 
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT count(*) FROM stream_leases").fetchone()[0] == 0
-    assert dict(conn.execute("SELECT name, value FROM counters")) == {"read": 7, "purge": 0}
+    assert dict(conn.execute("SELECT name, value FROM counters")) == {
+        "read": 7, "purge": 0, "changes_floor": 0}
     assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
     conn.close()
 

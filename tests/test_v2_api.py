@@ -92,7 +92,7 @@ def test_a_cursor_of_another_filter_or_a_made_up_one_is_422(
     for query in (f"?status=unread&cursor={cursor}", "?cursor=abc", f"?cursor={cursor[:-2]}xx"):
         response = client.get(V2 + query, headers=alice)
         assert response.status_code == 422, query
-        assert list(response.json) == ENVELOPE and response.json["code"] == "validation_error"
+        assert list(response.json) == ENVELOPE and response.json["code"] == "validation_failed"
 
 
 def test_filters_status_archived_kind_and_dataset(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -142,30 +143,46 @@ FP = cursors.filter_fingerprint("all", "false", [], None)
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
 
 
-@pytest.mark.parametrize("seq", [1, 2, 42, 2**32, cursors.MAX_SEQ])
-def test_cursors_round_trip(seq: int) -> None:
-    text = encode_cursor(seq, FP)
+T0 = 1_776_000_000_000_000  # 2026-04-12, microseconds
+
+
+@pytest.mark.parametrize(("created_at", "seq"), [
+    (T0, 1), (T0, 2), (0, 42), (-1, 2**32), (cursors.MIN_TIME, cursors.MAX_SEQ),
+    (cursors.MAX_TIME, 1),
+])
+def test_cursors_round_trip(created_at: int, seq: int) -> None:
+    text = encode_cursor(created_at, seq, FP)
     assert len(text) == cursors.CURSOR_LENGTH
     assert text.isascii() and all(c.isalnum() or c in "-_" for c in text)  # url-safe
-    assert decode_cursor(text, FP) == seq
+    position = decode_cursor(text, FP)
+    assert position == (created_at, seq) and position.created_at == created_at
+    assert position.seq == seq
 
 
 def test_cursors_are_deterministic_and_differ_by_position_and_filter() -> None:
-    assert encode_cursor(7, FP) == encode_cursor(7, FP)
+    assert encode_cursor(T0, 7, FP) == encode_cursor(T0, 7, FP)
     other = cursors.filter_fingerprint("unread", "false", [], None)
-    assert len({encode_cursor(7, FP), encode_cursor(8, FP), encode_cursor(7, other)}) == 3
+    assert len({encode_cursor(T0, 7, FP), encode_cursor(T0, 8, FP), encode_cursor(T0 + 1, 7, FP),
+                encode_cursor(T0, 7, other)}) == 4
 
 
 @pytest.mark.parametrize("seq", [0, -1, cursors.MAX_SEQ + 1, True, 1.0, "1", None])
 def test_encode_refuses_positions_out_of_range(seq: Any) -> None:
     with pytest.raises(ValueError):
-        encode_cursor(seq, FP)
+        encode_cursor(T0, seq, FP)
+
+
+@pytest.mark.parametrize("created_at", [cursors.MIN_TIME - 1, cursors.MAX_TIME + 1, True, 1.0,
+                                        "1", None])
+def test_encode_refuses_times_out_of_range(created_at: Any) -> None:
+    with pytest.raises(ValueError):
+        encode_cursor(created_at, 1, FP)
 
 
 @pytest.mark.parametrize("fingerprint", [b"", b"12345", b"1234567", "123456", None])
 def test_encode_refuses_bad_fingerprints(fingerprint: Any) -> None:
     with pytest.raises(ValueError):
-        encode_cursor(1, fingerprint)
+        encode_cursor(T0, 1, fingerprint)
 
 
 def test_fingerprints_are_short_and_tell_filters_apart() -> None:
@@ -186,7 +203,7 @@ def test_fingerprints_are_short_and_tell_filters_apart() -> None:
 
 
 def test_a_cursor_of_another_filter_is_refused() -> None:
-    text = encode_cursor(5, FP)
+    text = encode_cursor(T0, 5, FP)
     with pytest.raises(InvalidCursor) as caught:
         decode_cursor(text, cursors.filter_fingerprint("unread", "false", [], None))
     assert caught.value.reason == "other_filter"
@@ -200,9 +217,15 @@ def _text(raw: bytes | bytearray) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("index", range(21))
+def _head(created_at: int, seq: int, fingerprint: bytes = FP) -> bytes:
+    return (bytes([cursors.CURSOR_VERSION]) + created_at.to_bytes(8, "big", signed=True)
+            + seq.to_bytes(8, "big") + fingerprint)
+
+
+@pytest.mark.parametrize("index", range(30))
 def test_any_changed_byte_is_noticed(index: int) -> None:
-    raw = _raw(encode_cursor(123456, FP))
+    raw = _raw(encode_cursor(T0, 123456, FP))
+    assert len(raw) == 30
     raw[index] ^= 0x01
     with pytest.raises(InvalidCursor) as caught:
         decode_cursor(_text(raw), FP)
@@ -211,7 +234,7 @@ def test_any_changed_byte_is_noticed(index: int) -> None:
 
 
 def test_an_edited_character_is_noticed() -> None:
-    text = encode_cursor(99, FP)
+    text = encode_cursor(T0, 99, FP)
     for i in range(len(text)):
         edited = text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:]
         with pytest.raises(InvalidCursor):
@@ -221,15 +244,16 @@ def test_an_edited_character_is_noticed() -> None:
 def test_a_position_out_of_range_is_refused_even_with_a_good_check() -> None:
     """Only a forger computes the check; the position is still checked."""
     for seq in (0, 2**64 - 1):
-        head = bytes([cursors.CURSOR_VERSION]) + seq.to_bytes(8, "big") + FP
+        head = _head(T0, seq)
         with pytest.raises(InvalidCursor) as caught:
             decode_cursor(_text(head + cursors._check(head)), FP)
         assert caught.value.reason == "damaged"
 
 
 @pytest.mark.parametrize("text", [
-    "", "x", "A" * 27, "A" * 29, "A" * 1000, "=" * 28, "A" * 27 + "=", "A" * 27 + "+",
-    "A" * 27 + "/", "A" * 27 + " ", "AQAAAAAAAAAqym35QangTDVMXQG\u00e9", None, 12, b"A" * 28,
+    "", "x", "A" * 39, "A" * 41, "A" * 1000, "=" * 40, "A" * 39 + "=", "A" * 39 + "+",
+    "A" * 39 + "/", "A" * 39 + " ", "AgAGUyqYYkAAAAAAAAAAACrKbflBqeBMNUxdAfQ\u00e9", None, 12,
+    b"A" * 40,
 ])
 def test_garbage_is_malformed(text: Any) -> None:
     with pytest.raises(InvalidCursor) as caught:
@@ -238,19 +262,31 @@ def test_garbage_is_malformed(text: Any) -> None:
 
 
 def test_an_unknown_version_is_malformed() -> None:
-    raw = _raw(encode_cursor(1, FP))
-    raw[0] = 2
-    head = bytes(raw[:15])
+    for version in (1, 3):
+        raw = _raw(encode_cursor(T0, 1, FP))
+        raw[0] = version
+        head = bytes(raw[:23])
+        with pytest.raises(InvalidCursor) as caught:
+            decode_cursor(_text(head + cursors._check(head)), FP)
+        assert caught.value.reason == "malformed"
+
+
+def test_a_cursor_of_the_first_format_is_malformed() -> None:
+    """Version 1 (28 characters, ``seq`` alone) was never handed out; it is refused."""
+    head = bytes([1]) + (99).to_bytes(8, "big") + FP
+    old = base64.urlsafe_b64encode(head + hashlib.blake2b(
+        head, digest_size=6, person=b"ntf-v2-cursor").digest()).decode().rstrip("=")
+    assert len(old) == 28
     with pytest.raises(InvalidCursor) as caught:
-        decode_cursor(_text(head + cursors._check(head)), FP)
+        decode_cursor(old, FP)
     assert caught.value.reason == "malformed"
 
 
-def test_random_28_characters_are_refused() -> None:
+def test_random_40_characters_are_refused() -> None:
     import secrets
 
     for _ in range(200):
-        text = _text(secrets.token_bytes(21))
+        text = _text(secrets.token_bytes(30))
         with pytest.raises(InvalidCursor):
             decode_cursor(text, FP)
 
@@ -676,15 +712,15 @@ def test_a_cursor_pages_on_with_its_filter() -> None:
     filt = [("status", "unread"), ("archived", "all"), ("kind", "review.*"),
             ("dataset_id", DATASET)]
     first = query(L, *filt, ("limit", "10"))
-    cursor = first.next_cursor(1234)
+    cursor = first.next_cursor(T0, 1234)
     nxt = query(L, *filt, ("cursor", cursor))
-    assert nxt.after == 1234 and nxt.cursor == cursor
+    assert nxt.after == (T0, 1234) and nxt.cursor == cursor
     # the page size may change; the kinds may be written otherwise with the same meaning
-    assert query(L, *filt, ("limit", "99"), ("cursor", cursor)).after == 1234
+    assert query(L, *filt, ("limit", "99"), ("cursor", cursor)).after == (T0, 1234)
     same = [("kind", "review.x.*"), *filt[::-1]]
-    assert query(L, *same, ("cursor", cursor)).after == 1234
+    assert query(L, *same, ("cursor", cursor)).after == (T0, 1234)
     # unknown parameters change nothing either
-    assert query(L, *filt, ("cursor", cursor), ("zzz", "1")).after == 1234
+    assert query(L, *filt, ("cursor", cursor), ("zzz", "1")).after == (T0, 1234)
 
 
 @pytest.mark.parametrize("changed", [
@@ -700,14 +736,14 @@ def test_a_cursor_pages_on_with_its_filter() -> None:
 def test_a_cursor_with_another_filter_is_a_422(changed: list[tuple[str, str]]) -> None:
     filt = [("status", "unread"), ("archived", "all"), ("kind", "review.*"),
             ("dataset_id", DATASET)]
-    cursor = query(L, *filt).next_cursor(99)
+    cursor = query(L, *filt).next_cursor(T0, 99)
     [error] = refused(L, *changed, ("cursor", cursor))
     assert error["loc"] == ["query", "cursor"] and error["type"] == "cursor_invalid"
     assert error["ctx"] == {"reason": "other_filter"}
 
 
 def test_a_tampered_cursor_is_a_422() -> None:
-    cursor = query(L).next_cursor(99)
+    cursor = query(L).next_cursor(T0, 99)
     tampered = cursor[:10] + ("B" if cursor[10] == "A" else "A") + cursor[11:]
     [error] = refused(L, ("cursor", tampered))
     assert error["type"] == "cursor_invalid" and error["ctx"]["reason"] in ("damaged",
@@ -715,14 +751,14 @@ def test_a_tampered_cursor_is_a_422() -> None:
 
 
 def test_a_bad_filter_field_is_reported_instead_of_the_cursor() -> None:
-    cursor = query(L).next_cursor(99)
+    cursor = query(L).next_cursor(T0, 99)
     errors = refused(L, ("status", "nope"), ("cursor", cursor))
     assert [e["loc"] for e in errors] == [["query", "status"]]
 
 
 def test_next_cursor_refuses_positions_out_of_range() -> None:
     with pytest.raises(ValueError):
-        query(L).next_cursor(0)
+        query(L).next_cursor(T0, 0)
 
 
 @pytest.mark.parametrize("model", [v2_requests.V2CountsQuery, v2_requests.V2StreamQuery])

@@ -51,6 +51,7 @@ from pydantic_core import PydanticCustomError
 
 from notifications.core.cursors import (
     InvalidCursor,
+    Position,
     decode_cursor,
     encode_cursor,
     filter_fingerprint,
@@ -67,7 +68,7 @@ V2_DEFAULT_LIMIT = 25
 V2_MAX_LIMIT = 100
 #: Most ids one bulk request may name.
 MAX_BULK_IDS = 1000
-#: Longest cursor accepted in a query (today's cursors have 28 characters).
+#: Longest cursor accepted in a query (today's cursors have 40 characters).
 MAX_CURSOR_TEXT = 64
 #: A version 2 id as requests may write it (the hex digits in either case).
 NTF_ID_PATTERN = r"^ntf_[0-9a-fA-F]{32}$"
@@ -168,8 +169,9 @@ class V2ListQuery(V2Query):
 
     A ``cursor`` is checked against the filter it comes with (``status``, ``archived``,
     ``kind``, ``dataset_id``): one made for another filter, damaged or made up is a 422
-    ``cursor_invalid`` on ``cursor``. :attr:`after` is the position to continue after;
-    :meth:`next_cursor` makes the cursor of the next page.
+    ``cursor_invalid`` on ``cursor``. :attr:`after` is the position to continue after
+    (``(created_at, seq)`` of the previous page's last row); :meth:`next_cursor` makes the
+    cursor of the next page.
     """
 
     repeated: ClassVar[frozenset[str]] = frozenset({"kind"})
@@ -217,13 +219,13 @@ class V2ListQuery(V2Query):
         return _fingerprint(self.status, self.archived, self.kind, self.dataset)
 
     @property
-    def after(self) -> int | None:
-        """The ``seq`` the page continues after (rows with a smaller one), or None: the start."""
+    def after(self) -> Position | None:
+        """The position the page continues after (the rows older than it), or None: the start."""
         return decode_cursor(self.cursor, self.fingerprint()) if self.cursor else None
 
-    def next_cursor(self, last_seq: int) -> str:
-        """The cursor of the page after one whose last (oldest) row has ``last_seq``."""
-        return encode_cursor(last_seq, self.fingerprint())
+    def next_cursor(self, created_at: int, seq: int) -> str:
+        """The cursor of the page after one whose last (oldest) row is ``(created_at, seq)``."""
+        return encode_cursor(created_at, seq, self.fingerprint())
 
 
 def _fingerprint(status: str, archived: str, kind: Sequence[str], dataset: str | None) -> bytes:

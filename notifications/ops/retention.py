@@ -6,6 +6,10 @@ off unless set. Every worker of a server tries, once per ``NOTIFICATIONS_RETENTI
 to take an exclusive ``flock`` on ``<database>.retention.lock``; the one that gets it keeps
 it for its life and runs the passes, the others try again later (so another worker takes
 over when that one dies). The gunicorn master never touches the database for it.
+
+The same pass keeps the change log to ``NOTIFICATIONS_CHANGELOG_RETENTION`` (``7d`` by
+default; :func:`notifications.store.changelog.trim`), so it runs whether or not the policy
+for notifications is set.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ log = logging.getLogger("notifications.retention")
 #: Rows deleted per transaction, and the pause between two of them (seconds).
 CHUNK = 500
 PAUSE = 0.02
+#: Change-log entries deleted per transaction (small rows, no trigger, no index but one).
+CHANGELOG_CHUNK = 5000
 _PARTS = ("read", "unread")
 
 
@@ -98,6 +104,22 @@ def lock_file(url: str) -> Path:
     return Path(tempfile.gettempdir()) / f"notifications-retention-{digest}.lock"
 
 
+def parse_changelog_retention(text: str | None) -> int:
+    """Parse ``NOTIFICATIONS_CHANGELOG_RETENTION`` (a duration such as ``7d``) into seconds."""
+    try:
+        seconds = parse_duration(text or "")
+    except ValueError as exc:
+        raise ConfigError(f"NOTIFICATIONS_CHANGELOG_RETENTION: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError("NOTIFICATIONS_CHANGELOG_RETENTION must be longer than 0")
+    return seconds
+
+
+def changelog_retention_of(app: Flask) -> int:
+    """Return how long the app's change log keeps changes (seconds)."""
+    return state(app).changelog_retention
+
+
 def run_once(app: Flask) -> dict[str, int]:
     """Apply the policy now, in small transactions; return what was deleted."""
     import gevent
@@ -118,10 +140,26 @@ def run_once(app: Flask) -> dict[str, int]:
     return result
 
 
+def run_changelog_once(app: Flask) -> dict[str, int]:
+    """Delete the change log's entries older than its retention; return what went."""
+    import gevent
+
+    from notifications.store import changelog
+
+    with app.app_context():
+        result = changelog.trim(changelog_retention_of(app) * 1_000_000, chunk=CHANGELOG_CHUNK,
+                                pause=lambda: gevent.sleep(PAUSE))
+    if result["deleted"]:
+        log.info("change log retention (%s) deleted %d entries",
+                 _short(changelog_retention_of(app)), result["deleted"])
+    return result
+
+
 def start(app: Flask) -> None:
-    """Run the policy in the background of this worker whenever it holds the node's lock."""
-    if not policy_of(app).enabled:
-        return
+    """Run the passes in the background of this worker whenever it holds the node's lock.
+
+    The change log always has a retention, so every worker of a server runs the loop.
+    """
     import gevent
 
     from notifications.store import maintenance
@@ -136,7 +174,9 @@ def start(app: Flask) -> None:
                 if held is None:
                     held = maintenance.take_exclusive(path)
                 if held is not None:
-                    run_once(app)
+                    if policy_of(app).enabled:
+                        run_once(app)
+                    run_changelog_once(app)
             except Exception:
                 log.warning("retention pass failed; trying again later", exc_info=True)
             gevent.sleep(interval)
@@ -158,6 +198,9 @@ def status(app: Flask) -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    """Parse ``NOTIFICATIONS_RETENTION`` (a bad value stops the start with one line)."""
+    """Parse ``NOTIFICATIONS_RETENTION`` and ``NOTIFICATIONS_CHANGELOG_RETENTION`` (a bad
+    value stops the start with one line)."""
     logs.to_stderr(log)
     state(app).retention = parse_policy(app.config.get("RETENTION"))
+    state(app).changelog_retention = parse_changelog_retention(
+        app.config.get("CHANGELOG_RETENTION"))

@@ -10,7 +10,10 @@
 - :mod:`.reads` -- the REST reads of both variants and the admin commands' list.
 - :mod:`.marks` -- marking notifications read (both APIs and the ``mark-read`` command).
 - :mod:`.inserts` -- storing new notifications (ingest, send, seeding, imports).
+- :mod:`.inbox` -- the inbox API version 2: lists by keyset, counts, PATCH and bulk changes.
 - :mod:`.feed` -- what the streams and ``tail`` read: the change feed, its counters, replays.
+- :mod:`.changelog` -- the change log the triggers of ``schema.sql`` write: pages for the
+  watcher, per-user replays for the streams, and its retention.
 - :mod:`.leases` -- stream leases, the per-user stream limits across workers.
 - :mod:`.stats`, :mod:`.purge`, :mod:`.export`, :mod:`.importer` -- the data commands.
 - :mod:`.maintenance` -- backup, restore, checks, retention passes and lock files.

@@ -25,7 +25,12 @@ The rule of the store, for every statement the service runs (all of them live in
   them in (:mod:`.importer`).
 - **Schema set-up** (``init-db``, and the first start on an empty or older database)
   runs once, before any request: the columns an older database lacks are added one
-  ``ALTER TABLE`` each, then one ``BEGIN IMMEDIATE`` script creates what is missing.
+  ``ALTER TABLE`` each, then one ``BEGIN IMMEDIATE`` script creates what is missing (and
+  fills the new columns of an older database's rows, see ``schema.sql``).
+
+Whatever writes to ``notifications`` -- a writer job or any of the three above, or a
+sqlite3 shell -- also writes the change log: SQLite triggers append an entry to
+``changes`` in the same transaction as the change (see :mod:`.changelog`).
 """
 from __future__ import annotations
 
@@ -48,11 +53,14 @@ from notifications.store.models import db
 from notifications.store.writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Columns later versions added to tables an older ``schema.sql`` created; its CREATE TABLE
 #: IF NOT EXISTS leaves such a table as it is. (version that added it, table, column DDL)
 ADDED_COLUMNS = (
     (3, "stream_leases", "kind VARCHAR(16) NOT NULL DEFAULT 'organization'"),
+    (4, "notifications", "seen_at BIGINT"),
+    (4, "notifications", "archived_at BIGINT"),
+    (4, "notifications", "collapsed_count INTEGER NOT NULL DEFAULT 0"),
 )
 #: Milliseconds a reading connection waits on a lock (in WAL mode only in rare cases, such
 #: as recovering the WAL after a crash). The writer waits ``WRITE_TIMEOUT`` instead.
@@ -236,14 +244,12 @@ def ensure_schema(engine: Engine) -> int:
                 text("INSERT INTO counters (name, value) VALUES ('schema_version', :v)"),
                 {"v": SCHEMA_VERSION},
             )
-            for name in ("read", "purge"):
+            for name in ("read", "purge", "changes_floor"):
                 conn.execute(
                     text("INSERT INTO counters (name, value) SELECT :n, 0 WHERE NOT EXISTS "
                          "(SELECT 1 FROM counters WHERE name = :n)"), {"n": name}
                 )
     return found
-
-
 
 
 def _add_columns(engine: Engine, found: int) -> None:
@@ -265,6 +271,7 @@ def _add_columns(engine: Engine, found: int) -> None:
         except ProgrammingError as exc:  # PostgreSQL's words for the same two cases
             if getattr(exc.orig, "sqlstate", None) not in ("42701", "42P01"):
                 raise
+
 
 class Store:
     """The app's database: its engine and this process's writer (a new one after a fork)."""

@@ -3,6 +3,9 @@
 Every path builds complete rows first (:func:`new_row`, values in :data:`INSERT_FIELDS`
 order) and hands them to a writer job that runs one INSERT of many rows through the driver
 (``exec_driver_sql``): no per-row work in SQLAlchemy on the hot paths.
+
+Each row also gets its ``created`` entry in the change log, from the table's trigger; see
+:func:`insert_sql` for why the statement says ``OR FAIL``.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from notifications.store.writer import mark_changed
 #: Columns an INSERT sets, in the order of every row tuple (``seq`` comes from the table).
 INSERT_FIELDS = (
     "id", "user_id", "organization_id", "dataset_id", "kind", "entity_type", "entity_id",
-    "title", "body", "link", "metadata", "dedupe_key", "created_at", "read_at",
+    "title", "body", "link", "metadata", "dedupe_key", "created_at", "read_at", "seen_at",
 )
 
 #: Compact JSON as stored; one encoder for every call (json.dumps with options builds one
@@ -30,9 +33,15 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Complete a notification's fields with an id, a timestamp and defaults."""
+    """Complete a notification's fields with an id, a timestamp and defaults.
+
+    A row stored read is stored seen as well (reading implies seeing): ``seen_at`` is
+    ``read_at`` unless given.
+    """
     row = {name: fields.get(name) for name in INSERT_FIELDS}
     row["id"] = row["id"] or str(uuid.uuid4())
+    if row["seen_at"] is None:
+        row["seen_at"] = row["read_at"]
     row["created_at"] = row["created_at"] if row["created_at"] is not None else now_us()
     for name in ("kind", "entity_type", "entity_id", "title"):
         row[name] = row[name] if row[name] is not None else ""
@@ -56,9 +65,17 @@ def insert_sql(conn: Connection, *, skip_existing: bool = False) -> str:
 
     With ``skip_existing`` a row whose id or (user_id, dedupe_key) is stored already is
     left out (the unique indexes decide, so concurrent retries cannot both win).
+
+    On SQLite the statement is ``INSERT OR FAIL``. Each row is a statement of its own
+    (``executemany``), whose constraints are all checked before it writes anything, so a
+    failing row has nothing of its own to undo, and the writer undoes the whole job anyway
+    (its transaction or savepoint). With the default ``ABORT``, SQLite would keep a
+    statement journal for every row, since the change-log trigger makes each statement
+    write two tables: measured, the log then cost inserts 55 % of CPU instead of 15 %.
     """
     mark = placeholder(conn)
-    return (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+    verb = "INSERT OR FAIL" if conn.dialect.name == "sqlite" else "INSERT"
+    return (f"{verb} INTO notifications ({', '.join(INSERT_FIELDS)}) "
             f"VALUES ({', '.join([mark] * len(INSERT_FIELDS))})"
             + (" ON CONFLICT DO NOTHING" if skip_existing else ""))
 

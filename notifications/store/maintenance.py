@@ -41,6 +41,7 @@ BUSY_TIMEOUT_MS = 5_000
 
 _INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 _TABLE = re.compile(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
+_TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
 
 class MaintenanceError(Exception):
@@ -85,6 +86,11 @@ def expected_objects() -> tuple[set[str], set[str]]:
     return set(_TABLE.findall(sql)), set(_INDEX.findall(sql))
 
 
+def expected_triggers() -> set[str]:
+    """Return the names of the triggers ``schema.sql`` creates (those of the change log)."""
+    return set(_TRIGGER.findall(schema_sql()))
+
+
 @dataclass
 class CheckReport:
     """What ``check`` found in one database file."""
@@ -94,6 +100,8 @@ class CheckReport:
     schema_version: int = 0
     missing_tables: list[str] = field(default_factory=list)
     missing_indexes: list[str] = field(default_factory=list)
+    #: A missing change-log trigger would silently keep changes from the streams.
+    missing_triggers: list[str] = field(default_factory=list)
     notifications: int = 0
     database_bytes: int = 0
     wal_bytes: int = 0
@@ -110,6 +118,7 @@ class CheckReport:
             "path": self.path, "ok": self.ok, "integrity": self.integrity,
             "schema_version": self.schema_version, "expected_schema_version": SCHEMA_VERSION,
             "missing_tables": self.missing_tables, "missing_indexes": self.missing_indexes,
+            "missing_triggers": self.missing_triggers,
             "notifications": self.notifications, "database_bytes": self.database_bytes,
             "wal_bytes": self.wal_bytes, "problems": self.problems,
         }
@@ -133,10 +142,12 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
             report.integrity = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
             report.schema_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             found = {(kind, name) for kind, name in conn.execute(
-                "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index')")}
+                "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index', 'trigger')")}
             tables, indexes = expected_objects()
             report.missing_tables = sorted(n for n in tables if ("table", n) not in found)
             report.missing_indexes = sorted(n for n in indexes if ("index", n) not in found)
+            report.missing_triggers = sorted(n for n in expected_triggers()
+                                             if ("trigger", n) not in found)
             if "notifications" not in report.missing_tables:
                 report.notifications = int(
                     conn.execute("SELECT count(*) FROM notifications").fetchone()[0])
@@ -162,6 +173,8 @@ def check(path: Path, *, quick: bool = False, allow_older: bool = False) -> Chec
             report.problems.append("missing tables: " + ", ".join(report.missing_tables))
         if report.missing_indexes:
             report.problems.append("missing indexes: " + ", ".join(report.missing_indexes))
+        if report.missing_triggers:
+            report.problems.append("missing triggers: " + ", ".join(report.missing_triggers))
     return report
 
 

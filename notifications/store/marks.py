@@ -4,6 +4,10 @@ Each is one UPDATE of the scope's unread rows, run as a writer job. Marked rows 
 ``read`` counter's next value in ``read_seq`` and the counter moves with them, so watchers
 find the change (:mod:`notifications.store.feed`); only a job that changed a row moves it,
 so a mark-read that finds nothing to mark does not wake every stream to recount.
+
+Reading implies seeing: a marked row's ``seen_at`` is set to the same time when it is NULL
+(these variants' responses do not show it). Each marked row gets an ``updated`` entry in
+the change log from the table's trigger.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ def _mark_sql(shape: Shape, dataset: bool, ids: int) -> str:
     where = where_sql(shape, dataset, True)
     if ids:
         where += f" AND id IN ({', '.join('?' * ids)})" if ids > 1 else " AND id = ?"
-    return f"UPDATE notifications SET read_at = ?, read_seq = {NEXT_READ} WHERE {where}"
+    return (f"UPDATE notifications SET read_at = ?, seen_at = COALESCE(seen_at, ?), "
+            f"read_seq = {NEXT_READ} WHERE {where}")
 
 
 def _mark_job(conn: Connection, shape: Shape, dataset: bool, ids: int,
@@ -42,7 +47,8 @@ def _mark_job(conn: Connection, shape: Shape, dataset: bool, ids: int,
 def _mark(scope: Scope | AdminFilter, dataset_id: str | None = None,
           ids: Sequence[str] = ()) -> int:
     """Mark the unread rows of a scope read (all, or only ``ids``); return how many changed."""
-    params = (now_us(), *where_params(scope, dataset_id), *ids)
+    now = now_us()
+    params = (now, now, *where_params(scope, dataset_id), *ids)
     return write(_mark_job, scope.shape, dataset_id is not None, len(ids), params)
 
 

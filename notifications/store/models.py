@@ -49,13 +49,23 @@ notifications = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("read_at", BigInteger),
     Column("read_seq", BigInteger),
+    Column("seen_at", BigInteger),
+    Column("archived_at", BigInteger),
+    Column("collapsed_count", Integer, nullable=False, server_default=text("0")),
     Index("ux_notifications_id", "id", unique=True),
-    Index("ix_notifications_user_created", "user_id", "created_at", "seq"),
+    Index("ix_notifications_user_timeline", "user_id", "created_at", "seq", "archived_at"),
     Index("ix_notifications_user_dataset_created", "user_id", "dataset_id", "created_at", "seq"),
-    Index("ix_notifications_user_org_created", "user_id", "organization_id", "created_at", "seq"),
+    Index("ix_notifications_user_org_timeline", "user_id", "organization_id", "created_at", "seq",
+          "archived_at"),
     Index(
-        "ix_notifications_unread", "user_id", "organization_id", "dataset_id",
+        "ix_notifications_unread_state", "user_id", "organization_id", "dataset_id",
+        "archived_at", "seen_at", "read_at",
         sqlite_where=text("read_at IS NULL"), postgresql_where=text("read_at IS NULL"),
+    ),
+    Index(
+        "ix_notifications_archived", "user_id", "created_at", "seq",
+        sqlite_where=text("archived_at IS NOT NULL"),
+        postgresql_where=text("archived_at IS NOT NULL"),
     ),
     Index(
         "ix_notifications_read_seq", "read_seq",
@@ -75,6 +85,34 @@ counters = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False, server_default=text("0")),
+)
+
+#: The change log: one entry per change to a notification, appended by triggers on SQLite
+#: (``schema.sql``; ``metadata.create_all`` creates no triggers).
+changes = Table(
+    "changes",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=True),
+    Column("change", String(16), nullable=False),
+    Column("notification_id", String(36), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("organization_id", String(255)),
+    Column("dataset_id", String(36)),
+    Column("kind", String(255), nullable=False, server_default=text("''")),
+    Column("seen_at", BigInteger),
+    Column("read_at", BigInteger),
+    Column("archived_at", BigInteger),
+    Index("ix_changes_user", "user_id", "position"),
+    sqlite_autoincrement=True,
+)
+
+#: The change log's head as the retention pass saw it, and when.
+change_marks = Table(
+    "change_marks",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("marked_at", BigInteger, nullable=False),
 )
 
 #: One open stream, counted against its user's limit for streams of its kind.

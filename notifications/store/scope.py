@@ -20,6 +20,8 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
+from notifications.core.kinds import KindFilter, prefix_range
+
 
 class Orgs(Enum):
     """Which organizations' rows a scope sees."""
@@ -127,3 +129,39 @@ def where_params(scope: Scope | AdminFilter, dataset_id: str | None = None) -> t
     if scope.organization_id is not None:
         params += (scope.organization_id,)
     return params if dataset_id is None else params + (dataset_id,)
+
+
+#: What the SQL of a kind filter depends on: how many exact kinds and how many prefixes.
+KindShape = tuple[int, int]
+
+
+def kind_shape(kinds: KindFilter) -> KindShape:
+    """Return what :func:`kind_sql` of ``kinds`` depends on (a cache key)."""
+    return (len(kinds.exact), len(kinds.prefixes))
+
+
+@lru_cache(maxsize=None)
+def kind_sql(shape: KindShape) -> str:
+    """Return the condition of a kind filter of ``shape``; empty for every kind.
+
+    Exact kinds are ``kind IN (...)``, a prefix is the byte range of
+    :func:`kinds.prefix_range` (``kind >= ? AND kind < ?``): case-sensitive, as
+    :meth:`KindFilter.matches` is, and usable by an index, unlike SQLite's ``LIKE``. The
+    parameters are :func:`kind_params` of the same filter.
+    """
+    exact, prefixes = shape
+    parts = []
+    if exact:
+        parts.append("kind = ?" if exact == 1 else f"kind IN ({', '.join('?' * exact)})")
+    parts += ["(kind >= ? AND kind < ?)"] * prefixes
+    if not parts:
+        return ""
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+def kind_params(kinds: KindFilter) -> tuple[Any, ...]:
+    """Return the parameters of :func:`kind_sql` for ``kinds``."""
+    params: tuple[Any, ...] = tuple(kinds.exact)
+    for prefix in kinds.prefixes:
+        params += prefix_range(prefix)
+    return params

@@ -66,7 +66,10 @@ def generate(
     random_seed: int | None = None,
     days: int = 30,
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield rows (in ``INSERT_FIELDS`` order), per user oldest first."""
+    """Yield rows (in ``INSERT_FIELDS`` order), per user oldest first.
+
+    A read row is seen when it was read (``seen_at`` is ``read_at``).
+    """
     rng = random.Random(random_seed)
     org_ids = [f"org_{rng.getrandbits(32):08x}" for _ in range(max(orgs, 1))]
     dataset_pool = [
@@ -97,13 +100,14 @@ def generate(
                 # Monitor alerts belong to a dataset, not to an organization's inbox: the
                 # organization variant shows only inbox items, as the API it mirrors does.
                 yield (_uuid(rng), user_id, None, dataset_id, "monitor.alert", "saved_view",
-                       view_id, title, None, None, dumps(metadata), None, created, read_at)
+                       view_id, title, None, None, dumps(metadata), None, created, read_at,
+                       read_at)
             else:
                 kind, title, body, link, metadata = _inbox_item(rng)
                 entity = kind.split(".")[0]
                 entity_id = f"{entity}_{rng.getrandbits(32):08x}"
                 yield (_uuid(rng), user_id, org_id, None, kind, entity, entity_id,
-                       title, body, link, dumps(metadata), None, created, read_at)
+                       title, body, link, dumps(metadata), None, created, read_at, read_at)
 
 
 def seed(
