@@ -242,7 +242,8 @@ class _InboxStream:
                     self.position = end
         else:
             yield frames.reset(head)
-        self.position = max(self.position, head)
+        # Every change up to the head of the last read has been sent (or reset).
+        self.position = head
         if changed:
             frame = self.counts_frame(self.position)
             if frame:
