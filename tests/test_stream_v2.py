@@ -350,6 +350,20 @@ def test_a_gap_over_the_limit_is_a_reset(app: Any, hub: StreamHub, make: Any,
     stream.close()
 
 
+@pytest.mark.parametrize("missed, reset", [(10, False), (11, True)])
+def test_a_replay_limit_below_a_page_holds(app: Any, hub: StreamHub, make: Any, missed: int,
+                                           reset: bool) -> None:
+    start = head(app)
+    make("alice", missed)
+    stream, _ = opened(hub, Scope("alice"), last_event_id=start, replay_limit=10)
+    events = stream.quiet()
+    if reset:
+        assert [e["event"] for e in events] == ["reset"]
+    else:
+        assert [e["event"] for e in events] == ["notification.created"] * missed
+    stream.close()
+
+
 def test_a_position_the_log_no_longer_holds_is_a_reset(app: Any, hub: StreamHub,
                                                        make: Any) -> None:
     start = head(app)

@@ -156,17 +156,20 @@ def inbox_events(hub: StreamHub, scope: Scope, *, kinds: KindFilter | None = Non
         try:
             # Rung from now on: a change after this read reaches the stream.
             sub.take()
-            if last_event_id is None and not reset:
+            if reset or last_event_id is None:
+                # The head first: the counts then include every change up to it.
                 stream.position = hub.history.log_head()
-                yield stream.first_counts(stream.position)
-            else:
-                yield stream.first_counts(None)
                 if reset:
-                    stream.position = hub.history.log_head()
+                    yield stream.first_counts(None)
                     yield frames.reset(stream.position)
                 else:
-                    stream.position = last_event_id or 0
-                    yield from stream.catch_up()
+                    yield stream.first_counts(stream.position)
+            else:
+                # The counts are of now; the changes the client missed follow, and any
+                # later than these counts bring new ones.
+                yield stream.first_counts(None)
+                stream.position = last_event_id
+                yield from stream.catch_up()
             for keepalive_due in sub.wake_ups(keepalive_interval):
                 if sub.take():
                     yield from stream.catch_up()
@@ -219,7 +222,8 @@ class _InboxStream:
         """
         history, frames = self.history, self.frames
         where = (self.frames, self.scope, self.kinds, self.dataset_id)
-        first = history.changes(*where, self.position, limit=REPLAY_PAGE)
+        first = history.changes(*where, self.position,
+                                limit=min(REPLAY_PAGE, self.replay_limit))
         head, changed = first.head, first.count > 0 or first.reset is not None
         if first.reset is None:
             if first.text:
