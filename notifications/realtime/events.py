@@ -1,20 +1,24 @@
-"""The stream generators: what a dataset or an organization stream sends, frame by frame.
+"""The stream generators: what a dataset, an organization or a version 2 stream sends.
 
 The variant that opens a stream passes its frames (:mod:`notifications.realtime.frames`);
 what a reconnecting dataset stream sends first is decided by
-:mod:`notifications.core.replay`.
+:mod:`notifications.core.replay`; a version 2 stream replays from the change log
+(:func:`inbox_events`).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any, assert_never
 
 from notifications.core import replay, sse
-from notifications.realtime.frames import DatasetFrames, OrganizationFrames
-from notifications.realtime.history import REPLAY_PAGE
+from notifications.core.kinds import KindFilter
+from notifications.realtime.frames import DatasetFrames, InboxFrames, OrganizationFrames
+from notifications.realtime.history import REPLAY_PAGE, History
 from notifications.realtime.hub import StreamHub
 from notifications.realtime.subscriptions import OVERFLOW, WATCHER_FAILED, InboxKey
+from notifications.store.changelog import REPLAY_LIMIT
+from notifications.store.inbox import Counts
 from notifications.store.scope import Scope
 
 log = logging.getLogger("notifications.stream")
@@ -123,3 +127,128 @@ def organization_events(hub: StreamHub, key: InboxKey, *, frames: OrganizationFr
                 yield frames.keep_alive()
     finally:
         hub.unsubscribe_organization(sub)
+
+
+def inbox_events(hub: StreamHub, scope: Scope, *, kinds: KindFilter | None = None,
+                 dataset_id: str | None = None, last_event_id: int | None = None,
+                 reset: bool = False, frames: InboxFrames, keepalive_interval: float,
+                 retry_ms: int, replay_limit: int = REPLAY_LIMIT,
+                 sock: Any = None) -> Generator[str, None, None]:
+    """Yield the version 2 stream of ``scope`` (narrowed to ``kinds`` and ``dataset_id``).
+
+    First ``retry:`` and the counts; then, after ``last_event_id`` (a change-log
+    position), every change the client missed in order, up to ``replay_limit`` of them,
+    or a reset when they are more, the log no longer holds them, or the position is none
+    it gave out; then each change as it comes, the counts whenever they change, and a
+    keep-alive every ``keepalive_interval``. ``reset``: the client sent a Last-Event-ID
+    that is no position at all.
+
+    The counts of a new stream (no ``last_event_id``) carry the position it starts from,
+    so a client that reconnects before any change replays from there. A read that fails
+    ends the stream: the client reconnects with its Last-Event-ID and misses nothing.
+    """
+    sub = hub.subscribe_inbox(scope, kinds, dataset_id, sock)
+    stream = _InboxStream(hub.history, frames, scope, sub.kinds, dataset_id, replay_limit)
+    try:
+        yield sse.retry(retry_ms)
+        if sub.closed:
+            return
+        try:
+            # Rung from now on: a change after this read reaches the stream.
+            sub.take()
+            if reset or last_event_id is None:
+                # The head first: the counts then include every change up to it.
+                stream.position = hub.history.log_head()
+                if reset:
+                    yield stream.first_counts(None)
+                    yield frames.reset(stream.position)
+                else:
+                    yield stream.first_counts(stream.position)
+            else:
+                # The counts are of now; the changes the client missed follow, and any
+                # later than these counts bring new ones.
+                yield stream.first_counts(None)
+                stream.position = last_event_id
+                yield from stream.catch_up()
+            for keepalive_due in sub.wake_ups(keepalive_interval):
+                if sub.take():
+                    yield from stream.catch_up()
+                if keepalive_due:
+                    yield frames.keep_alive()
+        except Exception:
+            log.exception("version 2 stream of %s failed; it ends", scope.user_id)
+    finally:
+        hub.unsubscribe_inbox(sub)
+
+
+class _InboxStream:
+    """A version 2 stream's position and last counts, and the reads that move them.
+
+    ``position``: every change the stream sees up to it has been sent (or is in the
+    counts it started with).
+    """
+
+    def __init__(self, history: History, frames: InboxFrames, scope: Scope, kinds: KindFilter,
+                 dataset_id: str | None, replay_limit: int) -> None:
+        self.history = history
+        self.frames = frames
+        self.scope = scope
+        self.kinds = kinds
+        self.dataset_id = dataset_id
+        self.replay_limit = replay_limit
+        self.position = 0
+        self.sent_counts: Counts | None = None
+
+    def first_counts(self, position: int | None) -> str:
+        """Read and frame the counts the stream opens with."""
+        self.sent_counts = self.history.counts(self.scope, self.kinds, self.dataset_id)
+        return self.frames.counts(self.sent_counts, position)
+
+    def counts_frame(self, position: int | None) -> str | None:
+        """Read the counts; frame them if they are not the ones last sent."""
+        counts = self.history.counts(self.scope, self.kinds, self.dataset_id)
+        if counts == self.sent_counts:
+            return None
+        self.sent_counts = counts
+        return self.frames.counts(counts, position)
+
+    def catch_up(self) -> Iterator[str]:
+        """Yield the changes after the position, a page at a time, or a reset; then the
+        counts if they changed.
+
+        A page is read once the one before has been taken, so a client that does not read
+        costs one page of memory and no reads; what it has not read waits in the log, and
+        more than the replay limit of it is a reset.
+        """
+        history, frames = self.history, self.frames
+        where = (self.frames, self.scope, self.kinds, self.dataset_id)
+        first = history.changes(*where, self.position,
+                                limit=min(REPLAY_PAGE, self.replay_limit))
+        head, changed = first.head, first.count > 0 or first.reset is not None
+        if first.reset is None:
+            if first.text:
+                yield first.text
+        elif first.reset == "too_many":
+            ends = history.page_ends(self.scope, self.kinds, self.dataset_id, self.position,
+                                     first.head, self.replay_limit)
+            if ends is None:
+                yield frames.reset(head)
+            else:
+                for end in ends:
+                    page = history.changes(*where, self.position, upto=end, limit=REPLAY_PAGE)
+                    if page.reset is not None:
+                        # Retention overtook the replay: start again from what is stored.
+                        head = max(head, page.head)
+                        yield frames.reset(head)
+                        break
+                    yield page.text
+                    del page  # sent: only the page being read is held
+                    self.position = end
+        else:
+            yield frames.reset(head)
+        # Every change up to the head of the last read has been sent (or reset).
+        self.position = head
+        if changed:
+            frame = self.counts_frame(self.position)
+            if frame:
+                yield frame

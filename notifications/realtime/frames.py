@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from notifications.store.changelog import Change
+from notifications.store.inbox import Counts
+
 
 class DatasetFrames(Protocol):
     """The events of a dataset stream (new notifications, replay after Last-Event-ID)."""
@@ -42,4 +45,38 @@ class OrganizationFrames(Protocol):
 
     def keep_alive(self) -> str:
         """The heartbeat sent every keep-alive interval."""
+        ...
+
+
+class InboxFrames(Protocol):
+    """The events of a version 2 stream: the changes of the caller's notifications, counts.
+
+    Every frame but :meth:`keep_alive` carries ``id:``, a change-log position (the client
+    sends the last one back as ``Last-Event-ID``); the stream says which.
+    """
+
+    def created(self, change: Change) -> str:
+        """Frame ``notification.created``: ``change.row`` is the stored row (never None here);
+        its ``id:`` is ``change.position``."""
+        ...
+
+    def updated(self, change: Change) -> str:
+        """Frame ``notification.updated``: the id and state times after the change; its
+        ``id:`` is ``change.position``."""
+        ...
+
+    def deleted(self, change: Change) -> str:
+        """Frame ``notification.deleted``: the id; its ``id:`` is ``change.position``."""
+        ...
+
+    def counts(self, counts: Counts, position: int | None) -> str:
+        """Frame ``counts``; ``id: position`` unless it is None."""
+        ...
+
+    def reset(self, position: int) -> str:
+        """Tell the client to reload: what it missed cannot be replayed; ``id: position``."""
+        ...
+
+    def keep_alive(self) -> str:
+        """The heartbeat sent every keep-alive interval (no ``id:``)."""
         ...

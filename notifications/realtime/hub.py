@@ -1,9 +1,9 @@
 """The stream hub of a worker process: its life cycle and the fan-out to open streams.
 
 One hub per process owns the subscriptions of the open streams, the change watcher that
-finds new rows and reads (:mod:`notifications.realtime.watcher`), the leases of its
-streams (:mod:`notifications.realtime.leases`) and the reads of replay
-(:mod:`notifications.realtime.history`). It starts with the first stream, again in a
+reads the change log (:mod:`notifications.realtime.watcher`), the leases of its streams
+(:mod:`notifications.realtime.leases`) and the reads of replay and of the version 2
+streams (:mod:`notifications.realtime.history`). It starts with the first stream, again in a
 forked child, and :meth:`StreamHub.shutdown` ends every stream when the worker stops.
 
 Stream generators (:mod:`notifications.realtime.events`) get plain values (a scope,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -23,20 +23,24 @@ import gevent.lock
 from flask import Flask
 
 from notifications.core import logs
+from notifications.core.kinds import KindFilter
 from notifications.extension import state
 from notifications.realtime.frames import DatasetFrames
 from notifications.realtime.history import History
 from notifications.realtime.leases import Leases
 from notifications.realtime.subscriptions import (
+    OVERFLOW,
     WATCHER_FAILED,
     DatasetSubscription,
     Delivery,
     InboxKey,
+    InboxSubscription,
     OrganizationSubscription,
     Subscription,
 )
 from notifications.realtime.watcher import ChangeWatcher
 from notifications.store import listeners as signals
+from notifications.store.changelog import CREATED, Change
 from notifications.store.leases import LeaseResult
 from notifications.store.scope import Scope
 
@@ -54,6 +58,8 @@ class StreamHub:
         self.poll_interval: float = app.config["POLL_INTERVAL"]
         self.dataset_subs: dict[str, set[DatasetSubscription]] = {}
         self.org_subs: dict[InboxKey, set[OrganizationSubscription]] = {}
+        #: The version 2 streams, by user.
+        self.inbox_subs: dict[str, set[InboxSubscription]] = {}
         #: The last unread count read for each inbox with an open stream.
         self.counts: dict[InboxKey, int] = {}
         self.started = False
@@ -117,7 +123,8 @@ class StreamHub:
             return
         self.stopping = True
         streams: list[Subscription] = [*chain.from_iterable(self.dataset_subs.values()),
-                                       *chain.from_iterable(self.org_subs.values())]
+                                       *chain.from_iterable(self.org_subs.values()),
+                                       *chain.from_iterable(self.inbox_subs.values())]
         for sub in streams:
             sub.close()
         self.watcher.stop()
@@ -146,6 +153,11 @@ class StreamHub:
     def last_seq(self) -> int:
         """The newest sequence number the watcher has delivered."""
         return self.watcher.last_seq
+
+    @property
+    def position(self) -> int:
+        """The last change-log position the watcher has read."""
+        return self.watcher.position
 
     @property
     def last_tick_at(self) -> float | None:
@@ -186,6 +198,17 @@ class StreamHub:
             sub.close()
         return sub
 
+    def subscribe_inbox(self, scope: Scope, kinds: KindFilter | None = None,
+                        dataset_id: str | None = None, sock: Any = None) -> InboxSubscription:
+        """Register a version 2 stream: it is rung for every later change it would see."""
+        self.start()
+        sub = InboxSubscription(scope, kinds or KindFilter(), dataset_id, sock)
+        self.inbox_subs.setdefault(sub.key, set()).add(sub)
+        self._count_stream()
+        if self.stopping:
+            sub.close()
+        return sub
+
     def unsubscribe_dataset(self, sub: DatasetSubscription) -> None:
         """Forget a dataset stream (it ended)."""
         self._forget(self.dataset_subs, sub.key, sub)
@@ -194,6 +217,10 @@ class StreamHub:
         """Forget an organization stream (it ended); the last one of its inbox drops the count."""
         if self._forget(self.org_subs, sub.key, sub):
             self.counts.pop(sub.key, None)
+
+    def unsubscribe_inbox(self, sub: InboxSubscription) -> None:
+        """Forget a version 2 stream (it ended)."""
+        self._forget(self.inbox_subs, sub.key, sub)
 
     def _count_stream(self) -> None:
         self.open_streams += 1
@@ -217,6 +244,21 @@ class StreamHub:
     def inboxes(self) -> Collection[InboxKey]:
         """Return the inboxes with an open stream."""
         return self.org_subs.keys()
+
+    def deliver_changes(self, changes: Sequence[Change]) -> None:
+        """Hand a page of the change log to the streams it concerns.
+
+        A created row goes to the dataset streams it belongs on; a version 2 stream that
+        would see a change is rung (once: it reads every change after its position).
+        """
+        dataset_subs, inbox_subs = self.dataset_subs, self.inbox_subs
+        for change in changes:
+            if change.change == CREATED and change.row is not None and dataset_subs:
+                self.deliver_row(change.row)
+            for sub in inbox_subs.get(change.user_id, ()):
+                if not sub.rung and sub.matches(change):
+                    self.delivered += 1
+                    sub.ring()
 
     def deliver_row(self, row: dict[str, Any]) -> None:
         """Queue a new row on the dataset streams it belongs on."""
@@ -244,6 +286,15 @@ class StreamHub:
             self.delivered += len(subs)
             for sub in subs:
                 sub.set_count(count)
+
+    def missed_changes(self) -> None:
+        """The watcher lost changes: dataset streams reset, version 2 streams read again."""
+        for subs in self.dataset_subs.values():
+            for sub in subs:
+                sub.push(OVERFLOW)
+        for inbox_subs in self.inbox_subs.values():
+            for inbox_sub in inbox_subs:
+                inbox_sub.ring()
 
     def watcher_failed(self) -> None:
         """Tell every dataset stream that reading new notifications failed for now."""

@@ -2,7 +2,9 @@
 
 Each has a doorbell (an event the stream sleeps on) and a mailbox of its own kind: a
 dataset stream queues the frames of new rows, an organization stream keeps only the
-newest unread count.
+newest unread count, and a version 2 stream only a flag that says "changes of yours
+arrived": it reads them from the change log itself, so what waits for a client that stops
+reading is in the database, never in the worker's memory.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from typing import Any, Final, NamedTuple
 
 from gevent.event import Event
 
+from notifications.core.kinds import KindFilter
 from notifications.realtime.closing import ClientSocket
 from notifications.realtime.frames import DatasetFrames
-from notifications.store.scope import Scope
+from notifications.store.changelog import Change
+from notifications.store.scope import Orgs, Scope
 
 #: Most undelivered events kept for one dataset stream (a client that stopped reading).
 MAX_PENDING = 1000
@@ -163,3 +167,54 @@ class OrganizationSubscription(Subscription):
         """Return the pending unread count, if any, and empty the mailbox."""
         count, self.count = self.count, None
         return count
+
+
+class InboxSubscription(Subscription):
+    """A version 2 stream: a scope narrowed by kinds and a dataset, rung when it may have news.
+
+    The watcher rings it for a change it would see (:meth:`matches`); the stream then reads
+    its own changes after its position. Ringing again before it has read changes nothing.
+    """
+
+    __slots__ = ("scope", "kinds", "dataset_id", "rung")
+
+    def __init__(self, scope: Scope, kinds: KindFilter, dataset_id: str | None,
+                 sock: Any = None) -> None:
+        super().__init__(sock)
+        self.scope = scope
+        self.kinds = kinds
+        self.dataset_id = dataset_id
+        self.rung = False
+
+    @property
+    def key(self) -> str:
+        """The user whose changes the stream follows."""
+        return self.scope.user_id
+
+    def has_mail(self) -> bool:
+        return self.rung
+
+    def ring(self) -> None:
+        """Tell the stream that changes it sees may have arrived, and wake it."""
+        self.rung = True
+        self.event.set()
+
+    def take(self) -> bool:
+        """Tell whether the stream was rung since it last asked, and forget it."""
+        rung, self.rung = self.rung, False
+        return rung
+
+    def matches(self, change: Change) -> bool:
+        """Tell whether the stream sees ``change`` (its scope, kinds and dataset)."""
+        scope = self.scope
+        if change.user_id != scope.user_id:
+            return False
+        if scope.orgs is Orgs.ONE and change.organization_id != scope.organization_id:
+            return False
+        if scope.orgs is Orgs.ONE_OR_NONE and change.organization_id not in (
+            None, scope.organization_id
+        ):
+            return False
+        if self.dataset_id is not None and change.dataset_id != self.dataset_id:
+            return False
+        return self.kinds.matches(change.kind)

@@ -3,16 +3,21 @@
 Every ``poll_interval`` (or at once, when this process commits a write and the hub rings
 :meth:`ChangeWatcher.wake`) it asks SQLite for ``PRAGMA data_version`` on its own
 long-lived connection, which costs microseconds and changes only when another connection
-committed. Only then does it read what is new (rows after its last sequence number, rows
-read after its last ``read`` counter value) and hand the result to its audience, the
-hub. The database work of a tick therefore depends on what changed, never on how many
-streams are open.
+committed. Only then does it read the change log after its position, a page at a time
+(:func:`notifications.store.changelog.changes_after`, each created entry with its stored
+row). The log is the one record of every kind of change -- created, state changed,
+deleted, by any writer, purge and retention included -- so the watcher keeps one number.
+It hands each page to its audience, the hub (new rows to the dataset streams, a ring to
+the version 2 streams that would see a change), then the unread counts of the (user,
+organization) pairs that changed, read once per pair, to the organization streams. The
+database work of a tick therefore depends on what changed, never on how many streams are
+open.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import gevent
@@ -20,13 +25,16 @@ from flask import Flask
 from gevent.event import Event
 
 from notifications.realtime.subscriptions import InboxKey
-from notifications.store import ChangeCounter, feed
+from notifications.store import ChangeCounter, changelog, feed
+from notifications.store.changelog import Change
 from notifications.store.models import db
 
 log = logging.getLogger("notifications.stream")
 
 #: Longest pause between watcher retries after a database error.
 ERROR_BACKOFF = 2.0
+#: Most change-log entries the watcher reads in one query.
+CHANGE_PAGE = changelog.PAGE
 
 
 class Audience(Protocol):
@@ -36,12 +44,16 @@ class Audience(Protocol):
         """Return the inboxes that have an open stream (their counts are worth reading)."""
         ...
 
-    def deliver_row(self, row: dict[str, Any]) -> None:
-        """Hand a new row to the streams it belongs on."""
+    def deliver_changes(self, changes: Sequence[Change]) -> None:
+        """Hand a page of changes, oldest first, to the streams they concern."""
         ...
 
     def deliver_counts(self, counts: dict[InboxKey, int]) -> None:
         """Hand new unread counts to the streams of their inboxes."""
+        ...
+
+    def missed_changes(self) -> None:
+        """Tell the streams that the watcher lost changes (the log was trimmed past it)."""
         ...
 
     def watcher_failed(self) -> None:
@@ -50,15 +62,17 @@ class Audience(Protocol):
 
 
 class ChangeWatcher:
-    """The watcher of one worker process: its position, its counters, its loop."""
+    """The watcher of one worker process: its position in the change log, its loop."""
 
     def __init__(self, app: Flask, audience: Audience, poll_interval: float) -> None:
         self.app = app
         self.audience = audience
         self.poll_interval = poll_interval
+        #: The last change-log position read.
+        self.position = 0
+        #: The newest sequence number of a created notification read (the dataset
+        #: streams' ids).
         self.last_seq = 0
-        self.last_read = 0
-        self.last_purges: int | None = None
         #: Inboxes whose count is to be read at the next tick (kept until it was read).
         self.pending_counts: set[InboxKey] = set()
         self.stopping = False
@@ -75,7 +89,7 @@ class ChangeWatcher:
     def start(self) -> None:
         """Take the database's current position and open the doorbell :meth:`wake` rings."""
         with self.app.app_context():
-            self.last_seq, self.last_read = feed.stream_position()
+            self.position, self.last_seq = feed.watch_position()
             self._counter = ChangeCounter(db.engine)
             self._counter.moved()
         # The writer commits on its own thread; an async watcher is the thread-safe way
@@ -133,27 +147,32 @@ class ChangeWatcher:
     def tick(self) -> None:
         """Look for changes once and deliver them."""
         self.ticks += 1
-        affected: set[InboxKey] = set()
         if self._changed():
             more = True
             while more:
                 self.queries += 1
-                changes = feed.changes_since(self.last_seq, self.last_read)
-                self.last_seq, self.last_read = changes.last_seq, changes.last_read
-                more = changes.more
-                if changes.purges != self.last_purges:
-                    # Deleted unread rows cannot be traced to users: recount every
-                    # open inbox (purges are rare administrator actions).
-                    if self.last_purges is not None:
-                        affected |= set(self.audience.inboxes())
-                    self.last_purges = changes.purges
-                for row in changes.rows:
-                    self.audience.deliver_row(row)
-                    affected.add((row["user_id"], row["organization_id"]))
-                affected |= changes.read_pairs
-        # Pairs stay pending until their count is read, so a failed tick loses none.
-        inboxes = self.audience.inboxes()
-        self.pending_counts |= {p for p in affected if p in inboxes}
+                page = changelog.changes_after(self.position, limit=CHANGE_PAGE)
+                affected: set[InboxKey] = set()
+                if page.gap:
+                    # Retention deleted changes this watcher had not read (it was stopped
+                    # or stuck for longer than the log keeps them): whatever they were,
+                    # every open inbox is recounted and every stream starts again.
+                    log.warning("stream watcher missed changes (log trimmed past position "
+                                "%d); streams are reset", self.position)
+                    affected |= set(self.audience.inboxes())
+                    self.audience.missed_changes()
+                for change in page.changes:
+                    if change.change == changelog.CREATED and change.seq > self.last_seq:
+                        self.last_seq = change.seq
+                    affected.add((change.user_id, change.organization_id))
+                # last_seq and the delivery move together, without a switch between them:
+                # a dataset stream subscribing now gets every later row live.
+                self.audience.deliver_changes(page.changes)
+                self.position = page.position
+                more = page.more
+                # Pairs stay pending until their count is read, so a failed read loses none.
+                inboxes = self.audience.inboxes()
+                self.pending_counts |= {p for p in affected if p in inboxes}
         pairs = set(self.pending_counts)
         if pairs:
             self.queries += 1

@@ -55,6 +55,25 @@ def stream_position() -> tuple[int, int]:
     return int(seq), int(read)
 
 
+def watch_position() -> tuple[int, int]:
+    """Return where a stream watcher starts: the change log's head and the newest ``seq``.
+
+    Both come from one snapshot, so every change after the head is one of a row the
+    watcher has not seen yet (or a later change of one it has).
+    """
+    with reading() as conn:
+        head, floor, seq = conn.exec_driver_sql(_WATCH_POSITION).one()
+    # An empty log (retention deleted every entry) has its head where the floor is.
+    return max(int(head or 0), int(floor or 0)), int(seq or 0)
+
+
+_WATCH_POSITION = (
+    "SELECT (SELECT max(position) FROM changes), "
+    "(SELECT value FROM counters WHERE name = 'changes_floor'), "
+    "(SELECT max(seq) FROM notifications)"
+)
+
+
 @dataclass
 class Changes:
     """What changed after a watcher's position: new rows and read-state changes."""
