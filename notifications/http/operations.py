@@ -166,3 +166,23 @@ V2_BULK = Operation(
     "skipped) and `filter` (the list's filters, and `before`). `updated` counts the "
     "notifications whose state changed.",
 )
+V2_STREAM = Operation(
+    "Stream counts and every change of the caller's notifications", errors=(401, 403, 422, 429,
+                                                                         503),
+    stream="Server-Sent Events. `retry: 3000`, then `event: counts` at once (schema "
+    "`V2Counts`), then, each with `id: <change-log position>`: `notification.created` (the "
+    "record, schema `V2Record`), `notification.updated` (schema `V2UpdatedEvent`), "
+    "`notification.deleted` (schema `V2DeletedEvent`), `counts` whenever they change, and "
+    "`reset` (schema `V2ResetEvent`) when the changes since `Last-Event-ID` cannot be "
+    "replayed (more than 1,000, older than the log keeps, or no position of this service); "
+    "a `: keep-alive` comment every few seconds.",
+    stream_example='retry: 3000\n\nid: 41\nevent: counts\ndata: {"total": 3, "unread": 2, '
+    '"unseen": 1}\n\nid: 42\nevent: notification.updated\ndata: {"id": '
+    '"ntf_e94ab07ec0fe4db183d034ea0fd8ee57", "seen_at": "2026-04-24T14:00:00.000000Z", '
+    '"read_at": "2026-04-24T14:00:00.000000Z", "archived_at": null}\n\n',
+    headers={"Last-Event-ID": {
+        "description": "The change-log position of the last event the client saw (browsers "
+        "send it on reconnect); the stream first sends every change after it.",
+        "schema": {"type": "string"}}},
+    query=v2_requests.V2StreamQuery,
+)

@@ -17,8 +17,6 @@ from notifications.core.errors import (
     ValidationFailed,
     detail_body,
 )
-from notifications.core.tokens import Principal
-from notifications.core.v2_requests import V2ListQuery
 from notifications.core.schemas import DetailError, DetailValidationError, OrganizationError
 from notifications.core.serialize import (
     DATASET_FIELDS,
@@ -26,8 +24,13 @@ from notifications.core.serialize import (
     Body,
     dataset_notification,
     dataset_notifications,
+    iso_utc,
+    ntf_id,
     organization_records,
+    v2_record,
 )
+from notifications.core.tokens import Principal
+from notifications.core.v2_requests import V2ListQuery, V2StreamQuery, parse_v2_query
 from notifications.core.validation import (
     ORGANIZATION_MAX_LIMIT,
     DatasetListQuery,
@@ -40,12 +43,17 @@ from notifications.core.validation import (
 from notifications.http import operations, v2_views, views
 from notifications.http.auth import current_principal
 from notifications.http.operations import Operation
-from notifications.realtime.events import dataset_events, organization_events
+from notifications.realtime.events import dataset_events, inbox_events, organization_events
 from notifications.realtime.hub import StreamHub, hub_of
 from notifications.realtime.responses import event_stream
 from notifications.store import reads
+from notifications.store.changelog import Change
+from notifications.store.inbox import Counts
 from notifications.store.scope import Scope
 
+#: The slots version 2 streams count against (``NOTIFICATIONS_STREAM_LIMIT`` per user, apart
+#: from the organization variant's).
+INBOX_LEASES = "inbox"
 #: Reconnection delay suggested to stream clients, in milliseconds.
 STREAM_RETRY_MS = 3000
 #: Most missed notifications replayed on reconnect; a larger gap gets ``event: reset``.
@@ -105,7 +113,39 @@ class OrganizationStreamFrames:
         return self._KEEP_ALIVE
 
 
+class InboxStreamFrames:
+    """What a version 2 stream sends: the changes of notifications, counts, resets."""
+
+    _KEEP_ALIVE = sse.comment("keep-alive")
+
+    def created(self, change: Change) -> str:
+        assert change.row is not None, "a created change is framed with its row"
+        return sse.event(json.dumps(v2_record(change.row)), name="notification.created",
+                         id=change.position)
+
+    def updated(self, change: Change) -> str:
+        data = {"id": ntf_id(change.notification_id), "seen_at": iso_utc(change.seen_at),
+                "read_at": iso_utc(change.read_at), "archived_at": iso_utc(change.archived_at)}
+        return sse.event(json.dumps(data), name="notification.updated", id=change.position)
+
+    def deleted(self, change: Change) -> str:
+        return sse.event(json.dumps({"id": ntf_id(change.notification_id)}),
+                         name="notification.deleted", id=change.position)
+
+    def counts(self, counts: Counts, position: int | None) -> str:
+        return sse.event(json.dumps(counts.as_dict()), name="counts", id=position)
+
+    def reset(self, position: int) -> str:
+        return sse.event(json.dumps({"detail": "Missed changes cannot be replayed; reload the "
+                                               "list and the counts"}),
+                         name="reset", id=position)
+
+    def keep_alive(self) -> str:
+        return self._KEEP_ALIVE
+
+
 DATASET_FRAMES = DatasetStreamFrames()
+INBOX_FRAMES = InboxStreamFrames()
 ORGANIZATION_FRAMES = OrganizationStreamFrames()
 
 
@@ -257,13 +297,13 @@ class OrganizationVariant(Variant):
     """The in-app inbox of a user in an organization (flat error envelope, ``Z`` times)."""
 
     name = "organization"
-    routes = (
+    routes: ClassVar[tuple[Route, ...]] = (
         Route("/notifications", views.list_notifications, ("GET",), operations.ORGANIZATION_LIST),
         Route("/notifications/mark-read", views.mark_read, ("POST",),
               operations.ORGANIZATION_MARK_READ),
         Route("/notifications/stream", views.stream, ("GET",), operations.ORGANIZATION_STREAM),
     )
-    list_query = OrganizationListQuery
+    list_query: ClassVar[type[Query]] = OrganizationListQuery
     error_model = OrganizationError
     validation_error_model = OrganizationError
 
@@ -336,6 +376,7 @@ class InboxV2Variant(OrganizationVariant):
         Route("/notifications", v2_views.list_inbox, ("GET",), operations.V2_LIST),
         Route("/notifications/counts", v2_views.inbox_counts, ("GET",), operations.V2_COUNTS),
         Route("/notifications/bulk", v2_views.bulk_change, ("POST",), operations.V2_BULK),
+        Route("/notifications/stream", views.stream, ("GET",), operations.V2_STREAM),
         Route("/notifications/<notification_id>", v2_views.get_notification, ("GET",),
               operations.V2_GET),
         Route("/notifications/<notification_id>", v2_views.patch_notification, ("PATCH",),
@@ -349,6 +390,31 @@ class InboxV2Variant(OrganizationVariant):
 
     def list_body(self, scope: Scope, query: Any) -> dict[str, Any]:
         raise TypeError("version 2 lists through its own view (cursor and counts)")
+
+    def stream_response(self, scope: Scope) -> Response:
+        """Stream counts and every change of the caller's notifications, by log position."""
+        query = parse_v2_query(V2StreamQuery, request.args)
+        reset = False
+        try:
+            last_event_id = parse_last_event_id(request.headers.get("Last-Event-ID"))
+        except ValueError:
+            last_event_id, reset = None, True
+        hub = hub_of()
+        lease_id = acquire_stream_lease(hub, scope.user_id, current_app.config["STREAM_LIMIT"],
+                                        INBOX_LEASES)
+        try:
+            response = event_stream(inbox_events(
+                hub, scope, kinds=query.kinds, dataset_id=query.dataset,
+                last_event_id=last_event_id, reset=reset, frames=INBOX_FRAMES,
+                keepalive_interval=current_app.config["KEEPALIVE_INTERVAL"],
+                retry_ms=STREAM_RETRY_MS, replay_limit=REPLAY_LIMIT,
+                sock=request.environ.get("gunicorn.socket"),
+            ))
+        except BaseException:
+            hub.release_lease(lease_id)
+            raise
+        response.call_on_close(lambda: hub.release_lease(lease_id))
+        return response
 
 
 VARIANTS: dict[str, type[Variant]] = {
