@@ -234,3 +234,24 @@ def test_the_api_description_has_version_2(client: Any) -> None:
     assert set(paths["/api/v2/notifications/{notification_id}"]) == {"get", "patch"}
     assert "post" in paths["/api/v2/notifications/bulk"]
     assert "get" in paths["/api/v2/notifications/counts"]
+
+
+def test_a_browser_may_patch_from_a_listed_origin(app_config: dict[str, Any], auth: Any,
+                                                  make: Any) -> None:
+    from notifications import create_app
+
+    app = create_app({**app_config, "CORS_ORIGINS": "https://app.example"})
+    client = app.test_client()
+    with app.app_context():
+        from notifications.store import inserts
+        row = inserts.create_notifications([{"user_id": "alice", "organization_id": "acme"}])[0]
+    preflight = client.options(f"{V2}/{ntf(row)}", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "PATCH"})
+    assert preflight.status_code == 204
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"].split(", ")
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"].split(", ")
+    patched = client.patch(f"{V2}/{ntf(row)}", json={"read": True},
+                           headers={"Origin": "https://app.example",
+                                    **auth.headers("alice", "acme")})
+    assert patched.status_code == 200
+    assert patched.headers["Access-Control-Allow-Origin"] == "https://app.example"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 
 from notifications.extension import state
 from notifications.settings import ConfigError
@@ -75,7 +75,10 @@ def _preflight() -> Response | None:
         return None  # unlisted origin or unknown path: the ordinary answer, no CORS headers
     response = Response(status=204)
     del response.headers["Content-Type"]
-    methods = sorted((request.url_rule.methods or set()) | {"OPTIONS"})
+    # Every rule of the path counts: version 2 serves GET and PATCH of one URL by two views.
+    adapter = current_app.create_url_adapter(request)
+    allowed = adapter.allowed_methods() if adapter is not None else request.url_rule.methods
+    methods = sorted(set(allowed or ()) | {"OPTIONS"})
     response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
     response.headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_HEADERS)
     response.headers["Access-Control-Max-Age"] = str(MAX_AGE)
