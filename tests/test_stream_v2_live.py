@@ -23,13 +23,6 @@ INGEST = {"NOTIFICATIONS_INGEST_TOKEN": "ingest-token", "NOTIFICATIONS_STREAM_LI
 STATES = ("seen_at", "read_at", "archived_at")
 
 
-def needs_the_route(server: Any) -> None:
-    """Skip while notifications/http serves no version 2 stream (it is written elsewhere)."""
-    if requests.get(server.url(V2_STREAM), timeout=5).status_code == 404:
-        pytest.skip(f"GET {V2_STREAM} is not served yet: the version 2 stream's HTTP route "
-                    "(notifications/http) has not landed")
-
-
 class Inbox:
     """What one tab knows: the state of each notification and the counts, event by event."""
 
@@ -135,7 +128,6 @@ def ingest(server: Any, *items: dict[str, Any]) -> list[str]:
 @pytest.mark.slow
 def test_tabs_on_both_workers_converge_whatever_made_the_change(live_server: Any) -> None:
     server = live_server(workers=2, env={**FAST, **INGEST})
-    needs_the_route(server)
     wait_for_workers(server)
     tabs = [Inbox(server) for _ in range(2)]
     while len(workers_with_streams(server)) < 2 and len(tabs) < 20:
@@ -182,7 +174,6 @@ def test_tabs_on_both_workers_converge_whatever_made_the_change(live_server: Any
 @pytest.mark.slow
 def test_a_tab_that_missed_50_changes_catches_up_on_reconnect(live_server: Any) -> None:
     server = live_server(workers=2, env={**FAST, **INGEST})
-    needs_the_route(server)
     steady, roaming = Inbox(server), Inbox(server)
     server.cli("send", *(["--user", "alice"] * 5), "--org", "acme", "--title", "seed")
     converge(server, [steady, roaming], "the seed")

@@ -241,7 +241,8 @@ class _InboxStream:
                         head = max(head, page.head)
                         yield frames.reset(head)
                         break
-                    yield page.text
+                    if page.text:  # an empty chunk would end a chunked response
+                        yield page.text
                     del page  # sent: only the page being read is held
                     self.position = end
         else:
