@@ -387,6 +387,9 @@ def test_a_reader_behind_the_floor_is_told_of_the_gap(app: Any, make: Any) -> No
         assert behind.gap and [c.position for c in behind.changes] == [5]
         at_floor = changelog.changes_after(4)
         assert not at_floor.gap and [c.position for c in at_floor.changes] == [5]
+        assert not changelog.changes_after(5).gap
+        # Beyond the head (a restored backup holds an older log): start again too.
+        assert changelog.changes_after(6).gap
 
 
 def test_a_replay_is_the_callers_changes_in_scope(app: Any, make: Any) -> None:

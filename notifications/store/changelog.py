@@ -142,8 +142,10 @@ class ChangePage:
     position: int
     #: True when the page was full: more entries may follow at once.
     more: bool
-    #: True when retention deleted entries after the position asked for: the reader missed
-    #: changes and must start again from what is stored now (the entries here follow on).
+    #: True when the reader cannot carry on from the position asked for: retention deleted
+    #: entries after it (the entries here follow on from the oldest kept), or it is beyond
+    #: the head (the database was replaced, by a restore). It missed changes and must start
+    #: again from what is stored now.
     gap: bool
 
 
@@ -172,7 +174,7 @@ def changes_after(position: int, *, limit: int = PAGE, with_rows: bool = True) -
         changes=changes,
         position=changes[-1].position if changes else max(position, 0),
         more=len(changes) == limit,
-        gap=position < found.floor,
+        gap=position < found.floor or position > found.head,
     )
 
 

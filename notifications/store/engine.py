@@ -28,7 +28,7 @@ The rule of the store, for every statement the service runs (all of them live in
   ``ALTER TABLE`` each, then one ``BEGIN IMMEDIATE`` script creates what is missing (and
   fills the new columns of an older database's rows, see ``schema.sql``).
 
-Whatever writes to ``notifications`` -- a writer job or any of the three above, or a
+Whatever writes to ``notifications`` -- a writer job of the service or of a command, or a
 sqlite3 shell -- also writes the change log: SQLite triggers append an entry to
 ``changes`` in the same transaction as the change (see :mod:`.changelog`).
 """
