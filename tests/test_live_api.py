@@ -49,9 +49,22 @@ def test_fuzzing_finds_no_server_error_and_no_answer_outside_the_document(
         server, tmp_path, "-H", f"Authorization: Bearer {token}",
         # Streams never end, so a request/response fuzzer cannot judge them.
         "--exclude-path-regex", "/stream$|^/internal/",
+        "--exclude-operation-id", "v2_list_inbox",
     )
     assert user_api.returncode == 0, user_api.stdout[-6000:] + user_api.stderr[-2000:]
     assert re.search(r"\d+ passed", user_api.stdout)
+    # Version 2's list with every check but one: a cursor is opaque and checked (422 when
+    # it is not one this service handed out), which no schema can say, so a made-up
+    # cursor of the right shape is refused on purpose.
+    v2_list = schemathesis(
+        server, tmp_path, "-H", f"Authorization: Bearer {token}",
+        "--include-operation-id", "v2_list_inbox",
+        "--exclude-checks", "positive_data_acceptance",
+        # Its one link leads out of this run's selection: nothing stateful to run alone.
+        "--phases", "examples,coverage,fuzzing",
+    )
+    assert v2_list.returncode == 0, v2_list.stdout[-6000:] + v2_list.stderr[-2000:]
+    assert re.search(r"\d+ passed", v2_list.stdout)
 
     if "/internal/v1/notifications" in document["paths"]:
         ingest = schemathesis(

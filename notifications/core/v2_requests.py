@@ -345,15 +345,22 @@ NtfIdValue = Annotated[str, Field(pattern=NTF_ID_PATTERN,
                                   examples=["ntf_5f0c6a1e2b7d4c0e9a3b8d1f2e4c6a7b"])]
 
 
-def _without_nulls(data: Any) -> Any:
-    """Leave out the keys of a JSON object whose value is ``null``."""
+def _left_out_not_null(data: Any) -> Any:
+    """Refuse ``null`` for a key of a bulk body: the schema says to leave the key out."""
     if isinstance(data, dict):
-        return {key: value for key, value in data.items() if value is not None}
+        nulls = sorted(key for key, value in data.items() if value is None)
+        if nulls:
+            raise PydanticCustomError(
+                "null_refused", "leave {keys} out instead of sending null",
+                {"keys": ", ".join(nulls)})
     return data
 
 
 class V2BulkFilter(V2Body):
-    """Which notifications a bulk request changes: what the list with this filter shows."""
+    """Which notifications a bulk request changes: what the list with this filter shows.
+
+    A key is given or left out; ``null`` is refused (422), as the schema says.
+    """
 
     status: StatusFilter = Field("all", description="unread, read or all (default).")
     archived: ArchivedBody = "false"
@@ -365,8 +372,8 @@ class V2BulkFilter(V2Body):
 
     @model_validator(mode="before")
     @classmethod
-    def _nulls_left_out(cls, data: Any) -> Any:
-        return _without_nulls(data)
+    def _no_nulls(cls, data: Any) -> Any:
+        return _left_out_not_null(data)
 
     @property
     def kinds(self) -> KindFilter:
@@ -395,8 +402,8 @@ class V2BulkBody(V2Body):
 
     @model_validator(mode="before")
     @classmethod
-    def _nulls_left_out(cls, data: Any) -> Any:
-        return _without_nulls(data)
+    def _no_nulls(cls, data: Any) -> Any:
+        return _left_out_not_null(data)
 
     @model_validator(mode="after")
     def _ids_or_filter(self) -> V2BulkBody:

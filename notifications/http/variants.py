@@ -377,9 +377,9 @@ class InboxV2Variant(OrganizationVariant):
         Route("/notifications/counts", v2_views.inbox_counts, ("GET",), operations.V2_COUNTS),
         Route("/notifications/bulk", v2_views.bulk_change, ("POST",), operations.V2_BULK),
         Route("/notifications/stream", views.stream, ("GET",), operations.V2_STREAM),
-        Route("/notifications/<notification_id>", v2_views.get_notification, ("GET",),
+        Route("/notifications/<ntf:notification_id>", v2_views.get_notification, ("GET",),
               operations.V2_GET),
-        Route("/notifications/<notification_id>", v2_views.patch_notification, ("PATCH",),
+        Route("/notifications/<ntf:notification_id>", v2_views.patch_notification, ("PATCH",),
               operations.V2_PATCH),
     )
     list_query = V2ListQuery
