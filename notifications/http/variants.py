@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -68,6 +68,23 @@ def acquire_stream_lease(hub: StreamHub, user_id: str, limit: int,
         raise TooManyStreams(details={"limit": limit, "active": lease.active},
                              headers={"Retry-After": str(lease.retry_after)})
     return lease.lease_id
+
+
+def leased_stream(hub: StreamHub, user_id: str, limit: int, kind: str,
+                  events: Callable[[], Iterator[str]]) -> Response:
+    """Answer with the stream ``events()`` makes, holding one of the user's slots of ``kind``.
+
+    The slot is released when the server closes the response (client gone, or shutdown),
+    or at once when the stream cannot be opened.
+    """
+    lease_id = acquire_stream_lease(hub, user_id, limit, kind)
+    try:
+        response = event_stream(events())
+    except BaseException:
+        hub.release_lease(lease_id)
+        raise
+    response.call_on_close(lambda: hub.release_lease(lease_id))
+    return response
 
 
 def detail_event(message: str, name: str, id: int | None = None) -> str:
@@ -247,21 +264,14 @@ class DatasetVariant(Variant):
         hub = hub_of()
         # Capped like the organization stream (its own slots): each replaying stream costs
         # the worker memory and reads, and one user must not take them all.
-        lease_id = acquire_stream_lease(hub, scope.user_id,
-                                        current_app.config["DATASET_STREAM_LIMIT"], "dataset")
-        try:
-            events = dataset_events(
+        return leased_stream(
+            hub, scope.user_id, current_app.config["DATASET_STREAM_LIMIT"], "dataset",
+            lambda: dataset_events(
                 hub, scope, str(query.dataset_id) if query.dataset_id else None, last_event_id,
                 frames=DATASET_FRAMES, ping_interval=current_app.config["PING_INTERVAL"],
                 retry_ms=STREAM_RETRY_MS, replay_limit=REPLAY_LIMIT, reset=reset,
                 sock=request.environ.get("gunicorn.socket"),
-            )
-            response = event_stream(events)
-        except BaseException:
-            hub.release_lease(lease_id)
-            raise
-        response.call_on_close(lambda: hub.release_lease(lease_id))
-        return response
+            ))
 
 
 #: Organization-variant wording of validation failures, by pydantic error type.
@@ -348,19 +358,13 @@ class OrganizationVariant(Variant):
     def stream_response(self, scope: Scope) -> Response:
         """Stream the unread count (on connect and on change) and keep-alive comments."""
         hub = hub_of()
-        lease_id = acquire_stream_lease(hub, scope.user_id, current_app.config["STREAM_LIMIT"])
-        try:
-            response = event_stream(organization_events(
+        return leased_stream(
+            hub, scope.user_id, current_app.config["STREAM_LIMIT"], "organization",
+            lambda: organization_events(
                 hub, (scope.user_id, scope.organization_id), frames=ORGANIZATION_FRAMES,
                 keepalive_interval=current_app.config["KEEPALIVE_INTERVAL"],
                 sock=request.environ.get("gunicorn.socket"),
             ))
-        except BaseException:
-            hub.release_lease(lease_id)
-            raise
-        # Runs when the server closes the response: client gone, or shutdown.
-        response.call_on_close(lambda: hub.release_lease(lease_id))
-        return response
 
 
 class InboxV2Variant(OrganizationVariant):
@@ -400,21 +404,15 @@ class InboxV2Variant(OrganizationVariant):
         except ValueError:
             last_event_id, reset = None, True
         hub = hub_of()
-        lease_id = acquire_stream_lease(hub, scope.user_id, current_app.config["STREAM_LIMIT"],
-                                        INBOX_LEASES)
-        try:
-            response = event_stream(inbox_events(
+        return leased_stream(
+            hub, scope.user_id, current_app.config["STREAM_LIMIT"], INBOX_LEASES,
+            lambda: inbox_events(
                 hub, scope, kinds=query.kinds, dataset_id=query.dataset,
                 last_event_id=last_event_id, reset=reset, frames=INBOX_FRAMES,
                 keepalive_interval=current_app.config["KEEPALIVE_INTERVAL"],
                 retry_ms=STREAM_RETRY_MS, replay_limit=REPLAY_LIMIT,
                 sock=request.environ.get("gunicorn.socket"),
             ))
-        except BaseException:
-            hub.release_lease(lease_id)
-            raise
-        response.call_on_close(lambda: hub.release_lease(lease_id))
-        return response
 
 
 VARIANTS: dict[str, type[Variant]] = {
