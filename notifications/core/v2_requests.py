@@ -108,6 +108,23 @@ def _kind_filter(kind: Sequence[str]) -> KindFilter:
     return parse_kinds(kind)
 
 
+class _KindAndDataset:
+    """What a model with ``kind`` and ``dataset_id`` fields hands the store."""
+
+    kind: list[str]
+    dataset_id: UUID | None
+
+    @property
+    def kinds(self) -> KindFilter:
+        """The ``kind`` values as exact kinds and prefixes."""
+        return _kind_filter(self.kind)
+
+    @property
+    def dataset(self) -> str | None:
+        """``dataset_id`` as the stored text (lower-case UUID), or None."""
+        return str(self.dataset_id) if self.dataset_id is not None else None
+
+
 class V2Query(Query):
     """Base of version 2 query models: ``repeated`` names parameters taken as lists."""
 
@@ -136,7 +153,7 @@ def parse_v2_query(model: type[M], args: Any) -> M:
     return parse(model, query_data(model, args), "query")
 
 
-class V2ScopeQuery(V2Query):
+class V2ScopeQuery(_KindAndDataset, V2Query):
     """The ``kind`` and ``dataset_id`` filter shared by counts and the stream."""
 
     repeated: ClassVar[frozenset[str]] = frozenset({"kind"})
@@ -144,16 +161,6 @@ class V2ScopeQuery(V2Query):
     kind: list[KindValue] = Field(default_factory=list, max_length=MAX_KINDS,
                                   description=_KINDS_DESCRIPTION)
     dataset_id: UUID | None = Field(None, description=_DATASET_DESCRIPTION)
-
-    @property
-    def kinds(self) -> KindFilter:
-        """The ``kind`` values as exact kinds and prefixes."""
-        return _kind_filter(self.kind)
-
-    @property
-    def dataset(self) -> str | None:
-        """``dataset_id`` as the stored text (lower-case UUID), or None."""
-        return str(self.dataset_id) if self.dataset_id is not None else None
 
 
 class V2CountsQuery(V2ScopeQuery):
@@ -164,7 +171,7 @@ class V2StreamQuery(V2ScopeQuery):
     """Query of ``GET /notifications/stream``."""
 
 
-class V2ListQuery(V2Query):
+class V2ListQuery(_KindAndDataset, V2Query):
     """Query of ``GET /notifications``.
 
     A ``cursor`` is checked against the filter it comes with (``status``, ``archived``,
@@ -204,15 +211,6 @@ class V2ListQuery(V2Query):
             raise PydanticCustomError("cursor_invalid", str(exc), {"reason": exc.reason}) from None
         return value
 
-    @property
-    def kinds(self) -> KindFilter:
-        """The ``kind`` values as exact kinds and prefixes."""
-        return _kind_filter(self.kind)
-
-    @property
-    def dataset(self) -> str | None:
-        """``dataset_id`` as the stored text (lower-case UUID), or None."""
-        return str(self.dataset_id) if self.dataset_id is not None else None
 
     def fingerprint(self) -> bytes:
         """The fingerprint of this list's filter (see :func:`cursors.filter_fingerprint`)."""
@@ -356,7 +354,7 @@ def _left_out_not_null(data: Any) -> Any:
     return data
 
 
-class V2BulkFilter(V2Body):
+class V2BulkFilter(_KindAndDataset, V2Body):
     """Which notifications a bulk request changes: what the list with this filter shows.
 
     A key is given or left out; ``null`` is refused (422), as the schema says.
@@ -375,13 +373,6 @@ class V2BulkFilter(V2Body):
     def _no_nulls(cls, data: Any) -> Any:
         return _left_out_not_null(data)
 
-    @property
-    def kinds(self) -> KindFilter:
-        return _kind_filter(self.kind)
-
-    @property
-    def dataset(self) -> str | None:
-        return str(self.dataset_id) if self.dataset_id is not None else None
 
     @property
     def before_us(self) -> int | None:
