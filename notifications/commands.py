@@ -43,7 +43,7 @@ from notifications.ops import metrics, retention
 from notifications.ops.server import raise_fd_limit, run_server
 from notifications.settings import ConfigError
 from notifications.store import (
-    ChangeCounter,
+    CommitSignal,
     WriteTimeout,
     feed,
     inserts,
@@ -610,7 +610,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     try:
         last_seq, _ = feed.stream_position()
         # An idle tail costs one PRAGMA per interval, not a query.
-        counter = ChangeCounter(db.engine)
+        counter = CommitSignal(db.engine)
         click.echo("Following new notifications; press Ctrl-C to stop.", err=True)
         while True:
             if not counter.moved():

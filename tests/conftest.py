@@ -50,9 +50,147 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 
 
+#: The PostgreSQL server the PostgreSQL cases run against (a run creates a database of its own
+#: there and drops it at the end).
+POSTGRES_SERVER = os.environ.get("NOTIFICATIONS_TEST_POSTGRES",
+                                 "postgresql://postgres@127.0.0.1:5432/postgres")
+#: The databases a module marked ``both_databases`` runs its tests on.
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test of a module marked ``both_databases`` on SQLite and on PostgreSQL."""
+    if ("backend" in metafunc.fixturenames
+            and metafunc.definition.get_closest_marker("both_databases")
+            and not metafunc.definition.get_closest_marker("sqlite_only")):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'notifications.db'}"
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database of this test: ``sqlite``, or ``postgresql`` when parametrised so."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+class PostgresDatabase:
+    """A database of this run on the PostgreSQL server; each test gets a schema of its own."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.psycopg = psycopg
+        self.name = f"ntf_test_{os.getpid()}_{int(time.time())}"
+        self.error: str | None = None
+        self.count = 0
+        try:
+            with psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=3) as conn:
+                conn.execute(f'CREATE DATABASE "{self.name}"')
+        except psycopg.Error as exc:
+            self.error = (f"no PostgreSQL server at {POSTGRES_SERVER} "
+                          f"(set NOTIFICATIONS_TEST_POSTGRES): {str(exc).strip()}")
+        base = POSTGRES_SERVER.rsplit("/", 1)[0]
+        self.conninfo = f"{base}/{self.name}"
+
+    def new_url(self) -> str:
+        """Create an empty schema and return the service URL whose search path is it."""
+        require(self.error is None, self.error or "")
+        self.count += 1
+        schema = f"t{self.count}"
+        with self.psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        url = self.conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
+        return f"{url}?options=-csearch_path%3D{schema}"
+
+    def drop(self) -> None:
+        if self.error is None:
+            with self.psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabase]:
+    database = PostgresDatabase()
+    yield database
+    database.drop()
+
+
+def new_database_url(backend: str, path: Path, request: pytest.FixtureRequest) -> str:
+    """Return the URL of a new, empty database of ``backend`` (a file at ``path`` for SQLite)."""
+    if backend == "sqlite":
+        return f"sqlite:///{path}"
+    postgres_database: PostgresDatabase = request.getfixturevalue("postgres")
+    return postgres_database.new_url()
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return new_database_url(backend, tmp_path / "notifications.db", request)
+
+
+class RawConnection:
+    """A plain DB-API connection to a service database, outside the service.
+
+    What a ``sqlite3`` shell or a ``psql`` session is to an administrator: tests write
+    through it to show that the database itself (its triggers) does what the service
+    promises, whoever writes. Statements take ``?`` placeholders on both databases. Used as a
+    context manager it commits at the end, like ``sqlite3``'s connections.
+    """
+
+    def __init__(self, url: str, *, autocommit: bool = False) -> None:
+        self.postgresql = url.startswith("postgresql")
+        if self.postgresql:
+            import psycopg
+            from sqlalchemy.engine import make_url
+
+            parsed = make_url(url)
+            options = parsed.query.get("options")
+            self.conn: Any = psycopg.connect(
+                parsed.set(drivername="postgresql", query={})
+                .render_as_string(hide_password=False),
+                autocommit=autocommit, **({"options": options} if options else {}))
+        else:
+            import sqlite3
+
+            self.conn = sqlite3.connect(url[len("sqlite:///"):],
+                                        isolation_level=None if autocommit else "")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        if self.postgresql:
+            sql = sql.replace("?", "%s")
+        return self.conn.execute(sql, params)
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Run ``sql`` and return its rows as dicts."""
+        cursor = self.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+    def begin_write(self) -> None:
+        """Open a transaction that writes (``BEGIN IMMEDIATE`` on SQLite)."""
+        self.execute("BEGIN" if self.postgresql else "BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            if kind is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            self.conn.close()
+
+
+def raw_connect(app: Any, *, autocommit: bool = False) -> RawConnection:
+    """A :class:`RawConnection` to ``app``'s database."""
+    return RawConnection(app.config["SQLALCHEMY_DATABASE_URI"], autocommit=autocommit)
 
 
 @pytest.fixture
@@ -178,14 +316,16 @@ class LiveServer:
     """``notifications serve`` in a subprocess on a free port, with its own database."""
 
     def __init__(self, tmp: Path, workers: int = 2, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), preexec_fn: Any = None) -> None:
+                 args: tuple[str, ...] = (), preexec_fn: Any = None,
+                 db_url: str | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db_path = tmp / "live.db"
+        self.db_url = db_url or f"sqlite:///{self.db_path}"
         self.log_path = tmp / f"server-{self.port}.log"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")},
-            "NOTIFICATIONS_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "NOTIFICATIONS_DATABASE_URL": self.db_url,
             "NOTIFICATIONS_JWT_SECRET": SECRET,
             **(env or {}),
         }
@@ -230,13 +370,20 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[Any]:
-    """Factory: ``live_server(workers=2, env={...})`` starts a real server, stopped after."""
+def live_server(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory: ``live_server(workers=2, env={...})`` starts a real server, stopped after.
+
+    Its database is a new one of the test's backend (``db_url=`` shares one instead).
+    """
     servers: list[LiveServer] = []
 
     def start(workers: int = 2, env: dict[str, str] | None = None,
-              args: tuple[str, ...] = (), preexec_fn: Any = None) -> LiveServer:
-        server = LiveServer(tmp_path, workers=workers, env=env, args=args, preexec_fn=preexec_fn)
+              args: tuple[str, ...] = (), preexec_fn: Any = None,
+              db_url: str | None = None) -> LiveServer:
+        if db_url is None and backend != "sqlite":
+            db_url = new_database_url(backend, tmp_path / "live.db", request)
+        server = LiveServer(tmp_path, workers=workers, env=env, args=args, preexec_fn=preexec_fn,
+                            db_url=db_url)
         servers.append(server)
         return server
 

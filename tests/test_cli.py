@@ -15,6 +15,8 @@ from conftest import DATASET, OTHER_DATASET, SECRET
 from cli import AppContext, cli
 from notifications import create_app
 
+pytestmark = pytest.mark.both_databases
+
 INBOX_KINDS = {"review.created", "review.approved", "version.published", "api.quota.warning"}
 MONITOR_KEYS = {"view_name", "dataset_name", "result_count", "batch_id", "is_alert"}
 

@@ -17,6 +17,8 @@ from notifications.store import purge as purging
 from notifications.store.models import db
 from notifications.store.rows import now_us
 
+pytestmark = pytest.mark.both_databases
+
 DAY_US = 86_400 * 1_000_000
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from conftest import DATASET, OTHER_DATASET
 
+pytestmark = pytest.mark.both_databases
+
 #: Reference payloads of the public API this variant mirrors, kept with the tests.
 REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 API = "/api/v1"

@@ -18,6 +18,8 @@ from notifications.realtime.hub import hub_of
 from notifications.store import feed, inserts, leases
 from notifications.store.scope import Scope
 
+pytestmark = pytest.mark.both_databases
+
 STREAM = "/api/v1/notifications/stream"
 
 

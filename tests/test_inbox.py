@@ -11,6 +11,8 @@ from conftest import DATASET
 
 from notifications.extension import state
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 def make_app(app_config: dict[str, Any]) -> Any:

@@ -17,6 +17,8 @@ from notifications.store import listeners as signals
 from notifications.store import reads
 from notifications.store.rows import now_us
 
+pytestmark = pytest.mark.both_databases
+
 TOKEN = "ingest-token-0123456789abcdef"
 H = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -13,6 +13,8 @@ import pytest
 import requests
 from conftest import DATASET, SECRET
 
+pytestmark = pytest.mark.both_databases
+
 INGEST_TOKEN = "ingest-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "http://localhost:5173"
 #: Examples per operation and phase: enough to reach every parameter's bounds and a few

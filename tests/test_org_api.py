@@ -13,6 +13,8 @@ from conftest import DATASET
 from notifications import create_app
 from notifications.settings import ConfigError
 
+pytestmark = pytest.mark.both_databases
+
 ORG = "/api/v1/org"
 ENVELOPE = ["code", "message", "detail", "hint", "details", "request_id"]
 NTF_ID = re.compile(r"ntf_[0-9a-f]{32}")

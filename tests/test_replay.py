@@ -20,6 +20,8 @@ from notifications.core.replay import (
     pages,
 )
 
+pytestmark = pytest.mark.both_databases
+
 FRONTIER = 100
 
 

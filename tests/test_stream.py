@@ -11,8 +11,11 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import requests
 from conftest import DATASET, OTHER_DATASET
+
+pytestmark = pytest.mark.both_databases
 
 FAST = {
     "NOTIFICATIONS_PING_INTERVAL": "0.2",

@@ -28,6 +28,8 @@ from notifications.store.inbox import Counts
 from notifications.store.rows import now_us
 from notifications.store.scope import Scope
 
+pytestmark = pytest.mark.both_databases
+
 
 class SpecFrames:
     """The version 2 stream's events as the product spec words them."""

@@ -18,6 +18,8 @@ from test_stream import FAST, SSEClient, send, wait_for, wait_for_workers, worke
 
 from notifications.core.serialize import iso_utc, ntf_id
 
+pytestmark = pytest.mark.both_databases
+
 V2_STREAM = "/api/v2/notifications/stream"
 INGEST = {"NOTIFICATIONS_INGEST_TOKEN": "ingest-token", "NOTIFICATIONS_STREAM_LIMIT": "30"}
 STATES = ("seen_at", "read_at", "archived_at")

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from conftest import DATASET
 
+pytestmark = pytest.mark.both_databases
+
 V2 = "/api/v2/notifications"
 ENVELOPE = ["code", "message", "detail", "hint", "details", "request_id"]
 V2_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from typing import Any
 
 import pytest
-from conftest import DATASET, OTHER_DATASET
+from conftest import DATASET, OTHER_DATASET, raw_connect
 
 from notifications.core.cursors import Position
 from notifications.core.kinds import KindFilter, parse_kinds
@@ -17,6 +16,8 @@ from notifications.store import inbox, marks
 from notifications.store.inbox import Counts, InboxFilter
 from notifications.store.scope import Scope
 
+pytestmark = pytest.mark.both_databases
+
 T = 1_776_000_000_000_000
 ALICE = Scope("alice")
 ACME = Scope.dataset_api("alice", "acme")
@@ -26,14 +27,10 @@ def ids(page: inbox.Page) -> list[str]:
     return [r[0] for r in page.rows]
 
 
-def db_file(app: Any) -> str:
-    return app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]
-
-
 def set_state(app: Any, notification_id: str, **times: int | None) -> None:
     """Write state times directly (as another writer would)."""
     columns = ", ".join(f"{name} = ?" for name in times)
-    with sqlite3.connect(db_file(app)) as conn:
+    with raw_connect(app) as conn:
         conn.execute(f"UPDATE notifications SET {columns} WHERE id = ?",
                      (*times.values(), notification_id))
 

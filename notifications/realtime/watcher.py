@@ -1,9 +1,11 @@
 """The change watcher: one greenlet per worker that finds what other connections committed.
 
 Every ``poll_interval`` (or at once, when this process commits a write and the hub rings
-:meth:`ChangeWatcher.wake`) it asks SQLite for ``PRAGMA data_version`` on its own
-long-lived connection, which costs microseconds and changes only when another connection
-committed. Only then does it read the change log after its position, a page at a time
+:meth:`ChangeWatcher.wake`, or when PostgreSQL notifies a commit of any node) it asks its
+:class:`~notifications.store.notices.CommitSignal` whether anyone committed: SQLite's
+``PRAGMA data_version``, which costs microseconds, or whether a notification came (on
+PostgreSQL; while the listening connection is down it polls). Only then does it read the
+change log after its position, a page at a time
 (:func:`notifications.store.changelog.changes_after`, each created entry with its stored
 row). The log is the one record of every kind of change -- created, state changed,
 deleted, by any writer, purge and retention included -- so the watcher keeps one number.
@@ -25,7 +27,7 @@ from flask import Flask
 from gevent.event import Event
 
 from notifications.realtime.subscriptions import InboxKey
-from notifications.store import ChangeCounter, changelog, feed
+from notifications.store import CommitSignal, changelog, feed
 from notifications.store.changelog import Change
 from notifications.store.models import db
 
@@ -84,21 +86,27 @@ class ChangeWatcher:
         self.last_tick_at: float | None = None
         self._wake = Event()
         self._async: Any = None
-        self._counter: ChangeCounter | None = None
+        self._counter: CommitSignal | None = None
+        self._listener: Any = None
 
     def start(self) -> None:
         """Take the database's current position and open the doorbell :meth:`wake` rings."""
         with self.app.app_context():
             self.position, self.last_seq = feed.watch_position()
-            self._counter = ChangeCounter(db.engine)
+            self._counter = CommitSignal(db.engine)
             self._counter.moved()
+        if not self._counter.sqlite:
+            # PostgreSQL: the listening connection rings the doorbell at each notification.
+            self._listener = gevent.spawn(self._counter.listen, self._wake.set)
         # The writer commits on its own thread; an async watcher is the thread-safe way
         # to ring the watcher's doorbell from there.
         self._async = gevent.get_hub().loop.async_(ref=False)
         self._async.start(self._wake.set)
 
     def wake(self) -> None:
-        """Ask the watcher to look for changes now (safe from any thread)."""
+        """Ask the watcher to look for changes now: this process committed (any thread)."""
+        if self._counter is not None:
+            self._counter.committed()
         if self._async is not None:
             self._async.send()
 
@@ -110,6 +118,10 @@ class ChangeWatcher:
     def stop(self) -> None:
         """End the loop (at its next wake-up, which this rings)."""
         self.stopping = True
+        if self._counter is not None:
+            self._counter.stop()
+        if self._listener is not None:
+            self._listener.kill(block=False)
         self._wake.set()
 
     def run(self) -> None:

@@ -14,6 +14,8 @@
 - :mod:`.feed` -- what the streams and ``tail`` read: the change feed, its counters, replays.
 - :mod:`.changelog` -- the change log the triggers of ``schema.sql`` write: pages for the
   watcher, per-user replays for the streams, and its retention.
+- :mod:`.notices` -- when to read the change log: SQLite's data version, PostgreSQL's
+  LISTEN/NOTIFY.
 - :mod:`.leases` -- stream leases, the per-user stream limits across workers.
 - :mod:`.stats`, :mod:`.purge`, :mod:`.export`, :mod:`.importer` -- the data commands.
 - :mod:`.maintenance` -- backup, restore, checks, retention passes and lock files.
@@ -22,8 +24,9 @@
 """
 from __future__ import annotations
 
-from notifications.store.engine import ChangeCounter, current_store, init_app, ping, reading, write
+from notifications.store.engine import current_store, init_app, ping, reading, write
+from notifications.store.notices import CommitSignal
 from notifications.store.writer import WriteTimeout
 
-__all__ = ["ChangeCounter", "WriteTimeout", "current_store", "init_app", "ping", "reading",
+__all__ = ["CommitSignal", "WriteTimeout", "current_store", "init_app", "ping", "reading",
            "write"]

@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 
 from notifications.core.kinds import KindFilter
 from notifications.core.states import State
-from notifications.store.engine import reading, write
+from notifications.store.engine import reading, run_sql, write
 from notifications.store.rows import ALL_FIELDS, decode_metadata, now_us
 from notifications.store.scope import (
     KindShape,
@@ -116,7 +116,7 @@ class Bounds:
 
 
 def _bounds(conn: Connection) -> Bounds:
-    floor, head = conn.exec_driver_sql(f"SELECT ({_FLOOR}), ({_HEAD})").one()
+    floor, head = run_sql(conn, f"SELECT ({_FLOOR}), ({_HEAD})").one()
     floor = int(floor or 0)
     # An empty log (every entry deleted) still has its head where the floor is.
     return Bounds(floor, max(int(head or 0), floor))
@@ -167,7 +167,7 @@ def changes_after(position: int, *, limit: int = PAGE, with_rows: bool = True) -
     """
     with reading() as conn, conn.begin():
         # One snapshot for the page and the floor: "no gap" then means no gap.
-        rows = conn.exec_driver_sql(_page_sql(with_rows), (position, limit)).all()
+        rows = run_sql(conn, _page_sql(with_rows), (position, limit)).all()
         found = _bounds(conn)
     changes = [_change(r, with_rows) for r in rows]
     return ChangePage(
@@ -236,7 +236,7 @@ def user_changes_after(
             return Replay([], "gap", found.head)
         if position > found.head:
             return Replay([], "ahead", found.head)
-        rows = conn.exec_driver_sql(sql, params).all()
+        rows = run_sql(conn, sql, params).all()
     if len(rows) > limit:
         return Replay([], "too_many", found.head)
     changes = sorted((_change(r, with_rows) for r in rows), key=lambda c: c.position)
@@ -255,14 +255,14 @@ def _mark_job(conn: Connection, now: int | None, keep_us: int) -> tuple[int, int
     # The writer holds the lock: every entry up to the head is committed, none is coming.
     head = _bounds(conn).head
     # A position marked before keeps its first time: its entries are at least that old.
-    conn.exec_driver_sql(
+    run_sql(conn,
         "INSERT INTO change_marks (position, marked_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (head, now))
-    boundary = conn.exec_driver_sql(
+    boundary = run_sql(conn,
         "SELECT max(position) FROM change_marks WHERE marked_at <= ?", (now - keep_us,)
     ).scalar()
     if boundary is not None:
-        conn.exec_driver_sql("DELETE FROM change_marks WHERE position < ?", (boundary,))
+        run_sql(conn, "DELETE FROM change_marks WHERE position < ?", (boundary,))
     return now, None if boundary is None else int(boundary)
 
 
@@ -271,11 +271,11 @@ def _trim_job(conn: Connection, boundary: int, chunk: int) -> tuple[int, int]:
 
     Return how many went and the position deleted up to: the new floor.
     """
-    lowest = conn.exec_driver_sql("SELECT min(position) FROM changes").scalar()
+    lowest = run_sql(conn, "SELECT min(position) FROM changes").scalar()
     upto = boundary if lowest is None else min(boundary, int(lowest) + chunk - 1)
-    deleted = int(conn.exec_driver_sql("DELETE FROM changes WHERE position <= ?",
+    deleted = int(run_sql(conn, "DELETE FROM changes WHERE position <= ?",
                                        (upto,)).rowcount)
-    conn.exec_driver_sql(
+    run_sql(conn,
         "UPDATE counters SET value = ? WHERE name = 'changes_floor' AND value < ?", (upto, upto))
     return deleted, max(upto, _bounds(conn).floor)
 

@@ -11,8 +11,9 @@ The rule of the store, for every statement the service runs (all of them live in
   statement is one snapshot, and SQLAlchemy's statement machinery cost several times
   what SQLite takes to run them. Reads that must agree with each other (the watcher's
   unread counts, an export's pages) run in one transaction on one such connection.
-  The watcher's :class:`ChangeCounter` keeps one connection of its own for
-  ``PRAGMA data_version``, which only means something when asked of the same connection.
+  The watcher's :class:`~.notices.CommitSignal` keeps one connection of its own: for
+  ``PRAGMA data_version`` on SQLite (it only means something when asked of the same
+  connection), for ``LISTEN`` on PostgreSQL.
 - **Writes** are jobs, functions of a connection, handed to the process's one writer
   thread (:func:`write`), which runs them in group-committed ``BEGIN IMMEDIATE``
   transactions on the one connection it owns (see :mod:`.writer`). The CLI's commands
@@ -62,6 +63,8 @@ ADDED_COLUMNS = (
     (4, "notifications", "archived_at BIGINT"),
     (4, "notifications", "collapsed_count INTEGER NOT NULL DEFAULT 0"),
 )
+#: PostgreSQL advisory lock held while the schema is created or upgraded.
+SCHEMA_LOCK_KEY = 7022365203857063028
 #: Milliseconds a reading connection waits on a lock (in WAL mode only in rare cases, such
 #: as recovering the WAL after a crash). The writer waits ``WRITE_TIMEOUT`` instead.
 BUSY_TIMEOUT_MS = 5_000
@@ -75,9 +78,10 @@ class SchemaError(Exception):
     """The database's schema cannot be used by this version of the service."""
 
 
-def schema_sql() -> str:
-    """Return the text of the packaged ``schema.sql``."""
-    return resources.files("notifications").joinpath("schema.sql").read_text(encoding="utf-8")
+def schema_sql(dialect: str = "sqlite") -> str:
+    """Return the text of the packaged schema of ``dialect`` (``sqlite`` or ``postgresql``)."""
+    name = "schema.sql" if dialect == "sqlite" else f"schema_{dialect}.sql"
+    return resources.files("notifications").joinpath(name).read_text(encoding="utf-8")
 
 
 def default_url() -> str:
@@ -199,7 +203,8 @@ def schema_version(engine: Engine) -> int:
         if engine.dialect.name == "sqlite":
             return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
         exists = conn.execute(
-            text("SELECT 1 FROM information_schema.tables WHERE table_name = 'counters'")
+            text("SELECT 1 FROM information_schema.tables WHERE table_name = 'counters' "
+                 "AND table_schema = current_schema()")
         ).first()
         if not exists:
             return 0
@@ -235,21 +240,27 @@ def ensure_schema(engine: Engine) -> int:
         finally:
             raw.close()
     else:
-        db.metadata.create_all(engine)
-        with engine.begin() as conn:
-            conn.execute(
-                text("DELETE FROM counters WHERE name = 'schema_version'")
-            )
-            conn.execute(
-                text("INSERT INTO counters (name, value) VALUES ('schema_version', :v)"),
-                {"v": SCHEMA_VERSION},
-            )
-            for name in ("read", "purge", "changes_floor"):
-                conn.execute(
-                    text("INSERT INTO counters (name, value) SELECT :n, 0 WHERE NOT EXISTS "
-                         "(SELECT 1 FROM counters WHERE name = :n)"), {"n": name}
-                )
+        _apply_postgresql_schema(engine)
     return found
+
+
+def _apply_postgresql_schema(engine: Engine) -> None:
+    """Run ``schema_postgresql.sql`` and record the version, in one transaction.
+
+    Nodes starting together take turns on an advisory lock; every statement of the file is
+    idempotent, so the second one changes nothing.
+    """
+    raw = engine.raw_connection()
+    try:
+        driver = cast(Any, raw.driver_connection)
+        with driver.transaction():
+            driver.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
+            driver.execute(schema_sql("postgresql"))
+            driver.execute(
+                "INSERT INTO counters (name, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
+    finally:
+        raw.close()
 
 
 def _add_columns(engine: Engine, found: int) -> None:
@@ -313,8 +324,14 @@ def current_store() -> Store:
 
 @contextmanager
 def reading() -> Iterator[Connection]:
-    """Yield a pooled connection for reads that share one snapshot; it never writes."""
+    """Yield a pooled connection for reads that share one snapshot; it never writes.
+
+    On PostgreSQL its transactions are REPEATABLE READ: every statement of one reads the
+    same snapshot, as on SQLite (READ COMMITTED would take a new one per statement).
+    """
     with db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
         yield conn
 
 
@@ -327,6 +344,11 @@ def _pyformat(sql: str) -> str:
 def driver_sql(sql: str, conn: Connection | Engine) -> str:
     """Return a ``?``-placeholder statement in the placeholder style of ``conn``'s driver."""
     return sql if conn.dialect.paramstyle == "qmark" else _pyformat(sql)
+
+
+def run_sql(conn: Connection, sql: str, params: Any = ()) -> Any:
+    """Run a ``?``-placeholder statement on ``conn`` through its driver; return the result."""
+    return conn.exec_driver_sql(driver_sql(sql, conn), params)
 
 
 def read_rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -364,39 +386,3 @@ def ping() -> None:
     """Run the cheapest statement there is (the health check)."""
     with reading() as conn:
         conn.exec_driver_sql("SELECT 1").scalar()
-
-
-class ChangeCounter:
-    """SQLite's ``PRAGMA data_version`` on one long-lived connection of its own.
-
-    The value moves only when another connection commits, so polling it costs microseconds
-    and no query; it is only meaningful when asked of the same connection every time.
-    Other databases have no such counter: :meth:`moved` then always says yes.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._conn: Any = None
-        self._version: int | None = None
-
-    def moved(self) -> bool:
-        """Tell whether anyone committed since the last call (the first call says yes)."""
-        if self.engine.dialect.name != "sqlite":
-            return True
-        if self._conn is None:
-            self._conn = self.engine.raw_connection()
-            self._version = None
-        version = self._conn.dbapi_connection.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._version:
-            return False
-        self._version = version
-        return True
-
-    def reset(self) -> None:
-        """Drop the connection (after an error); the next call opens a new one."""
-        if self._conn is not None:
-            try:
-                self._conn.invalidate()
-            except Exception:  # already broken; nothing more to do
-                pass
-            self._conn = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from notifications.store.engine import driver_sql, reading
+from notifications.store.engine import reading, run_sql
 from notifications.store.rows import SELECT_ALL, as_dicts
 from notifications.store.scope import AdminFilter, where_params, where_sql
 
@@ -24,11 +24,10 @@ def export_rows(
     params = where_params(scope) + (() if since_us is None else (since_us,))
     cursor = 0
     with reading() as conn:
-        sql = driver_sql(sql, conn)
         # One transaction for every page: the export is a snapshot even while others write.
         with conn.begin():
             while True:
-                rows = conn.exec_driver_sql(sql, params + (cursor, chunk)).all()
+                rows = run_sql(conn, sql, params + (cursor, chunk)).all()
                 if not rows:
                     return
                 yield from as_dicts(rows, decode=decode_metadata)

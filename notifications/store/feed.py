@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from notifications.store.engine import driver_sql, read_rows, reading
+from notifications.store.engine import read_rows, reading, run_sql
 from notifications.store.models import counters, notifications
 from notifications.store.rows import COLUMNS, SELECT_ALL, as_dicts, row_dict
 from notifications.store.scope import AdminFilter, Orgs, Scope, Shape, where_params, where_sql
@@ -32,7 +32,7 @@ _BUMP_READ = "UPDATE counters SET value = value + 1 WHERE name = 'read'"
 
 def bump_read_counter(conn: Connection) -> None:
     """Move the ``read`` counter on, in the caller's (writer job's) transaction."""
-    conn.exec_driver_sql(_BUMP_READ)
+    run_sql(conn, _BUMP_READ)
 
 
 def note_deleted_unread(conn: Connection) -> None:
@@ -62,7 +62,7 @@ def watch_position() -> tuple[int, int]:
     watcher has not seen yet (or a later change of one it has).
     """
     with reading() as conn:
-        head, floor, seq = conn.exec_driver_sql(_WATCH_POSITION).one()
+        head, floor, seq = run_sql(conn, _WATCH_POSITION).one()
     # An empty log (retention deleted every entry) has its head where the floor is.
     return max(int(head or 0), int(floor or 0)), int(seq or 0)
 
@@ -130,9 +130,9 @@ def unread_counts(pairs: Iterable[tuple[str, str | None]]) -> dict[tuple[str, st
         for user_id, org_id in pairs:
             # Exactly that organization's rows, or exactly the rows of none.
             scope = Scope(user_id, orgs=Orgs.ONE, organization_id=org_id)
-            sql = driver_sql(_unread_sql(scope.shape), conn)
+            sql = _unread_sql(scope.shape)
             counts[(user_id, org_id)] = int(
-                conn.exec_driver_sql(sql, where_params(scope)).scalar_one())
+                run_sql(conn, sql, where_params(scope)).scalar_one())
     return counts
 
 

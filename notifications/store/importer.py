@@ -5,7 +5,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from notifications.store.inserts import INSERT_FIELDS, insert_tuples, placeholder
+from notifications.store.engine import run_sql
+from notifications.store.inserts import INSERT_FIELDS, insert_tuples
 from notifications.store.models import db
 
 #: Staging column types that are not TEXT.
@@ -25,11 +26,11 @@ class Importer:
         self.conn = db.engine.connect()
         self.staged = 0
         columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'TEXT')}" for name in INSERT_FIELDS)
-        self.conn.exec_driver_sql(
+        run_sql(self.conn,
             f"CREATE TEMPORARY TABLE import_staging (line INTEGER PRIMARY KEY, {columns})"
         )
         self.conn.commit()
-        mark = placeholder(self.conn)
+        mark = "?"
         self._stage_sql = (
             f"INSERT INTO import_staging (line, {', '.join(INSERT_FIELDS)}) "
             f"VALUES ({', '.join([mark] * (len(INSERT_FIELDS) + 1))})"
@@ -43,7 +44,7 @@ class Importer:
         """Stage rows: the line number, then the values in ``INSERT_FIELDS`` order."""
         if rows:
             with self.conn.begin():
-                self.conn.exec_driver_sql(self._stage_sql, list(rows))
+                run_sql(self.conn, self._stage_sql, list(rows))
             self.staged += len(rows)
 
     def copy(self, chunk: int = 5_000, pause: float = 0.005) -> int:
@@ -55,7 +56,7 @@ class Importer:
         inserted = 0
         line = 0
         while True:
-            page = self.conn.exec_driver_sql(self._page_sql, (line, chunk)).all()
+            page = run_sql(self.conn, self._page_sql, (line, chunk)).all()
             self.conn.commit()
             if not page:
                 return inserted
@@ -67,7 +68,7 @@ class Importer:
         """Drop the staging table and release the connection."""
         try:
             self.conn.rollback()
-            self.conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+            run_sql(self.conn, "DROP TABLE IF EXISTS import_staging")
             self.conn.commit()
         finally:
             self.conn.close()

@@ -330,8 +330,8 @@ def _record_retention_job(conn: Connection, ran_at: int, deleted: int, unread: i
                              ("retention_last_deleted", deleted, False),
                              ("retention_deleted", deleted, True),
                              ("retention_deleted_unread", unread, True)):
-        conn.execute(text("INSERT INTO counters (name, value) SELECT :n, 0 WHERE NOT EXISTS "
-                          "(SELECT 1 FROM counters WHERE name = :n)"), {"n": name})
+        conn.execute(text("INSERT INTO counters (name, value) VALUES (:n, 0) "
+                          "ON CONFLICT (name) DO NOTHING"), {"n": name})
         new = counters.c.value + value if add else value
         conn.execute(counters.update().where(counters.c.name == name).values(value=new))
 

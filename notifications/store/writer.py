@@ -33,6 +33,11 @@ T = TypeVar("T")
 
 #: Most jobs committed in one transaction.
 BATCH_JOBS = 200
+#: The PostgreSQL advisory lock every writer holds for its whole transaction (the same
+#: number as in ``schema_postgresql.sql``).
+WRITE_LOCK_KEY = 7022365203857063029
+#: PostgreSQL's "lock not available" (``lock_timeout`` expired).
+LOCK_TIMEOUT_SQLSTATE = "55P03"
 #: A transaction takes in further queued jobs only while it has been open less than this.
 BATCH_MS = 20.0
 
@@ -133,6 +138,7 @@ class Writer:
         self._async: Any = None
         self._conn: Connection | None = None
         self._sqlite: Any = None
+        self._postgresql: Any = None
         self._thread: Any = None
         self._start_lock = _native("_thread", "allocate_lock")()
         self._stopped = _native("_thread", "allocate_lock")()
@@ -171,6 +177,8 @@ class Writer:
                 raw.execute("PRAGMA busy_timeout = 0")
                 raw.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
                 self._sqlite = raw
+            elif conn.dialect.name == "postgresql":
+                self._postgresql = conn.connection.dbapi_connection
             self._conn = conn.execution_options(immediate=True)
             self._stopped.acquire()
             start = _native("_thread", "start_new_thread")
@@ -277,6 +285,9 @@ class Writer:
         Retries come every 0.1-2 ms, so a lock another process releases between two of its
         transactions is taken within about a millisecond.
         """
+        if self._postgresql is not None:
+            self._lock_postgresql(deadline)
+            return
         raw = self._sqlite
         if raw is None:
             return
@@ -292,6 +303,24 @@ class Writer:
                 raise _Busy()
             _sleep(pause)
             pause = min(pause * 2, 0.002)
+
+    def _lock_postgresql(self, deadline: float) -> None:
+        """Open the transaction with the one write lock of the database (see its schema).
+
+        Every writer of every node takes this advisory lock first, so transactions that
+        change notifications commit one after another, in the order of their change-log
+        positions. Waiting for it ends at ``deadline`` (``lock_timeout``), as SQLite's wait.
+        """
+        raw = self._postgresql
+        wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            raw.execute(f"SET LOCAL lock_timeout = {wait_ms}")
+            raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        except Exception as exc:
+            raw.rollback()
+            if getattr(exc, "sqlstate", None) == LOCK_TIMEOUT_SQLSTATE:
+                raise _Busy() from None
+            raise
 
     def _run_one(self, conn: Connection, job: Job, careful: bool) -> None:
         savepoint = conn.begin_nested() if careful else None
