@@ -360,6 +360,10 @@ class LiveServer:
             raise AssertionError(f"CLI {args} failed: {result.stderr}")
         return result
 
+    def raw(self, *, autocommit: bool = False) -> RawConnection:
+        """A plain connection to this server's database (see :class:`RawConnection`)."""
+        return RawConnection(self.db_url, autocommit=autocommit)
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")

@@ -196,7 +196,7 @@ def unread_count_times(server: Any, n: int) -> list[float]:
 @pytest.mark.slow
 def test_replaying_streams_of_one_user_slow_only_that_user(live_server: Any) -> None:
     server = live_server(workers=2, env={"NOTIFICATIONS_DATASET_STREAM_LIMIT": "1000"})
-    app = create_app({"DATABASE_URL": f"sqlite:///{server.db_path}", "REQUIRE_KEY": False})
+    app = create_app({"DATABASE_URL": server.db_url, "REQUIRE_KEY": False})
     metadata = {"view_name": "Orders over 1000", "dataset_name": "sales_2026", "result_count": 17,
                 "batch_id": "a863a595-5aaf-45d3-89a9-073a73d59671", "is_alert": True}
     with app.app_context():

@@ -291,7 +291,7 @@ def test_gap_too_large_or_unknown_id_sends_reset(live_server: Any) -> None:
 def test_dataset_stream_reports_internal_errors_and_stays_open(live_server: Any) -> None:
     server = live_server(workers=1, env=FAST)
     stream, _ = connect_dataset(server)
-    db = sqlite3.connect(server.db_path, isolation_level=None)
+    db = server.raw(autocommit=True)
     db.execute("ALTER TABLE notifications RENAME TO notifications_away")
     try:
         db.execute("INSERT INTO notifications_away (id, user_id, created_at) VALUES ('x', 'z', 1)")
@@ -367,7 +367,7 @@ def test_organization_stream_follows_the_unread_count(live_server: Any) -> None:
 def test_stream_limit_spans_workers_and_frees_slots(live_server: Any) -> None:
     server = live_server(workers=2, env={**FAST, "NOTIFICATIONS_STREAM_LIMIT": "2"})
     # A lease left by a worker that died: expired, so it does not count.
-    db = sqlite3.connect(server.db_path, isolation_level=None)
+    db = server.raw(autocommit=True)
     db.execute("INSERT INTO stream_leases (id, user_id, owner, expires_at) "
                "VALUES ('dead', 'alice', 'gone:1:x', 1)")
     db.close()
@@ -403,6 +403,7 @@ def test_stream_limit_spans_workers_and_frees_slots(live_server: Any) -> None:
     held[1].close()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_lock_held_elsewhere_never_stalls_the_worker(live_server: Any) -> None:
     """Another process holds the write lock for 2 s: pings stay on time, /healthz is fast."""
     server = live_server(workers=1, env=FAST)

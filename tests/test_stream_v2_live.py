@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,10 +95,10 @@ class Inbox:
         self.stream.close()
 
 
-def stored(db_path: Path, user: str = "alice") -> tuple[dict[str, dict[str, Any]],
+def stored(server: Any, user: str = "alice") -> tuple[dict[str, dict[str, Any]],
                                                          dict[str, int]]:
     """What the database holds for ``user``, as a tab would know it."""
-    db = sqlite3.connect(db_path)
+    db = server.raw()
     try:
         rows = db.execute("SELECT id, seen_at, read_at, archived_at FROM notifications "
                           "WHERE user_id = ?", (user,)).fetchall()
@@ -115,7 +113,7 @@ def stored(db_path: Path, user: str = "alice") -> tuple[dict[str, dict[str, Any]
 
 def converge(server: Any, tabs: list[Inbox], what: str) -> None:
     """Wait until every tab knows exactly what the database holds."""
-    wait_for(lambda: all(tab.state() == stored(server.db_path) for tab in tabs), what)
+    wait_for(lambda: all(tab.state() == stored(server) for tab in tabs), what)
     assert all(tab.resets == 0 for tab in tabs)
 
 
@@ -196,7 +194,7 @@ def test_a_tab_that_missed_50_changes_catches_up_on_reconnect(live_server: Any) 
                              headers=server.headers("alice", "acme"), timeout=5)
     assert response.status_code == 200 and response.json()["unread"] == 10
     server.cli("purge", "--older-than", "0d", "--read-only")
-    db = sqlite3.connect(server.db_path)
+    db = server.raw()
     try:
         (missed,) = db.execute("SELECT count(*) FROM changes WHERE position > ? "
                                "AND user_id = 'alice'", (missed_from,)).fetchone()
