@@ -555,6 +555,9 @@ def list_command(user_id: str | None, org_id: str | None, dataset_id: str | None
 
 
 def _file_sizes(url: str) -> dict[str, int | None]:
+    if url.startswith("postgresql"):
+        # The WAL of a PostgreSQL server is the server's, shared by every database.
+        return {"database_bytes": statistics.table_bytes(), "wal_bytes": None}
     if not url.startswith("sqlite:///"):
         return {"database_bytes": None, "wal_bytes": None}
     path = url[len("sqlite:///"):]
@@ -581,9 +584,11 @@ def stats(top: int, as_json: bool) -> None:
     click.echo(f"notifications  {data['total']}  (unread {data['unread']})")
     click.echo(f"users {data['users']}, organizations {data['organizations']}, "
                f"datasets {data['datasets']}")
-    if data["database_bytes"] is not None:
+    if data["wal_bytes"] is not None:
         click.echo(f"database {data['database_bytes'] / 1e6:.1f} MB, "
                    f"WAL {data['wal_bytes'] / 1e6:.1f} MB")
+    elif data["database_bytes"] is not None:
+        click.echo(f"tables and indexes {data['database_bytes'] / 1e6:.1f} MB")
     kept = data["retention"]
     click.echo(f"retention {kept['policy']}: last run {kept['last_run'] or 'never'}, "
                f"deleted {kept['last_deleted']} then, {kept['deleted']} in all "

@@ -10,6 +10,16 @@ from notifications.store.models import notifications
 from notifications.store.rows import UNREAD_FLAG
 
 
+def table_bytes() -> int:
+    """Return the bytes the service's tables and their indexes take (PostgreSQL)."""
+    with reading() as conn:
+        return int(conn.exec_driver_sql(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        ).scalar_one())
+
+
 def stats(top: int = 10) -> dict[str, Any]:
     """Return totals and the busiest users, organizations and datasets, from one snapshot."""
     unread = func.sum(UNREAD_FLAG)
