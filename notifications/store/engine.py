@@ -53,7 +53,7 @@ from notifications.store.models import db
 from notifications.store.writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Columns later versions added to tables an older ``schema.sql`` created; its CREATE TABLE
 #: IF NOT EXISTS leaves such a table as it is. (version that added it, table, column DDL)
 ADDED_COLUMNS = (
@@ -61,6 +61,7 @@ ADDED_COLUMNS = (
     (4, "notifications", "seen_at BIGINT"),
     (4, "notifications", "archived_at BIGINT"),
     (4, "notifications", "collapsed_count INTEGER NOT NULL DEFAULT 0"),
+    (5, "notifications", "collapse_key VARCHAR(255)"),
 )
 #: Milliseconds a reading connection waits on a lock (in WAL mode only in rare cases, such
 #: as recovering the WAL after a crash). The writer waits ``WRITE_TIMEOUT`` instead.
