@@ -187,6 +187,7 @@ def preferences_rounds(args: argparse.Namespace, tmp: Path) -> None:
             rates[with_prefs].append(created / seconds)
             print(f"round {round_ + 1}, {'with' if with_prefs else 'without'} preferences: "
                   f"{created / seconds:,.0f}/s", flush=True)
+    store_rates = store_job_rounds(args, tmp)
     without, with_ = (statistics.median(rates[False]), statistics.median(rates[True]))
     print(f"\npreferences benchmark: {args.preferences_rounds} interleaved rounds of "
           f"{args.total:,} notifications in batches of {args.batch}, {args.workers} gevent "
@@ -199,6 +200,39 @@ def preferences_rounds(args: argparse.Namespace, tmp: Path) -> None:
     print(f"| every user has preferences (matching none) | {with_:,.0f} | "
           + ", ".join(f"{r:,.0f}" for r in rates[True]) + " |")
     print(f"\nwith preferences: {with_ / without - 1:+.1%} against without")
+    store_without = statistics.median(store_rates[False])
+    store_with = statistics.median(store_rates[True])
+    print(f"\nthe store job alone (inserts.ingest_notifications in-process, batches of "
+          f"{args.batch}, alternating batches, medians of {len(store_rates[False])}):")
+    print(f"| no user has preferences | {store_without:,.0f}/s |")
+    print(f"| every user has preferences (matching none) | {store_with:,.0f}/s |")
+    print(f"with preferences: {store_with / store_without - 1:+.1%} against without")
+
+
+def store_job_rounds(args: argparse.Namespace, tmp: Path) -> dict[bool, list[float]]:
+    """Rates of the store job alone, in-process: batches alternate between a database
+    without and one with preferences, so both see the same load of the machine."""
+    from notifications import create_app
+    from notifications.store import inserts
+
+    apps = {}
+    for with_prefs in (False, True):
+        db = tmp / f"store-{with_prefs}.db"
+        if with_prefs:
+            set_preferences(db, min(args.total, 1000))
+        apps[with_prefs] = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
+    items = [stored(i) for i in range(args.total)]
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for number, start in enumerate(range(0, args.total, args.batch)):
+        batch = items[start:start + args.batch]
+        order = (False, True) if number % 2 == 0 else (True, False)
+        for with_prefs in order:
+            with apps[with_prefs].app_context():
+                started = time.perf_counter()
+                ids, created = inserts.ingest_notifications(batch)
+                rates[with_prefs].append(created / (time.perf_counter() - started))
+            assert created == len(batch)
+    return rates
 
 
 def main() -> None:
