@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "init-db": "Create or upgrade the database schema (idempotent, never deletes data).",
     "list": "Show the newest notifications, optionally for one user, organization or dataset.",
     "mark-read": "Mark a user's notifications read: the given --id values, or --all.",
+    "preferences": "Show a user's preferences, after muting and unmuting what the options say.",
     "purge": "Delete notifications created longer ago than DURATION.",
     "restore": "Replace the database with the backup FILE, after checking FILE.",
     "seed": "Write realistic sample data for both variants (monitor alerts and inbox items).",

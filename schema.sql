@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS notifications (
     -- When the user archived it; NULL while it is not archived.
     archived_at     BIGINT,
     -- How many further notifications were collapsed into this one.
-    collapsed_count INTEGER      NOT NULL DEFAULT 0
+    collapsed_count INTEGER      NOT NULL DEFAULT 0,
+    -- Version 5: the producer's collapse key (see the block of version 5 at the end).
+    collapse_key    VARCHAR(255)
 );
 
 -- Upgrade (version 3 and older): reading implies seeing, also for rows read before
@@ -194,3 +196,30 @@ BEGIN
     VALUES ('deleted', OLD.id, OLD.seq, OLD.user_id, OLD.organization_id, OLD.dataset_id,
             OLD.kind, OLD.seen_at, OLD.read_at, OLD.archived_at);
 END;
+
+-- Version 5: preferences and collapse keys (see docs/api-v2.md). The service adds the
+-- `collapse_key` column to an older `notifications` table itself (ALTER TABLE) before it
+-- runs this file.
+--
+-- `collapse_key`: a producer's key; a new notification with the key of its user's unread,
+-- unarchived notification replaces it (deleted, and the new one stored with
+-- `collapsed_count` one higher, in one transaction). This index makes "at most one unread,
+-- unarchived notification per (user, collapse key)" a property of the table, whoever
+-- writes: a second one cannot be stored. A notification that is marked unread or
+-- unarchived again leaves its collapse group (its key is cleared), so bringing one back
+-- never collides with a newer one that holds the key. Reading or archiving takes a row out
+-- of the index, which is what lets the next one with its key be stored beside it.
+CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_collapse
+    ON notifications (user_id, collapse_key)
+    WHERE collapse_key IS NOT NULL AND read_at IS NULL AND archived_at IS NULL;
+
+-- A user's preferences (version 2's /preferences, `notifications preferences`): what
+-- ingest and `notifications send` do not store for the user unless the item is critical.
+-- Per user, whatever the organization. Each list is a JSON array of text: kinds
+-- (`review.created`, or a prefix pattern `review.*`) and dataset ids (lower-case UUIDs).
+CREATE TABLE IF NOT EXISTS preferences (
+    user_id        VARCHAR(255) NOT NULL PRIMARY KEY,
+    muted_kinds    TEXT         NOT NULL DEFAULT '[]',
+    muted_datasets TEXT         NOT NULL DEFAULT '[]',
+    updated_at     BIGINT       NOT NULL
+);

@@ -6,6 +6,12 @@ rate with the baseline measured in the same run: ``inserts.insert_tuples`` in-pr
 transaction per batch, no HTTP and no validation.
 
     python bench/ingest_http.py [--total 200000] [--batch 500] [--workers 2] [--clients 4]
+
+``--preferences-rounds N`` measures what preferences cost ingest instead: N rounds, each
+one run on a database where no user has preferences and one where every user of the
+batches has some (mutes that match none of the alerts, so that both runs store the same
+rows and the difference is the look-up and the matching alone), in alternating order;
+it prints every run and the medians.
 """
 from __future__ import annotations
 
@@ -141,6 +147,94 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
     return elapsed
 
 
+#: What every user muted in the runs "with preferences": the look-up finds a row for each
+#: user, and the matcher checks each alert against kinds, a prefix and datasets.
+BENCH_MUTES = (("review.*", "api.quota.warning", "version.published", "billing.*"),
+               ("0c5c7fd0-a6a3-4450-a513-270e269e0d37", "9b2d7c1e-6f0a-4a57-8d55-1f6b0a2f3c4d"))
+
+
+def set_preferences(db: Path, users: int) -> None:
+    """Create the schema and give ``users`` users (usr_0000...) the bench's mutes."""
+    import sqlite3
+
+    from notifications import create_app
+    from notifications.core.preferences import Preferences
+
+    create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
+    kinds, datasets = Preferences(*BENCH_MUTES).stored()
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO preferences (user_id, muted_kinds, muted_datasets, updated_at) "
+            "VALUES (?, ?, ?, 0)", [(f"usr_{i:04d}", kinds, datasets) for i in range(users)])
+
+
+def preferences_rounds(args: argparse.Namespace, tmp: Path) -> None:
+    """Interleaved runs without and with preferences; print each and the medians."""
+    import statistics
+
+    payloads = bodies(args.total, args.batch, False)
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for round_ in range(args.preferences_rounds):
+        order = (False, True) if round_ % 2 == 0 else (True, False)
+        for with_prefs in order:
+            db = tmp / f"prefs-{round_}-{with_prefs}.db"
+            if with_prefs:
+                set_preferences(db, min(args.total, 1000))
+            with serving(db, db.with_suffix(".log"), args.workers, JWT_SECRET="x" * 40,
+                         INGEST_TOKEN=TOKEN) as server:
+                seconds, created = push(server.port, payloads, args.clients)
+            assert created == args.total, (created, args.total)
+            rates[with_prefs].append(created / seconds)
+            print(f"round {round_ + 1}, {'with' if with_prefs else 'without'} preferences: "
+                  f"{created / seconds:,.0f}/s", flush=True)
+    store_rates = store_job_rounds(args, tmp)
+    without, with_ = (statistics.median(rates[False]), statistics.median(rates[True]))
+    print(f"\npreferences benchmark: {args.preferences_rounds} interleaved rounds of "
+          f"{args.total:,} notifications in batches of {args.batch}, {args.workers} gevent "
+          f"worker(s), {args.clients} client threads, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print("| scenario | median per second | runs |")
+    print("|---|---|---|")
+    print(f"| no user has preferences | {without:,.0f} | "
+          + ", ".join(f"{r:,.0f}" for r in rates[False]) + " |")
+    print(f"| every user has preferences (matching none) | {with_:,.0f} | "
+          + ", ".join(f"{r:,.0f}" for r in rates[True]) + " |")
+    print(f"\nwith preferences: {with_ / without - 1:+.1%} against without")
+    store_without = statistics.median(store_rates[False])
+    store_with = statistics.median(store_rates[True])
+    print(f"\nthe store job alone (inserts.ingest_notifications in-process, batches of "
+          f"{args.batch}, alternating batches, medians of {len(store_rates[False])}):")
+    print(f"| no user has preferences | {store_without:,.0f}/s |")
+    print(f"| every user has preferences (matching none) | {store_with:,.0f}/s |")
+    print(f"with preferences: {store_with / store_without - 1:+.1%} against without")
+
+
+def store_job_rounds(args: argparse.Namespace, tmp: Path) -> dict[bool, list[float]]:
+    """Rates of the store job alone, in-process: batches alternate between a database
+    without and one with preferences, so both see the same load of the machine."""
+    from notifications import create_app
+    from notifications.store import inserts
+
+    apps = {}
+    for with_prefs in (False, True):
+        db = tmp / f"store-{with_prefs}.db"
+        if with_prefs:
+            set_preferences(db, min(args.total, 1000))
+        apps[with_prefs] = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
+    items = [stored(i) for i in range(args.total)]
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for number, start in enumerate(range(0, args.total, args.batch)):
+        batch = items[start:start + args.batch]
+        order = (False, True) if number % 2 == 0 else (True, False)
+        for with_prefs in order:
+            with apps[with_prefs].app_context():
+                started = time.perf_counter()
+                ids, created = inserts.ingest_notifications(batch)
+                rates[with_prefs].append(created / (time.perf_counter() - started))
+            assert created == len(batch)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total", type=int, default=200_000)
@@ -150,7 +244,14 @@ def main() -> None:
     parser.add_argument("--dir", default=None,
                         help="Where the databases live (default: the system temp dir; try /dev/shm "
                              "to take the disk out of the figures).")
+    parser.add_argument("--preferences-rounds", type=int, default=0, metavar="N",
+                        help="Measure what preferences cost instead: N interleaved rounds "
+                             "without and with preferences set for every user.")
     args = parser.parse_args()
+    if args.preferences_rounds:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            preferences_rounds(args, Path(tmp))
+        return
 
     results: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

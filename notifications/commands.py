@@ -35,6 +35,7 @@ import notifications
 from notifications import paths
 from notifications.core import records as transfer
 from notifications.core import tokens
+from notifications.core.kinds import KindError, check_kind
 from notifications.core.serialize import full_record, iso_naive, parse_ntf_id
 
 # The package's __init__ imports this module: create_app is looked up when it is called.
@@ -55,6 +56,7 @@ from notifications.store import (
 from notifications.store import demo as sample
 from notifications.store import engine as store
 from notifications.store import export as exporting
+from notifications.store import preferences as user_preferences
 from notifications.store import purge as purging
 from notifications.store import stats as statistics
 from notifications.store.engine import SCHEMA_VERSION, NoDatabase, SchemaError, ensure_schema
@@ -243,6 +245,31 @@ def checked_metadata(ctx: click.Context, param: click.Parameter, value: str | No
     if not isinstance(metadata, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--metadata")
     return value
+
+
+def checked_collapse_key(ctx: click.Context, param: click.Parameter,
+                         value: str | None) -> str | None:
+    """Option callback: a collapse key is 1 to 255 characters."""
+    if value is not None and not 1 <= len(value) <= 255:
+        raise click.BadParameter("must be 1 to 255 characters", param_hint="--collapse-key")
+    return value
+
+
+def checked_kinds(ctx: click.Context, param: click.Parameter,
+                  value: tuple[str, ...]) -> tuple[str, ...]:
+    """Option callback: each value is a kind or a ``prefix.*`` pattern."""
+    for item in value:
+        try:
+            check_kind(item)
+        except KindError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint=param.opts[0]) from None
+    return value
+
+
+def checked_uuids(ctx: click.Context, param: click.Parameter,
+                  value: tuple[str, ...]) -> tuple[str, ...]:
+    """Option callback: each value is a UUID; return their canonical forms."""
+    return tuple(str(uuid_option(item, param.opts[0])) for item in value)
 
 
 # --- database -----------------------------------------------------------------------
@@ -475,19 +502,33 @@ def token(user_id: str, org_id: str | None, ttl: int) -> None:
 @click.option("--link", default=None, help="Link for the inbox item.")
 @click.option("--metadata", "metadata_json", default=None, callback=checked_metadata,
               help="JSON object of extra fields.")
+@click.option("--collapse-key", default=None, callback=checked_collapse_key,
+              help="Replace the user's unread, unarchived notification with this key.")
+@click.option("--critical", is_flag=True, help="Store it even if the user muted its kind "
+              "or dataset.")
 @database(create=True)
 def send(user_ids: tuple[str, ...], org_id: str | None, dataset_id: str | None, kind: str,
          entity_type: str, entity_id: str, title: str, body: str | None, link: str | None,
-         metadata_json: str | None) -> None:
-    """Store a notification for each --user and print each as JSON (one per line)."""
+         metadata_json: str | None, collapse_key: str | None, critical: bool) -> None:
+    """Store a notification for each --user and print each as JSON (one per line).
+
+    A user who muted its kind or dataset gets nothing (unless --critical); a line on stderr
+    says so. With --collapse-key it replaces the user's unread, unarchived notification
+    with the same key, and is stored with that one's collapsed_count plus one.
+    """
     metadata: dict[str, Any] = json.loads(metadata_json) if metadata_json is not None else {}
     fields = {
         "organization_id": org_id, "dataset_id": dataset_id,
         "kind": kind, "entity_type": entity_type, "entity_id": entity_id, "title": title,
-        "body": body, "link": link, "metadata": metadata,
+        "body": body, "link": link, "metadata": metadata, "collapse_key": collapse_key,
+        "critical": critical,
     }
-    for row in inserts.create_notifications({**fields, "user_id": u} for u in user_ids):
+    stored, muted = inserts.send_notifications({**fields, "user_id": u} for u in user_ids)
+    for row in stored:
         echo_json(full_record(row))
+    for item in muted:
+        click.echo(f"Not stored for {item['user_id']}: muted by their preferences "
+                   "(--critical sends it anyway).", err=True)
 
 
 @cli.command()
@@ -714,6 +755,41 @@ def mark_read(user_id: str, ids: tuple[str, ...], all_: bool, org_id: str | None
                        "." if marked == len(wanted)
                        else f"; the other {len(wanted) - marked} are unknown, someone else's, "
                             "outside the filters or already read."))
+
+
+@cli.command()
+@click.option("--user", "user_id", required=True, callback=checked_ids,
+              help="Whose preferences to show or change.")
+@click.option("--mute-kind", "mute_kinds", multiple=True, callback=checked_kinds,
+              help="Mute a kind (review.created) or a prefix (review.*); repeatable.")
+@click.option("--unmute-kind", "unmute_kinds", multiple=True, callback=checked_kinds,
+              help="Remove a muted kind or prefix; repeatable.")
+@click.option("--mute-dataset", "mute_datasets", multiple=True, callback=checked_uuids,
+              help="Mute a dataset (UUID); repeatable.")
+@click.option("--unmute-dataset", "unmute_datasets", multiple=True, callback=checked_uuids,
+              help="Remove a muted dataset; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the preferences as JSON.")
+@database(create=True)
+def preferences(user_id: str, mute_kinds: tuple[str, ...], unmute_kinds: tuple[str, ...],
+                mute_datasets: tuple[str, ...], unmute_datasets: tuple[str, ...],
+                as_json: bool) -> None:
+    """Show a user's preferences, after muting and unmuting what the options say.
+
+    Ingest and `send` do not store a notification whose kind or dataset the user muted,
+    unless it is critical. Removals apply after additions; the change is one transaction.
+    """
+    try:
+        prefs = user_preferences.change(
+            user_id, mute_kinds=mute_kinds, unmute_kinds=unmute_kinds,
+            mute_datasets=mute_datasets, unmute_datasets=unmute_datasets)
+    except ValueError as exc:  # a list would hold more than MAX_MUTES entries
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        echo_json({"user_id": user_id, **prefs.as_dict()})
+        return
+    click.echo(f"Preferences of {user_id}:")
+    click.echo("  muted kinds:    " + (", ".join(prefs.muted_kinds) or "none"))
+    click.echo("  muted datasets: " + (", ".join(prefs.muted_datasets) or "none"))
 
 
 @cli.command()

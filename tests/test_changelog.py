@@ -523,11 +523,13 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path: Path) -> None:
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
     try:
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
             after = conn.execute("SELECT * FROM notifications ORDER BY seq").fetchall()
-            # Every stored value is kept; the new columns follow, seen where read.
+            # Every stored value is kept; the new columns follow, seen where read, and no
+            # collapse key (version 5).
             assert [r[:16] for r in after] == before
-            assert [r[16:] for r in after] == [(20, None, 0), (None, None, 0), (30, None, 0)]
+            assert [r[16:] for r in after] == [(20, None, 0, None), (None, None, 0, None),
+                                               (30, None, 0, None)]
             # The backfill wrote no entries: the log starts empty, at position 0.
             assert conn.execute("SELECT count(*) FROM changes").fetchone() == (0,)
             assert conn.execute("SELECT value FROM counters WHERE name = 'read'").fetchone() == (1,)
@@ -536,6 +538,8 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path: Path) -> None:
             assert "ix_notifications_unread" not in indexes
             assert {"ix_notifications_unread_state", "ix_notifications_user_timeline",
                     "ix_notifications_archived", "ix_changes_user"} <= indexes
+            assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN "
+                                "('ux_notifications_collapse', 'preferences')").fetchone() == (2,)
         with app.app_context():
             assert changelog.bounds() == changelog.Bounds(0, 0)
             scope = Scope("alice")

@@ -132,7 +132,7 @@ def test_batch_is_stored_in_one_go_and_ids_follow_the_request(client: Any, app: 
 def test_empty_batch_stores_nothing(client: Any) -> None:
     response = post(client, {"notifications": []})
     assert response.status_code == 201
-    assert response.get_json() == {"created": 0, "duplicates": 0, "ids": []}
+    assert response.get_json() == {"created": 0, "duplicates": 0, "muted": 0, "ids": []}
 
 
 def test_full_batch_of_1000_is_accepted(client: Any, app: Any) -> None:
@@ -176,7 +176,8 @@ def test_repeated_dedupe_key_is_not_stored_again(client: Any, app: Any) -> None:
     first = post(client, {"user_id": "alice", "title": "one", "dedupe_key": "k1"}).get_json()
     again = post(client, {"user_id": "alice", "title": "changed", "dedupe_key": "k1"})
     assert again.status_code == 201
-    assert again.get_json() == {"created": 0, "duplicates": 1, "ids": first["ids"]}
+    assert again.get_json() == {"created": 0, "duplicates": 1, "muted": 0,
+                                "ids": first["ids"]}
     [row] = stored(app)
     assert row["title"] == "one"
 

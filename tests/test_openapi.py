@@ -8,7 +8,7 @@ import pytest
 from conftest import DATASET
 from openapi_spec_validator import validate
 
-from notifications.core import schemas
+from notifications.core import schemas, v2_schemas
 from notifications.http import openapi
 
 #: App-level endpoints that are not API operations (the document and its viewer).
@@ -176,6 +176,12 @@ def test_real_answers_match_the_response_models(client: Any, auth: Any, make: An
         (client.get("/api/v1/org/notifications", headers=auth.headers("bob")),
          schemas.OrganizationError),
         (client.get("/healthz"), schemas.Health),
+        (client.put("/api/v2/preferences", headers=h, json={"muted_kinds": ["review.*"],
+                                                             "muted_datasets": [DATASET]}),
+         v2_schemas.V2Preferences),
+        (client.get("/api/v2/preferences", headers=h), v2_schemas.V2Preferences),
+        (client.put("/api/v2/preferences", headers=h, json={"muted_kinds": [None]}),
+         schemas.OrganizationError),
     ]
     for response, model in checks:
         model.model_validate(response.get_json())

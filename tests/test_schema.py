@@ -96,7 +96,7 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
 
     sql_side, orm_side = describe(from_sql), describe(from_models)
     assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases", "changes",
-                                       "change_marks"}
+                                       "change_marks", "preferences"}
     for table in sql_side["tables"]:
         assert sql_side["tables"][table]["columns"] == orm_side["tables"][table]["columns"], table
         assert list(sql_side["tables"][table]["columns"]) == list(
@@ -207,7 +207,7 @@ def test_a_version_2_database_gets_the_lease_kind_column(tmp_path: Path) -> None
     url = version_2_database(tmp_path / "v2.db")
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
     with sqlite3.connect(url[len("sqlite:///"):]) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert (conn.execute("SELECT id, kind FROM stream_leases").fetchall()
                 == [("l1", "organization")])
         assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]

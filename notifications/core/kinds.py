@@ -96,15 +96,16 @@ def check_kind(value: str) -> str:
     return value
 
 
-def parse_kinds(values: Iterable[str]) -> KindFilter:
+def parse_kinds(values: Iterable[str], *, limit: int = MAX_KINDS) -> KindFilter:
     """Turn the ``kind`` values of a request into a :class:`KindFilter`.
 
-    Raises :class:`KindError` (a ``ValueError``) for more than :data:`MAX_KINDS` values or
-    for a value that :func:`check_kind` refuses. No values gives the filter of every kind.
+    Raises :class:`KindError` (a ``ValueError``) for more than ``limit`` values (a
+    request's :data:`MAX_KINDS` unless told otherwise: preferences take more) or for a
+    value that :func:`check_kind` refuses. No values gives the filter of every kind.
     """
     items = list(values)
-    if len(items) > MAX_KINDS:
-        raise KindError(f"at most {MAX_KINDS} kind values may be given")
+    if len(items) > limit:
+        raise KindError(f"at most {limit} kind values may be given")
     exact: set[str] = set()
     prefixes: set[str] = set()
     for value in items:

@@ -149,6 +149,9 @@ class IngestResult(Body):
 
     created: int = Field(ge=0)
     duplicates: int = Field(ge=0, description="Objects skipped because their dedupe_key was seen.")
-    ids: list[Annotated[str, Field(pattern=UUID_PATTERN)]] = Field(
-        description="Ids in request order (for a duplicate, the id stored the first time)."
+    muted: int = Field(ge=0, description="Objects not stored because a mute of their user "
+                       "matches them (and they are not critical).")
+    ids: list[Annotated[str, Field(pattern=UUID_PATTERN)] | None] = Field(
+        description="Ids in request order (for a duplicate, the id stored the first time; "
+        "null for a muted object)."
     )

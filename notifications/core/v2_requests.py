@@ -57,6 +57,7 @@ from notifications.core.cursors import (
     filter_fingerprint,
 )
 from notifications.core.kinds import MAX_KINDS, KindFilter, KindValue, parse_kinds
+from notifications.core.preferences import MAX_MUTES, Preferences
 from notifications.core.serialize import from_datetime, parse_ntf_id
 from notifications.core.states import Action, RowUpdate, patch_actions, update_for
 from notifications.core.validation import Query, parse, query_values
@@ -410,3 +411,27 @@ class V2BulkBody(V2Body):
     def update(self) -> RowUpdate:
         """The row update of :attr:`action` (see :data:`states.ACTION_UPDATES`)."""
         return update_for([self.action])
+
+
+class V2PreferencesBody(V2Body):
+    """Body of ``PUT /preferences``: the whole preferences, replacing the stored ones.
+
+    A list left out is stored empty (PUT replaces); ``null`` is refused, as are unknown keys.
+    """
+
+    muted_kinds: list[KindValue] = Field(
+        default_factory=list, max_length=MAX_MUTES,
+        description=f"At most {MAX_MUTES}: exact kinds, or prefix patterns ending in `.*` "
+        "(`review.*` mutes review.created and review.x.y, not review itself).")
+    muted_datasets: list[UUID] = Field(
+        default_factory=list, max_length=MAX_MUTES,
+        description=f"At most {MAX_MUTES} dataset ids: their notifications are muted.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return _left_out_not_null(data)
+
+    def preferences(self) -> Preferences:
+        """The preferences this body stores (repeats dropped, ids as lower-case text)."""
+        return Preferences(tuple(self.muted_kinds), tuple(str(d) for d in self.muted_datasets))

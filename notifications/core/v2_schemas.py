@@ -68,6 +68,16 @@ class V2BulkResult(Body):
     updated: int = Field(ge=0, description="Notifications whose state changed.")
 
 
+class V2Preferences(Body):
+    """The caller's preferences: what ingest and `notifications send` do not store for
+    them unless the item is critical."""
+
+    muted_kinds: list[str] = Field(examples=[["review.*", "api.quota.warning"]],
+                                   description="Exact kinds and `prefix.*` patterns.")
+    muted_datasets: list[Annotated[str, Field(pattern=UUID_PATTERN)]] = Field(
+        description="Dataset ids.")
+
+
 class V2UpdatedEvent(Body):
     """Data of the stream's ``notification.updated`` event: the new state times."""
 

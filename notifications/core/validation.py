@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -363,6 +364,20 @@ class IngestNotification(NotificationFields):
         None, description="ISO-8601 text (a number, also as a string, is refused) with a year "
         "from 2000 to 9999; a time without offset is UTC. Defaults to now."
     )
+    collapse_key: str | None = Field(
+        None, min_length=1, max_length=255,
+        description="Replaces the user's unread, unarchived notification with the same key "
+        "(deleted; this one is stored with its collapsed_count plus one).",
+    )
+    critical: StrictBool = Field(
+        False, description="true: stored even when a mute of the user matches it.")
+
+    def row_fields(self) -> dict[str, Any]:
+        """The fields as :func:`inserts.ingest_notifications` takes them."""
+        fields = super().row_fields()
+        fields["collapse_key"] = self.collapse_key
+        fields["critical"] = self.critical
+        return fields
 
 
 class IngestBatch(BaseModel):

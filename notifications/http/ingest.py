@@ -31,11 +31,14 @@ def check_ingest_token() -> None:
 
 @bp.post(INGEST_PATH)
 def ingest() -> tuple[dict[str, Any], int]:
-    """Store one notification or a batch of them, all or none; repeated dedupe keys are skipped."""
+    """Store one notification or a batch of them, all or none; repeated dedupe keys are
+    skipped, muted items left out, collapse keys replace the live notification of theirs."""
     check_ingest_token()
     items = parse_ingest_body(request.get_data(cache=False))
     ids, created = inserts.ingest_notifications([i.row_fields() for i in items])
-    return {"created": created, "duplicates": len(ids) - created, "ids": ids}, 201
+    muted = ids.count(None)
+    return {"created": created, "duplicates": len(ids) - created - muted, "muted": muted,
+            "ids": ids}, 201
 
 
 def init_app(app: Flask) -> None:

@@ -129,7 +129,11 @@ INGEST = Operation(
     description="Send one notification object, or `{\"notifications\": [...]}` with at "
     "most 1000. A batch with any invalid object is refused whole (422) and nothing is "
     "stored. A notification whose `dedupe_key` was already used for the same user is not "
-    "stored again: it counts in `duplicates` and its stored id is returned.",
+    "stored again: it counts in `duplicates` and its stored id is returned. A notification "
+    "that a mute of its user matches (`GET /api/v2/preferences`) is not stored unless it "
+    "says `\"critical\": true`: it counts in `muted` and its id is null. A `collapse_key` "
+    "replaces the user's unread, unarchived notification with the same key: that one is "
+    "deleted and the new one stored with its `collapsed_count` plus one, in one transaction.",
 )
 
 # --- the inbox API version 2 ---------------------------------------------------------------
@@ -185,4 +189,20 @@ V2_STREAM = Operation(
         "send it on reconnect); the stream first sends every change after it.",
         "schema": {"type": "string"}}},
     query=v2_requests.V2StreamQuery,
+)
+
+V2_PREFERENCES = Operation(
+    "Return the caller's preferences: the kinds and datasets they muted",
+    v2_schemas.V2Preferences, errors=(401, 403),
+    description="Nothing muted (two empty lists) until the caller stores preferences. "
+    "Preferences are the user's, whatever the token's organization.",
+)
+V2_PUT_PREFERENCES = Operation(
+    "Replace the caller's preferences; return them as stored", v2_schemas.V2Preferences,
+    body=v2_requests.V2PreferencesBody, body_required=True,
+    errors=(401, 403, 408, 413, 422, 503),
+    description="Ingest and `notifications send` do not store a notification that a mute "
+    "of its user matches unless it is critical. A kind mutes as the list's `kind` filter "
+    "matches (`review.*`: a prefix). A list left out is stored empty; at most 100 entries "
+    "each; repeats are dropped. `null` and unknown keys are 422.",
 )

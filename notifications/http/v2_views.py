@@ -1,4 +1,5 @@
-"""The views of the inbox API version 2 (``/api/v2``): list, counts, one, PATCH and bulk.
+"""The views of the inbox API version 2 (``/api/v2``): list, counts, one, PATCH, bulk and
+preferences.
 
 The stream shares :func:`notifications.http.views.stream` with the seed variants; the
 variant object (:class:`notifications.http.variants.InboxV2Variant`) authorises and opens it.
@@ -16,11 +17,12 @@ from notifications.core.v2_requests import (
     V2CountsQuery,
     V2ListQuery,
     V2PatchBody,
+    V2PreferencesBody,
     parse_v2_query,
 )
 from notifications.core.validation import parse_json_body
 from notifications.http.views import current_variant
-from notifications.store import inbox
+from notifications.store import inbox, preferences
 from notifications.store.inbox import InboxFilter
 
 NOT_FOUND = "Notification not found"
@@ -84,3 +86,16 @@ def bulk_change() -> dict[str, Any]:
     else:
         updated = inbox.bulk_ids(scope, body.stored_ids(), body.update())
     return {"updated": updated}
+
+
+def get_preferences() -> dict[str, Any]:
+    """Return the caller's preferences (nothing muted when none are stored)."""
+    scope = current_variant().authorize()
+    return preferences.get(scope.user_id).as_dict()
+
+
+def put_preferences() -> dict[str, Any]:
+    """Replace the caller's preferences; return them as stored."""
+    scope = current_variant().authorize()
+    body = parse_json_body(request.get_data(cache=False), V2PreferencesBody, empty_ok=False)
+    return preferences.put(scope.user_id, body.preferences()).as_dict()

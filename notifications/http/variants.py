@@ -385,6 +385,8 @@ class InboxV2Variant(OrganizationVariant):
               operations.V2_GET),
         Route("/notifications/<ntf:notification_id>", v2_views.patch_notification, ("PATCH",),
               operations.V2_PATCH),
+        Route("/preferences", v2_views.get_preferences, ("GET",), operations.V2_PREFERENCES),
+        Route("/preferences", v2_views.put_preferences, ("PUT",), operations.V2_PUT_PREFERENCES),
     )
     list_query = V2ListQuery
 

@@ -54,7 +54,7 @@ from notifications.store.models import db
 from notifications.store.writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Columns later versions added to tables an older ``schema.sql`` created; its CREATE TABLE
 #: IF NOT EXISTS leaves such a table as it is. (version that added it, table, column DDL)
 ADDED_COLUMNS = (
@@ -62,6 +62,7 @@ ADDED_COLUMNS = (
     (4, "notifications", "seen_at BIGINT"),
     (4, "notifications", "archived_at BIGINT"),
     (4, "notifications", "collapsed_count INTEGER NOT NULL DEFAULT 0"),
+    (5, "notifications", "collapse_key VARCHAR(255)"),
 )
 #: PostgreSQL advisory lock held while the schema is created or upgraded.
 SCHEMA_LOCK_KEY = 7022365203857063028

@@ -248,9 +248,27 @@ def _stamps(update: RowUpdate) -> int:
     return sum(1 for change in update.changes if change.op is Op.STAMP)
 
 
+@lru_cache(maxsize=64)
+def set_sql(update: RowUpdate) -> str:
+    """Return the ``SET`` list of ``update`` (``?`` for the time), collapse keys included.
+
+    A notification that an update brings back (marked unread, unarchived: a column it
+    clears was set) leaves its collapse group: its ``collapse_key`` is cleared in the same
+    statement. So it never collides, in ``ux_notifications_collapse``, with a newer
+    notification of its key that is unread, and the notification a user brought back on
+    purpose is never replaced by the next one with its key.
+    """
+    cleared = [c.column for c in update.changes if c.op is Op.CLEAR]
+    sql = update.set_sql("?")
+    if not cleared:
+        return sql
+    revived = " OR ".join(f"{column} IS NOT NULL" for column in cleared)
+    return sql + f", collapse_key = CASE WHEN {revived} THEN NULL ELSE collapse_key END"
+
+
 @lru_cache(maxsize=256)
 def _patch_sql(scope: Shape, update: RowUpdate) -> str:
-    return (f"UPDATE notifications SET {update.set_sql('?')} "
+    return (f"UPDATE notifications SET {set_sql(update)} "
             f"WHERE id = ? AND {where_sql(scope)} AND {update.where_sql()}")
 
 
@@ -289,7 +307,7 @@ def patch(scope: Scope, notification_id: str, update: RowUpdate, *,
 @lru_cache(maxsize=256)
 def _ids_sql(scope: Shape, update: RowUpdate, ids: int) -> str:
     match = "id = ?" if ids == 1 else f"id IN ({', '.join('?' * ids)})"
-    return (f"UPDATE notifications SET {update.set_sql('?')} "
+    return (f"UPDATE notifications SET {set_sql(update)} "
             f"WHERE {match} AND {where_sql(scope)} AND {update.where_sql()}")
 
 
@@ -324,7 +342,7 @@ def _filter_update_sql(scope: Shape, shape: FilterShape, update: RowUpdate) -> s
     # by seq. Rows created after the bulk change began (seq above the bound) are left out.
     chosen = (f"SELECT seq FROM notifications WHERE {filter_sql(scope, shape)} "
               f"AND {update.where_sql()} AND +seq <= ? LIMIT ?")
-    return f"UPDATE notifications SET {update.set_sql('?')} WHERE seq IN ({chosen})"
+    return f"UPDATE notifications SET {set_sql(update)} WHERE seq IN ({chosen})"
 
 
 def bulk_filter(scope: Scope, flt: InboxFilter, update: RowUpdate, *,

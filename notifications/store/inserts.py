@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, or_, select
 
-from notifications.store.engine import write
+from notifications.store import preferences
+from notifications.store.engine import driver_sql, write
 from notifications.store.models import notifications
 from notifications.store.rows import COLUMNS, now_us, row_dict
 from notifications.store.writer import mark_changed
@@ -119,37 +120,169 @@ def _existing_ids(conn: Connection,
     return found
 
 
-def _ingest_job(conn: Connection, rows: list[tuple[Any, ...]],
-                pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    inserted = conn.exec_driver_sql(insert_sql(conn, skip_existing=True), rows).rowcount
-    if inserted:
-        mark_changed(conn)
-    # All rows stored means no duplicates: the common case needs no look-up.
-    if pairs and inserted != len(rows):
-        return _existing_ids(conn, pairs)
-    return {}
+#: Where a row tuple holds the values that mutes, dedupe and collapse keys look at.
+_USER = INSERT_FIELDS.index("user_id")
+_KIND = INSERT_FIELDS.index("kind")
+_DATASET = INSERT_FIELDS.index("dataset_id")
+_DEDUPE = INSERT_FIELDS.index("dedupe_key")
+#: The columns of a row stored through a collapse key.
+COLLAPSE_FIELDS = (*INSERT_FIELDS, "collapse_key", "collapsed_count")
+_COLLAPSE_INSERT = (
+    f"INSERT INTO notifications ({', '.join(COLLAPSE_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(COLLAPSE_FIELDS))})"
+)
+#: The one row the partial unique index ``ux_notifications_collapse`` may hold for a key.
+_COLLAPSE_LIVE = (
+    "SELECT seq, collapsed_count FROM notifications WHERE user_id = ? AND collapse_key = ? "
+    "AND collapse_key IS NOT NULL AND read_at IS NULL AND archived_at IS NULL"
+)
+_DEDUPE_STORED = "SELECT 1 FROM notifications WHERE user_id = ? AND dedupe_key = ?"
 
 
-def ingest_notifications(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], int]:
-    """Store new notifications in one transaction, skipping repeated dedupe keys.
+def _muted(conn: Connection, rows: Sequence[tuple[Any, ...]],
+           critical: frozenset[int]) -> frozenset[int]:
+    """Return the indexes of the rows that a mute of their user matches (not critical ones)."""
+    users = list(dict.fromkeys(
+        row[_USER] for i, row in enumerate(rows) if i not in critical))
+    prefs = preferences.load(conn, users) if users else {}
+    if not prefs:
+        return frozenset()
+    return frozenset(
+        i for i, row in enumerate(rows)
+        if i not in critical and (p := prefs.get(row[_USER])) is not None
+        and p.mutes(row[_KIND], row[_DATASET])
+    )
 
-    Return the ids in input order (the stored id for a duplicate) and how many rows
-    were created.
+
+def _collapse_one(conn: Connection, row: tuple[Any, ...], key: str) -> int:
+    """Store one row with a collapse key, replacing the user's live one; return 1 or 0.
+
+    0 when the row's dedupe key is stored already: a duplicate replaces nothing.
     """
-    rows = [new_row(item) for item in items]
+    user = row[_USER]
+    if row[_DEDUPE] is not None and conn.exec_driver_sql(
+            driver_sql(_DEDUPE_STORED, conn), (user, row[_DEDUPE])).first() is not None:
+        return 0
+    live = conn.exec_driver_sql(driver_sql(_COLLAPSE_LIVE, conn), (user, key)).first()
+    count = 0
+    if live is not None:
+        # The trigger logs `deleted`, then the insert's logs `created`: in this order.
+        conn.exec_driver_sql(driver_sql("DELETE FROM notifications WHERE seq = ?", conn),
+                             (live[0],))
+        count = live[1] + 1
+    conn.exec_driver_sql(driver_sql(_COLLAPSE_INSERT, conn), (*row, key, count))
+    return 1
+
+
+def _store_job(conn: Connection, rows: list[tuple[Any, ...]], pairs: list[tuple[str, str]],
+               critical: frozenset[int], collapse: dict[int, str],
+               with_rows: bool) -> Ingested:
+    """Mute, then store in input order: runs of plain rows in one statement each, a row
+    with a collapse key on its own (replacing the live row of its key)."""
+    muted = _muted(conn, rows, critical)
+    kept = [i for i in range(len(rows)) if i not in muted] if muted else range(len(rows))
+    inserted = 0
+    if not collapse:
+        if len(kept) == len(rows):
+            batch = rows
+        else:
+            batch = [rows[i] for i in kept]
+        if batch:
+            inserted = conn.exec_driver_sql(insert_sql(conn, skip_existing=True), batch).rowcount
+    else:
+        run: list[tuple[Any, ...]] = []
+        for i in kept:
+            key = collapse.get(i)
+            if key is None:
+                run.append(rows[i])
+                continue
+            if run:
+                inserted += conn.exec_driver_sql(insert_sql(conn, skip_existing=True),
+                                                 run).rowcount
+                run = []
+            inserted += _collapse_one(conn, rows[i], key)
+        if run:
+            inserted += conn.exec_driver_sql(insert_sql(conn, skip_existing=True), run).rowcount
+    if inserted or collapse:
+        mark_changed(conn)
+    # All kept rows stored means no duplicates: the common case needs no look-up.
+    existing = _existing_ids(conn, pairs) if pairs and inserted != len(kept) else {}
+    stored: list[Any] = []
+    if with_rows:
+        ids = [rows[i][0] for i in kept]
+        stored = list(conn.execute(
+            select(*COLUMNS).where(notifications.c.id.in_(ids)).order_by(notifications.c.seq)
+        ).all()) if ids else []
+    return Ingested(existing, muted, stored)
+
+
+class Ingested(NamedTuple):
+    """What the store job did: stored ids of duplicates, the muted rows, rows if asked."""
+
+    existing: dict[tuple[str, str], str]
+    muted: frozenset[int]
+    rows: list[Any]
+
+
+def _store(items: Iterable[Mapping[str, Any]],
+           with_rows: bool) -> tuple[list[dict[str, Any]], Ingested]:
+    rows: list[dict[str, Any]] = []
+    critical: set[int] = set()
+    collapse: dict[int, str] = {}
+    for i, item in enumerate(items):
+        rows.append(new_row(item))
+        if item.get("critical"):
+            critical.add(i)
+        if (key := item.get("collapse_key")) is not None:
+            collapse[i] = key
     if not rows:
-        return [], 0
+        return rows, Ingested({}, frozenset(), [])
     pairs = list(dict.fromkeys(
         (r["user_id"], r["dedupe_key"]) for r in rows if r["dedupe_key"] is not None
     ))
-    existing = write(_ingest_job, [as_tuple(r) for r in rows], pairs)
-    ids = [
-        existing.get((r["user_id"], r["dedupe_key"]), r["id"]) if r["dedupe_key"] is not None
-        else r["id"]
-        for r in rows
-    ]
-    created = sum(1 for row, id_ in zip(rows, ids, strict=True) if row["id"] == id_)
+    done = write(_store_job, [as_tuple(r) for r in rows], pairs, frozenset(critical), collapse,
+                 with_rows)
+    return rows, done
+
+
+def ingest_notifications(items: Iterable[Mapping[str, Any]]) -> tuple[list[str | None], int]:
+    """Store new notifications in one transaction (one writer job).
+
+    In that job, and in input order: an item that a mute of its user matches is left out
+    (unless its ``critical`` is true); an item whose dedupe key its user has used already
+    is skipped; an item with a ``collapse_key`` replaces its user's unread, unarchived
+    notification with that key (deleted, and the new one stored with ``collapsed_count``
+    one higher).
+
+    Return the ids in input order (the stored id for a duplicate, None for a muted item)
+    and how many rows were created.
+    """
+    rows, done = _store(items, with_rows=False)
+    ids: list[str | None] = []
+    created = 0
+    for i, row in enumerate(rows):
+        if i in done.muted:
+            ids.append(None)
+        elif row["dedupe_key"] is not None:
+            id_ = done.existing.get((row["user_id"], row["dedupe_key"]), row["id"])
+            created += id_ == row["id"]
+            ids.append(id_)
+        else:
+            created += 1
+            ids.append(row["id"])
     return ids, created
+
+
+def send_notifications(
+    items: Iterable[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]]]:
+    """Store notifications as :func:`ingest_notifications` does; return them as stored.
+
+    Return the stored rows (in input order) and the items that were muted (their fields).
+    """
+    given = list(items)
+    _, done = _store(given, with_rows=True)
+    return [row_dict(r) for r in done.rows], [given[i] for i in sorted(done.muted)]
 
 
 def _page_cache_job(conn: Connection, cache_kib: int | None) -> None:

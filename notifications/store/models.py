@@ -29,6 +29,9 @@ metadata = MetaData()
 #: The app's engine (``db.engine``) and :data:`metadata` (``db.metadata``).
 db = SQLAlchemy(metadata=metadata)
 
+#: The rows of ``ux_notifications_collapse``: the unread, unarchived ones with a collapse key.
+_LIVE_COLLAPSE = "collapse_key IS NOT NULL AND read_at IS NULL AND archived_at IS NULL"
+
 #: One in-app notification for one user.
 notifications = Table(
     "notifications",
@@ -52,6 +55,7 @@ notifications = Table(
     Column("seen_at", BigInteger),
     Column("archived_at", BigInteger),
     Column("collapsed_count", Integer, nullable=False, server_default=text("0")),
+    Column("collapse_key", String(255)),
     Index("ux_notifications_id", "id", unique=True),
     Index("ix_notifications_user_timeline", "user_id", "created_at", "seq", "archived_at"),
     Index("ix_notifications_user_dataset_created", "user_id", "dataset_id", "created_at", "seq"),
@@ -75,6 +79,10 @@ notifications = Table(
         "ux_notifications_dedupe", "user_id", "dedupe_key", unique=True,
         sqlite_where=text("dedupe_key IS NOT NULL"),
         postgresql_where=text("dedupe_key IS NOT NULL"),
+    ),
+    Index(
+        "ux_notifications_collapse", "user_id", "collapse_key", unique=True,
+        sqlite_where=text(_LIVE_COLLAPSE), postgresql_where=text(_LIVE_COLLAPSE),
     ),
     sqlite_autoincrement=True,
 )
@@ -126,4 +134,15 @@ stream_leases = Table(
     Column("kind", String(16), nullable=False, server_default=text("'organization'")),
     Index("ix_stream_leases_user", "user_id", "expires_at"),
     Index("ix_stream_leases_owner", "owner"),
+)
+
+#: What a user does not want stored unless it is critical (version 2's preferences); lists
+#: are JSON arrays of text.
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("muted_kinds", Text, nullable=False, server_default=text("'[]'")),
+    Column("muted_datasets", Text, nullable=False, server_default=text("'[]'")),
+    Column("updated_at", BigInteger, nullable=False),
 )
