@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     read_seq        BIGINT,
     seen_at         BIGINT,
     archived_at     BIGINT,
-    collapsed_count INTEGER      NOT NULL DEFAULT 0
+    collapsed_count INTEGER      NOT NULL DEFAULT 0,
+    collapse_key    VARCHAR(255) COLLATE "C"
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_id
@@ -76,6 +77,18 @@ CREATE INDEX IF NOT EXISTS ix_notifications_read_seq
 CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_dedupe
     ON notifications (user_id, dedupe_key)
     WHERE dedupe_key IS NOT NULL;
+
+-- At most one unread, unarchived notification per (user, collapse key); see schema.sql.
+CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_collapse
+    ON notifications (user_id, collapse_key)
+    WHERE collapse_key IS NOT NULL AND read_at IS NULL AND archived_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS preferences (
+    user_id        VARCHAR(255) COLLATE "C" NOT NULL PRIMARY KEY,
+    muted_kinds    TEXT         NOT NULL DEFAULT '[]',
+    muted_datasets TEXT         NOT NULL DEFAULT '[]',
+    updated_at     BIGINT       NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS stream_leases (
     id         VARCHAR(32)  COLLATE "C" NOT NULL PRIMARY KEY,

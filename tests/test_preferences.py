@@ -14,6 +14,8 @@ from notifications.core.preferences import MAX_MUTES, Preferences
 from notifications.http.ingest import INGEST_PATH
 from notifications.store import reads
 
+pytestmark = pytest.mark.both_databases
+
 PREFS = "/api/v2/preferences"
 TOKEN = "ingest-token-0123456789abcdef"
 H = {"Authorization": f"Bearer {TOKEN}"}
