@@ -513,7 +513,7 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path: Path) -> None:
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
     try:
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
             after = conn.execute("SELECT * FROM notifications ORDER BY seq").fetchall()
             # Every stored value is kept; the new columns follow, seen where read.
             assert [r[:16] for r in after] == before

@@ -96,7 +96,8 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
 
     sql_side, orm_side = describe(from_sql), describe(from_models)
     assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases", "changes",
-                                       "change_marks"}
+                                       "change_marks", "webhook_endpoints",
+                                       "webhook_deliveries", "webhook_sender_lease"}
     for table in sql_side["tables"]:
         assert sql_side["tables"][table]["columns"] == orm_side["tables"][table]["columns"], table
         assert list(sql_side["tables"][table]["columns"]) == list(
@@ -112,6 +113,7 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
     assert sql_side["wheres"]["ix_notifications_archived"] == "archived_at is not null"
     assert sql_side["wheres"]["ix_notifications_read_seq"] == "read_seq is not null"
     assert sql_side["wheres"]["ux_notifications_dedupe"] == "dedupe_key is not null"
+    assert sql_side["wheres"]["ix_webhook_deliveries_pending"] == "status = 'pending'"
 
 
 def triggers(path: Path) -> dict[str, str]:
@@ -207,7 +209,7 @@ def test_a_version_2_database_gets_the_lease_kind_column(tmp_path: Path) -> None
     url = version_2_database(tmp_path / "v2.db")
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
     with sqlite3.connect(url[len("sqlite:///"):]) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert (conn.execute("SELECT id, kind FROM stream_leases").fetchall()
                 == [("l1", "organization")])
         assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]

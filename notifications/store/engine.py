@@ -53,7 +53,7 @@ from notifications.store.models import db
 from notifications.store.writer import Writer
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Columns later versions added to tables an older ``schema.sql`` created; its CREATE TABLE
 #: IF NOT EXISTS leaves such a table as it is. (version that added it, table, column DDL)
 ADDED_COLUMNS = (
