@@ -133,7 +133,7 @@ def schedule(base: float, window: float) -> list[Attempt]:
 def describe_seconds(seconds: float) -> str:
     """Say a duration as the docs do: ``5 s``, ``2 min 35 s``, ``5 h 41 min 15 s``."""
     whole = round(seconds)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("h", 3600), ("min", 60), ("s", 1)):
         if whole >= size or (unit == "s" and not parts):
             parts.append(f"{whole // size} {unit}")
