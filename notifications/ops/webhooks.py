@@ -164,9 +164,9 @@ class Sender:
 
     def run(self) -> None:
         """Hold (or wait for) the lease, make deliveries and keep a greenlet per endpoint."""
-        counter = ChangeCounter(current_store().engine)
         next_renewal = 0.0
         with self.app.app_context():
+            counter = ChangeCounter(current_store().engine)
             while not self.stopping:
                 try:
                     if time.monotonic() >= next_renewal:
