@@ -15,6 +15,7 @@
 - :mod:`.changelog` -- the change log the triggers of ``schema.sql`` write: pages for the
   watcher, per-user replays for the streams, and its retention.
 - :mod:`.leases` -- stream leases, the per-user stream limits across workers.
+- :mod:`.webhooks` -- outbound webhook endpoints, their deliveries, the sender's lease.
 - :mod:`.stats`, :mod:`.purge`, :mod:`.export`, :mod:`.importer` -- the data commands.
 - :mod:`.maintenance` -- backup, restore, checks, retention passes and lock files.
 - :mod:`.seeding`, :mod:`.demo` -- sample data; :mod:`.listeners` -- in-process change
