@@ -114,6 +114,8 @@ class Receiver:
                 hit.answer = how if isinstance(how, (int, str)) else how[0]
                 if isinstance(how, tuple) and how[0] == "hang":
                     time.sleep(how[1])
+                    if len(how) > 2:  # its sender is gone: this answer reaches nobody
+                        return
                     how = hit.answer = 200
                 if how == "trickle":
                     try:  # a byte at a time, for far longer than any sender should wait
@@ -416,7 +418,7 @@ def test_a_killed_sender_and_a_restart_lose_nothing(live_server: Any,
             return 503
         if not hung.is_set() and len(receiver.hits) >= 3:
             hung.set()
-            return ("hang", 3.0)  # in flight while its sender is killed
+            return ("hang", 3.0, "lost")  # in flight while its sender is killed
         return 200
 
     receiver.decide = decide
@@ -428,6 +430,8 @@ def test_a_killed_sender_and_a_restart_lose_nothing(live_server: Any,
     os.kill(sender_pid(server), signal.SIGKILL)
     ingest(server, 3)
     check_every_change_once(server, receiver, endpoint, start)
+    [lost] = [h for h in receiver.hits if h.answer == "hang"]
+    assert lost.headers["webhook-id"] in receiver.delivered(), "the delivery in flight was lost"
 
     # Stopped with deliveries due, and more changes while it is down.
     state["refuse"] = True
