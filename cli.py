@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
              "sizes.",
     "tail": "Follow new notifications live, one line each, until Ctrl-C.",
     "token": "Print a signed JWT for local use (HS256 with NOTIFICATIONS_JWT_SECRET).",
+    "webhooks": "Send the change log to other services: endpoints, their deliveries, retries.",
     "where": "Show which database the commands and the server use (its file for SQLite).",
 }
 

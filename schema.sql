@@ -223,3 +223,62 @@ CREATE TABLE IF NOT EXISTS preferences (
     muted_datasets TEXT         NOT NULL DEFAULT '[]',
     updated_at     BIGINT       NOT NULL
 );
+
+-- ---- Outbound webhooks (schema version 5) -------------------------------------------------
+-- An endpoint receives the change log's entries of the events it asked for. `position` is
+-- the last change-log position it has turned into deliveries: the sender reads the entries
+-- after it and, in one writer transaction, stores their deliveries and moves it (only if it
+-- is still the position read, so two senders can never turn one change into two
+-- deliveries). Change-log retention never deletes an entry above the lowest `position`.
+-- `secret` is the signing key (the base64 after `whsec_`): the service needs it to sign.
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id         VARCHAR(32)  NOT NULL PRIMARY KEY,
+    url        TEXT         NOT NULL,
+    events     VARCHAR(255) NOT NULL,
+    secret     VARCHAR(128) NOT NULL,
+    position   BIGINT       NOT NULL,
+    created_at BIGINT       NOT NULL
+);
+
+-- One change for one endpoint: its body is frozen when it is made, so every attempt sends
+-- the same bytes under the same `id` (the `webhook-id` header). `status` is `pending`,
+-- `delivered` or `failed`; a pending delivery is attempted at `next_attempt_at`, and retried
+-- until `window_start` plus the retry window (24 hours), then it is `failed`.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              VARCHAR(40)  NOT NULL PRIMARY KEY,
+    endpoint_id     VARCHAR(32)  NOT NULL,
+    position        BIGINT       NOT NULL,
+    type            VARCHAR(32)  NOT NULL,
+    body            TEXT         NOT NULL,
+    status          VARCHAR(16)  NOT NULL DEFAULT 'pending',
+    attempts        INTEGER      NOT NULL DEFAULT 0,
+    created_at      BIGINT       NOT NULL,
+    window_start    BIGINT       NOT NULL,
+    next_attempt_at BIGINT       NOT NULL,
+    last_attempt_at BIGINT,
+    last_status     INTEGER,
+    last_error      TEXT,
+    delivered_at    BIGINT
+);
+
+-- An endpoint's deliveries in change-log order; one delivery per (endpoint, change).
+CREATE UNIQUE INDEX IF NOT EXISTS ux_webhook_deliveries_position
+    ON webhook_deliveries (endpoint_id, position);
+
+-- The next delivery an endpoint is owed: its oldest pending one.
+CREATE INDEX IF NOT EXISTS ix_webhook_deliveries_pending
+    ON webhook_deliveries (endpoint_id, position)
+    WHERE status = 'pending';
+
+-- Delivered deliveries by age, for their retention (NOTIFICATIONS_CHANGELOG_RETENTION).
+CREATE INDEX IF NOT EXISTS ix_webhook_deliveries_delivered
+    ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
+
+-- Who sends: one row, held by one worker of one node at a time, renewed while it lives. A
+-- lease not renewed lapses at `expires_at`, and another worker takes over.
+CREATE TABLE IF NOT EXISTS webhook_sender_lease (
+    name       VARCHAR(32)  NOT NULL PRIMARY KEY,
+    owner      VARCHAR(128) NOT NULL,
+    expires_at BIGINT       NOT NULL
+);

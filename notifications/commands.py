@@ -35,8 +35,9 @@ import notifications
 from notifications import paths
 from notifications.core import records as transfer
 from notifications.core import tokens
+from notifications.core import webhooks as hooks
 from notifications.core.kinds import KindError, check_kind
-from notifications.core.serialize import full_record, iso_naive, parse_ntf_id
+from notifications.core.serialize import full_record, iso_naive, iso_utc, parse_ntf_id
 
 # The package's __init__ imports this module: create_app is looked up when it is called.
 from notifications.extension import state
@@ -59,6 +60,7 @@ from notifications.store import export as exporting
 from notifications.store import preferences as user_preferences
 from notifications.store import purge as purging
 from notifications.store import stats as statistics
+from notifications.store import webhooks as hook_rows
 from notifications.store.engine import SCHEMA_VERSION, NoDatabase, SchemaError, ensure_schema
 from notifications.store.importer import Importer
 from notifications.store.maintenance import MaintenanceError
@@ -1048,3 +1050,140 @@ def check(file: str | None, quick: bool, as_json: bool) -> None:
             click.echo("ok")
     if not report.ok:
         sys.exit(1)
+
+
+# --- outbound webhooks ----------------------------------------------------------------------
+
+
+@cli.group(cls=Commands)
+def webhooks() -> None:
+    """Send the change log to other services: endpoints, their deliveries, retries."""
+
+
+def _when(us: int | None) -> str | None:
+    """A stored time as the commands show it (RFC 3339, UTC)."""
+    return None if us is None else iso_utc(us)
+
+
+def _endpoint_or_fail(endpoint_id: str) -> hook_rows.Endpoint:
+    found = hook_rows.endpoint(endpoint_id)
+    if found is None:
+        raise click.ClickException(f"there is no webhook endpoint {endpoint_id!r} "
+                                   "(`notifications webhooks list` shows them)")
+    return found
+
+
+def checked_webhook(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback: check an endpoint URL or ``--events`` before any database is opened."""
+    try:
+        if param.name == "url":
+            return hooks.check_url(value)
+        return hooks.parse_events(value)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@webhooks.command("add")
+@click.argument("url", callback=checked_webhook)
+@click.option("--events", "chosen", default=None, metavar="EVENT,...", callback=checked_webhook,
+              help=f"Events to send, comma-separated (default: all of {', '.join(hooks.EVENTS)}).")
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoint as JSON.")
+@database(create=True)
+def webhooks_add(url: str, chosen: tuple[str, ...], as_json: bool) -> None:
+    """Add an endpoint at URL; print its id and its signing secret (shown this once)."""
+    secret = hooks.new_secret()
+    endpoint = hook_rows.add_endpoint(url, chosen, secret.removeprefix(hooks.SECRET_PREFIX))
+    if as_json:
+        echo_json({"id": endpoint.id, "url": endpoint.url, "events": list(endpoint.events),
+                   "secret": secret})
+        return
+    click.echo(f"Added webhook endpoint {endpoint.id} for {endpoint.url}")
+    click.echo(f"Events: {', '.join(endpoint.events)}")
+    click.echo(f"Secret: {secret}")
+    click.echo("The secret is shown only this once: give it to the receiving service now.",
+               err=True)
+
+
+@webhooks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
+@database(create=False)
+def webhooks_list(as_json: bool) -> None:
+    """List the endpoints and how many deliveries each has pending, delivered and failed."""
+    counts = hook_rows.status_counts()
+    found: list[dict[str, Any]] = [
+        {"id": e.id, "url": e.url, "events": list(e.events), "created_at": _when(e.created_at),
+         **{status: counts.get(e.id, {}).get(status, 0)
+            for status in (hook_rows.PENDING, hook_rows.DELIVERED, hook_rows.FAILED)}}
+        for e in hook_rows.endpoints()
+    ]
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo("No webhook endpoints (`notifications webhooks add URL` adds one).")
+    for e in found:
+        click.echo(f"{e['id']}  {e['url']}  {','.join(e['events'])}  pending {e['pending']}, "
+                   f"delivered {e['delivered']}, failed {e['failed']}")
+
+
+@webhooks.command("remove")
+@click.argument("endpoint_id", metavar="ID")
+@database(create=False)
+def webhooks_remove(endpoint_id: str) -> None:
+    """Remove the endpoint ID and its deliveries: nothing more is sent to it."""
+    if not hook_rows.remove_endpoint(endpoint_id):
+        _endpoint_or_fail(endpoint_id)
+    click.echo(f"Removed webhook endpoint {endpoint_id}.")
+
+
+def _delivery_json(d: hook_rows.Delivery) -> dict[str, Any]:
+    return {"id": d.id, "endpoint_id": d.endpoint_id, "position": d.position, "type": d.type,
+            "status": d.status, "attempts": d.attempts, "created_at": _when(d.created_at),
+            "next_attempt_at": _when(d.next_attempt_at) if d.status == hook_rows.PENDING
+            else None,
+            "last_attempt_at": _when(d.last_attempt_at), "last_status": d.last_status,
+            "last_error": d.last_error, "delivered_at": _when(d.delivered_at)}
+
+
+@webhooks.command("deliveries")
+@click.option("--endpoint", "endpoint_id", default=None, metavar="ID",
+              help="Only this endpoint's deliveries.")
+@click.option("--failed", is_flag=True, help="Only deliveries that failed for good.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000),
+              help="Most deliveries shown, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deliveries as JSON.")
+@database(create=False)
+def webhooks_deliveries(endpoint_id: str | None, failed: bool, limit: int,
+                        as_json: bool) -> None:
+    """List deliveries, newest first: their status, attempts and last answer."""
+    if endpoint_id is not None:
+        _endpoint_or_fail(endpoint_id)
+    found = [_delivery_json(d) for d in hook_rows.deliveries(endpoint_id, failed=failed,
+                                                             limit=limit)]
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo("No deliveries.")
+    for d in found:
+        line = (f"{d['id']}  {d['endpoint_id']}  {d['type']}  {d['status']}  "
+                f"{plural(d['attempts'], 'attempt')}")
+        if d["last_error"]:
+            line += f"  last: {d['last_error']}"
+        elif d["last_status"] is not None:
+            line += f"  last: HTTP {d['last_status']}"
+        if d["next_attempt_at"]:
+            line += f"  next {d['next_attempt_at']}"
+        click.echo(line)
+
+
+@webhooks.command("retry")
+@click.argument("delivery_id", metavar="DELIVERY_ID")
+@database(create=False)
+def webhooks_retry(delivery_id: str) -> None:
+    """Make the delivery DELIVERY_ID due now, with a new retry window."""
+    if not hook_rows.retry(delivery_id):
+        raise click.ClickException(
+            f"there is no webhook delivery {delivery_id!r} "
+            "(`notifications webhooks deliveries` shows them)")
+    click.echo(f"Delivery {delivery_id} is due again; the server's sender sends it in order.")

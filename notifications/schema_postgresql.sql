@@ -123,6 +123,47 @@ CREATE TABLE IF NOT EXISTS change_marks (
     marked_at BIGINT NOT NULL
 );
 
+-- Outbound webhooks (see schema.sql for what each column means).
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id         VARCHAR(32)  COLLATE "C" NOT NULL PRIMARY KEY,
+    url        TEXT         NOT NULL,
+    events     VARCHAR(255) NOT NULL,
+    secret     VARCHAR(128) NOT NULL,
+    position   BIGINT       NOT NULL,
+    created_at BIGINT       NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              VARCHAR(40)  COLLATE "C" NOT NULL PRIMARY KEY,
+    endpoint_id     VARCHAR(32)  COLLATE "C" NOT NULL,
+    position        BIGINT       NOT NULL,
+    type            VARCHAR(32)  NOT NULL,
+    body            TEXT         NOT NULL,
+    status          VARCHAR(16)  NOT NULL DEFAULT 'pending',
+    attempts        INTEGER      NOT NULL DEFAULT 0,
+    created_at      BIGINT       NOT NULL,
+    window_start    BIGINT       NOT NULL,
+    next_attempt_at BIGINT       NOT NULL,
+    last_attempt_at BIGINT,
+    last_status     INTEGER,
+    last_error      TEXT,
+    delivered_at    BIGINT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_webhook_deliveries_position
+    ON webhook_deliveries (endpoint_id, position);
+CREATE INDEX IF NOT EXISTS ix_webhook_deliveries_pending
+    ON webhook_deliveries (endpoint_id, position)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS ix_webhook_deliveries_delivered
+    ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
+
+CREATE TABLE IF NOT EXISTS webhook_sender_lease (
+    name       VARCHAR(32)  COLLATE "C" NOT NULL PRIMARY KEY,
+    owner      VARCHAR(128) COLLATE "C" NOT NULL,
+    expires_at BIGINT       NOT NULL
+);
+
 -- The lock every transaction that changes `notifications` holds (see the note at the top).
 -- The service's writers already hold it; taking it again is free.
 CREATE OR REPLACE FUNCTION notifications_write_lock() RETURNS trigger

@@ -131,6 +131,13 @@ SETTINGS: tuple[Setting, ...] = (
             "how long the change log keeps changes for the streams' replay (a duration as "
             "`purge --older-than`); applied by the retention pass",
             shown_default="`7d`"),
+    Setting("WEBHOOK_RETRY_BASE", 5.0, "float",
+            "outbound webhooks: seconds before the first retry of a failed delivery; each "
+            "further retry waits twice as long (see [webhooks](webhooks.md#retries))",
+            bounds=(0.01, 3600.0)),
+    Setting("WEBHOOK_RETRY_WINDOW", 86400.0, "float",
+            "outbound webhooks: seconds a delivery is retried before it is marked failed",
+            shown_default="86400 (24 hours)", bounds=(0.1, 30 * 86400.0)),
     # Set by the CLI and the demo mode, never by the environment.
     Setting("DEMO", False, "flag", "demo mode: sample data and the inbox's user picker",
             internal=True),

@@ -96,7 +96,8 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
 
     sql_side, orm_side = describe(from_sql), describe(from_models)
     assert set(sql_side["tables"]) == {"notifications", "counters", "stream_leases", "changes",
-                                       "change_marks", "preferences"}
+                                       "change_marks", "preferences", "webhook_endpoints",
+                                       "webhook_deliveries", "webhook_sender_lease"}
     for table in sql_side["tables"]:
         assert sql_side["tables"][table]["columns"] == orm_side["tables"][table]["columns"], table
         assert list(sql_side["tables"][table]["columns"]) == list(
@@ -112,6 +113,7 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
     assert sql_side["wheres"]["ix_notifications_archived"] == "archived_at is not null"
     assert sql_side["wheres"]["ix_notifications_read_seq"] == "read_seq is not null"
     assert sql_side["wheres"]["ux_notifications_dedupe"] == "dedupe_key is not null"
+    assert sql_side["wheres"]["ix_webhook_deliveries_pending"] == "status = 'pending'"
 
 
 def triggers(path: Path) -> dict[str, str]:

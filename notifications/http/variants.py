@@ -24,10 +24,7 @@ from notifications.core.serialize import (
     Body,
     dataset_notification,
     dataset_notifications,
-    iso_utc,
-    ntf_id,
     organization_records,
-    v2_record,
 )
 from notifications.core.tokens import Principal
 from notifications.core.v2_requests import V2ListQuery, V2StreamQuery, parse_v2_query
@@ -43,7 +40,12 @@ from notifications.core.validation import (
 from notifications.http import operations, v2_views, views
 from notifications.http.auth import current_principal
 from notifications.http.operations import Operation
-from notifications.realtime.events import dataset_events, inbox_events, organization_events
+from notifications.realtime.events import (
+    change_event,
+    dataset_events,
+    inbox_events,
+    organization_events,
+)
 from notifications.realtime.hub import StreamHub, hub_of
 from notifications.realtime.responses import event_stream
 from notifications.store import reads
@@ -137,17 +139,20 @@ class InboxStreamFrames:
 
     def created(self, change: Change) -> str:
         assert change.row is not None, "a created change is framed with its row"
-        return sse.event(json.dumps(v2_record(change.row)), name="notification.created",
-                         id=change.position)
+        return self._change(change)
 
     def updated(self, change: Change) -> str:
-        data = {"id": ntf_id(change.notification_id), "seen_at": iso_utc(change.seen_at),
-                "read_at": iso_utc(change.read_at), "archived_at": iso_utc(change.archived_at)}
-        return sse.event(json.dumps(data), name="notification.updated", id=change.position)
+        return self._change(change)
 
     def deleted(self, change: Change) -> str:
-        return sse.event(json.dumps({"id": ntf_id(change.notification_id)}),
-                         name="notification.deleted", id=change.position)
+        return self._change(change)
+
+    @staticmethod
+    def _change(change: Change) -> str:
+        event = change_event(change)
+        assert event is not None
+        name, data = event
+        return sse.event(json.dumps(data), name=name, id=change.position)
 
     def counts(self, counts: Counts, position: int | None) -> str:
         return sse.event(json.dumps(counts.as_dict()), name="counts", id=position)

@@ -141,17 +141,24 @@ def run_once(app: Flask) -> dict[str, int]:
 
 
 def run_changelog_once(app: Flask) -> dict[str, int]:
-    """Delete the change log's entries older than its retention; return what went."""
+    """Delete the change log's entries older than its retention, and the webhook
+    deliveries delivered longer ago (failed ones stay listed); return what went."""
     import gevent
 
-    from notifications.store import changelog
+    from notifications.store import changelog, webhooks
+    from notifications.store.rows import now_us
 
+    keep_us = changelog_retention_of(app) * 1_000_000
     with app.app_context():
-        result = changelog.trim(changelog_retention_of(app) * 1_000_000, chunk=CHANGELOG_CHUNK,
+        result = changelog.trim(keep_us, chunk=CHANGELOG_CHUNK,
                                 pause=lambda: gevent.sleep(PAUSE))
+        result["deliveries_deleted"] = webhooks.trim_delivered(now_us() - keep_us)
     if result["deleted"]:
         log.info("change log retention (%s) deleted %d entries",
                  _short(changelog_retention_of(app)), result["deleted"])
+    if result["deliveries_deleted"]:
+        log.info("change log retention (%s) deleted %d delivered webhook(s)",
+                 _short(changelog_retention_of(app)), result["deliveries_deleted"])
     return result
 
 

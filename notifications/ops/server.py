@@ -199,11 +199,13 @@ def worker_started(worker: Any) -> None:
     hub = streams_of(worker)
     if hub is not None:
         hub.stream_capacity = stream_capacity(worker.cfg.worker_connections)
-        from notifications.ops import metrics, retention
+        from notifications.ops import metrics, retention, webhooks
 
         if worker.wsgi.config.get("METRICS"):
             metrics.start_sampler(worker.wsgi)
         retention.start(worker.wsgi)
+        # Every worker stands by; the one holding the lease in the database sends.
+        webhooks.start(worker.wsgi)
     # The writer thread needs the GIL back after every SQLite call; with the default 5 ms
     # switch interval each of those may wait behind the request greenlets.
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -240,16 +242,18 @@ def take_turns(app: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
-    """Return the master's ``child_exit`` hook: free a dead worker's stream slots at once.
+    """Return the master's ``child_exit`` hook: free a dead worker's stream slots at once,
+    and its webhook sender's lease.
 
     Without it a worker killed with its streams open kept their slots for the lease
-    lifetime (30 s), and its users got 429. The master learns of the death from SIGCHLD.
+    lifetime (30 s), and its users got 429; a killed sender's webhooks waited as long. The
+    master learns of the death from SIGCHLD.
     """
 
     def child_exit(server: Any, worker: Any) -> None:
         from notifications.ops import metrics
         from notifications.realtime.leases import owner_prefix
-        from notifications.store import leases
+        from notifications.store import leases, webhooks
 
         try:
             metrics.process_dead(worker.pid)
@@ -259,6 +263,13 @@ def worker_exited(url: str | None) -> Callable[[Any, Any], None]:
                     server.log.info("freed %d stream slot(s) of worker %s", freed, worker.pid)
         except Exception as exc:  # the leases still expire on their own
             server.log.warning("could not free the stream slots of worker %s: %s",
+                               worker.pid, exc)
+        try:
+            # A dead worker sends nothing: another may take over the webhooks at once.
+            if url is not None and webhooks.release_dead_lease(url, owner_prefix(worker.pid)):
+                server.log.info("worker %s sent the webhooks; another takes over", worker.pid)
+        except Exception as exc:  # the lease lapses on its own
+            server.log.warning("could not free the webhook sender lease of worker %s: %s",
                                worker.pid, exc)
 
     return child_exit

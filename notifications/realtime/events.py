@@ -13,15 +13,39 @@ from typing import Any, assert_never
 
 from notifications.core import replay, sse
 from notifications.core.kinds import KindFilter
+from notifications.core.serialize import iso_utc, ntf_id, v2_record
 from notifications.realtime.frames import DatasetFrames, InboxFrames, OrganizationFrames
 from notifications.realtime.history import REPLAY_PAGE, History
 from notifications.realtime.hub import StreamHub
 from notifications.realtime.subscriptions import OVERFLOW, WATCHER_FAILED, InboxKey
-from notifications.store.changelog import REPLAY_LIMIT
+from notifications.store.changelog import CREATED, DELETED, REPLAY_LIMIT, Change
 from notifications.store.inbox import Counts
 from notifications.store.scope import Scope
 
 log = logging.getLogger("notifications.stream")
+
+#: The version 2 event of each kind of change-log entry.
+CHANGE_EVENTS = {CREATED: "notification.created", "updated": "notification.updated",
+                 DELETED: "notification.deleted"}
+
+
+def change_event(change: Change) -> tuple[str, dict[str, Any]] | None:
+    """Return the version 2 event of a change-log entry: its name and its data.
+
+    ``notification.created`` carries the record, ``notification.updated`` the id and the
+    state times after the change, ``notification.deleted`` the id. A created entry whose
+    row is gone since (its deletion follows in the log) has no event: None. The version 2
+    stream and the outbound webhooks send exactly this.
+    """
+    name = CHANGE_EVENTS[change.change]
+    if change.change == CREATED:
+        if change.row is None:
+            return None
+        return name, v2_record(change.row)
+    if change.change == DELETED:
+        return name, {"id": ntf_id(change.notification_id)}
+    return name, {"id": ntf_id(change.notification_id), "seen_at": iso_utc(change.seen_at),
+                  "read_at": iso_utc(change.read_at), "archived_at": iso_utc(change.archived_at)}
 
 
 def dataset_events(hub: StreamHub, scope: Scope, dataset_id: str | None,

@@ -17,6 +17,7 @@
 - :mod:`.notices` -- when to read the change log: SQLite's data version, PostgreSQL's
   LISTEN/NOTIFY.
 - :mod:`.leases` -- stream leases, the per-user stream limits across workers.
+- :mod:`.webhooks` -- outbound webhook endpoints, their deliveries, the sender's lease.
 - :mod:`.stats`, :mod:`.purge`, :mod:`.export`, :mod:`.importer` -- the data commands.
 - :mod:`.maintenance` -- backup, restore, checks, retention passes and lock files.
 - :mod:`.seeding`, :mod:`.demo` -- sample data; :mod:`.listeners` -- in-process change

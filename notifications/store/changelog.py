@@ -122,6 +122,11 @@ def _bounds(conn: Connection) -> Bounds:
     return Bounds(floor, max(int(head or 0), floor))
 
 
+def bounds_in(conn: Connection) -> Bounds:
+    """Return the log's floor and head as ``conn`` sees them (a writer job's view)."""
+    return _bounds(conn)
+
+
 def bounds() -> Bounds:
     """Return the log's floor and head, from one snapshot."""
     with reading() as conn:
@@ -266,18 +271,31 @@ def _mark_job(conn: Connection, now: int | None, keep_us: int) -> tuple[int, int
     return now, None if boundary is None else int(boundary)
 
 
-def _trim_job(conn: Connection, boundary: int, chunk: int) -> tuple[int, int]:
-    """Delete the oldest entries, at most ``chunk``, none above ``boundary``.
+#: The lowest position an outbound webhook endpoint has made its deliveries up to: the
+#: entries after it are still to be turned into deliveries, and stay.
+_HELD_FOR_WEBHOOKS = "SELECT min(position) FROM webhook_endpoints"
 
-    Return how many went and the position deleted up to: the new floor.
+
+def _trim_job(conn: Connection, boundary: int, chunk: int) -> tuple[int, int, int]:
+    """Delete the oldest entries, at most ``chunk``, none above ``boundary`` and none a
+    webhook endpoint has not yet taken.
+
+    Return how many went, the position deleted up to (the new floor), and the boundary
+    the held-back entries leave.
     """
+    held = run_sql(conn, _HELD_FOR_WEBHOOKS).scalar()
+    if held is not None:
+        boundary = min(boundary, int(held))
+    floor = _bounds(conn).floor
+    if boundary <= floor:
+        return 0, floor, boundary
     lowest = run_sql(conn, "SELECT min(position) FROM changes").scalar()
     upto = boundary if lowest is None else min(boundary, int(lowest) + chunk - 1)
     deleted = int(run_sql(conn, "DELETE FROM changes WHERE position <= ?",
                                        (upto,)).rowcount)
     run_sql(conn,
         "UPDATE counters SET value = ? WHERE name = 'changes_floor' AND value < ?", (upto, upto))
-    return deleted, max(upto, _bounds(conn).floor)
+    return deleted, max(upto, _bounds(conn).floor), boundary
 
 
 def trim(keep_us: int, *, now: int | None = None, chunk: int = TRIM_CHUNK,
@@ -287,13 +305,15 @@ def trim(keep_us: int, *, now: int | None = None, chunk: int = TRIM_CHUNK,
     Marks the head at ``now`` (default: the time the writer runs the mark) first, see the
     module's docstring; then deletes the entries at or below the newest mark at least
     ``keep_us`` old, ``chunk`` per writer transaction, with ``pause()`` between two of them.
-    Return how many entries went and the floor after.
+    An entry a webhook endpoint has not yet turned into a delivery is never deleted: it
+    waits for the sender (each transaction checks, so an endpoint cannot fall behind
+    between two of them). Return how many entries went and the floor after.
     """
     _, boundary = write(_mark_job, now, keep_us)
     floor = bounds().floor
     deleted = 0
     while boundary is not None and floor < boundary:
-        count, floor = write(_trim_job, boundary, chunk)
+        count, floor, boundary = write(_trim_job, boundary, chunk)
         deleted += count
         if floor < boundary and pause is not None:
             pause()

@@ -146,3 +146,56 @@ preferences = Table(
     Column("muted_datasets", Text, nullable=False, server_default=text("'[]'")),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# --- outbound webhooks (schema version 5) ----------------------------------------------------
+
+#: An outbound webhook endpoint and how far into the change log its deliveries are made.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", String(255), nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+#: One change for one endpoint, with its body frozen, and where its attempts stand.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("endpoint_id", String(32), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_attempt_at", BigInteger),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", BigInteger),
+    Index("ux_webhook_deliveries_position", "endpoint_id", "position", unique=True),
+    Index(
+        "ix_webhook_deliveries_pending", "endpoint_id", "position",
+        sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_webhook_deliveries_delivered", "delivered_at",
+        sqlite_where=text("status = 'delivered'"),
+        postgresql_where=text("status = 'delivered'"),
+    ),
+)
+
+#: The one webhook sender of the database: who holds it, until when.
+webhook_sender_lease = Table(
+    "webhook_sender_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
