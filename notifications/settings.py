@@ -69,6 +69,10 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLAlchemy URL (`sqlite:///...` or `postgresql://...`)",
             shown_default="`$XDG_DATA_HOME/notifications/notifications.db`, else "
                           "`~/.local/share/notifications/notifications.db`"),
+    Setting("DATABASE_POOL_SIZE", 10, "int",
+            "PostgreSQL: connections each worker process keeps for reads (besides its writer's "
+            "and its listener's); a read that finds them all busy waits for one",
+            bounds=(1, 200)),
     Setting("JWT_SECRET", None, "text", "HS256 secret",
             shown_default="none (required outside demo mode)"),
     Setting("JWT_PUBLIC_KEY", None, "text", "PEM text or a path to it, for RS256/ES256"),

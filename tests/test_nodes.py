@@ -199,3 +199,27 @@ def test_concurrent_writers_on_two_nodes_miss_and_repeat_nothing(
     for user in users:
         # Both nodes' streams (and the one that reconnected) saw one order.
         assert orders[user][0] == orders[user][1]
+
+
+def test_open_streams_hold_no_database_connection(live_server: Any) -> None:
+    """With two pooled connections per worker, forty open streams leave reads free."""
+    server = live_server(workers=2, env={**ENV, "NOTIFICATIONS_STREAM_LIMIT": "50",
+                                         "NOTIFICATIONS_DATABASE_POOL_SIZE": "2"})
+    streams = [v2_stream(server, "alice") for _ in range(40)]
+    started = time.monotonic()
+    for _ in range(20):
+        response = requests.get(server.url("/api/v2/notifications/counts"),
+                                headers=server.headers("bob"), timeout=10)
+        assert response.status_code == 200
+    assert time.monotonic() - started < 5
+    (made,) = ingest(server, {"user_id": "alice", "title": "to every stream"})
+    for stream in streams:
+        assert json.loads(stream.next_of("notification.created")["data"])["id"] == made
+    with server.raw() as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchone()
+    # Per worker: two pooled, the writer's and the listener's.
+    assert count <= 2 * 4
+    for stream in streams:
+        stream.close()

@@ -144,6 +144,15 @@ def init_app(app: Flask) -> None:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         # Reads never wait for a connection (see the module's rule): the pool grows instead.
         options.update(pool_size=4, max_overflow=-1)
+    elif url.startswith("postgresql"):
+        # A bounded pool: a PostgreSQL read yields to other greenlets while the server
+        # works, so many can be in flight; beyond the pool they queue for a connection
+        # (cooperatively: gevent patched the pool's locks) instead of opening one each.
+        # No stream holds one while it waits for changes, and the writer and the listener
+        # have connections of their own, so a read never waits for something that needs
+        # a connection of this pool.
+        options.update(pool_size=int(app.config.get("DATABASE_POOL_SIZE") or 10),
+                       max_overflow=0, pool_timeout=30, pool_pre_ping=True)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     try:
         db.init_app(app)
