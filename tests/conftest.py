@@ -156,7 +156,9 @@ class RawConnection:
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         if self.postgresql:
-            sql = sql.replace("?", "%s")
+            if not params:
+                return self.conn.execute(sql)
+            sql = sql.replace("%", "%%").replace("?", "%s")
         return self.conn.execute(sql, params)
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

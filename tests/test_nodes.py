@@ -223,3 +223,29 @@ def test_open_streams_hold_no_database_connection(live_server: Any) -> None:
     assert count <= 2 * 4
     for stream in streams:
         stream.close()
+
+
+def test_a_dropped_listening_connection_delays_nothing_beyond_a_poll(
+        nodes: tuple[Any, Any]) -> None:
+    """Kill every listener: streams keep receiving (by polling), and again once it is back."""
+    first, second = nodes
+    stream = v2_stream(second, "alice")
+
+    def listeners() -> list[int]:
+        with first.raw() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN %'").fetchall()]
+
+    # A worker's watcher (and its listener) starts with the worker's first stream.
+    wait_for(lambda: len(listeners()) >= 1, "the stream's worker to listen")
+    with first.raw(autocommit=True) as conn:
+        for pid in listeners():
+            conn.execute("SELECT pg_terminate_backend(?)", (pid,))
+    for title in ("while down", "after"):
+        (made,) = ingest(first, {"user_id": "alice", "title": title})
+        event = stream.next_of("notification.created", timeout=5)
+        assert json.loads(event["data"])["id"] == made
+        wait_for(lambda: len(listeners()) >= 1, "the listener to come back")
+    assert "change notifications unavailable" in second.log()
+    stream.close()

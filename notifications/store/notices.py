@@ -104,11 +104,11 @@ class CommitSignal:
             gevent.sleep(RECONNECT_PAUSE)
 
     def _listen_once(self, on_notice: Any) -> None:
-        raw = self.engine.raw_connection()
-        # Out of the pool for good: the connection is the listener's alone from now on.
-        raw.detach()
-        self._listener = raw
-        driver: Any = raw.driver_connection
+        from notifications.store.writer import connection_of_its_own
+
+        conn = connection_of_its_own(self.engine)  # not one of the read pool's
+        self._listener = conn
+        driver: Any = conn.connection.driver_connection
         driver.rollback()
         driver.autocommit = True
         driver.execute(f"LISTEN {CHANNEL}")

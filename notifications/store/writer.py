@@ -163,26 +163,36 @@ class Writer:
     def _ensure_started(self) -> None:
         if self._thread is not None:
             return
+        # Checked out here, on the caller's thread: SQLAlchemy's pool guards itself with
+        # (possibly gevent-patched) locks. From now on only the writer thread uses it.
+        # Connecting may yield to other greenlets (PostgreSQL talks to a server), so it
+        # happens before the native lock below, which a greenlet must never hold across a
+        # yield: another greenlet asking for it would block the whole hub.
+        conn = connection_of_its_own(self.engine)
+        spare: Connection | None = conn
         with self._start_lock:
-            if self._thread is not None:
-                return
-            # Checked out here, on the caller's thread: SQLAlchemy's pool guards itself with
-            # (possibly gevent-patched) locks. From now on only the writer thread uses it.
-            conn = self.engine.connect()
-            if conn.dialect.name == "sqlite":
-                raw = conn.connection.dbapi_connection
-                assert raw is not None  # a connection just checked out of the pool
-                # The writer waits for the lock in :meth:`_lock`, not in SQLite's busy
-                # handler, whose sleeps grow to 100 ms and would miss short gaps.
-                raw.execute("PRAGMA busy_timeout = 0")
-                raw.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-                self._sqlite = raw
-            elif conn.dialect.name == "postgresql":
-                self._postgresql = conn.connection.dbapi_connection
-            self._conn = conn.execution_options(immediate=True)
-            self._stopped.acquire()
-            start = _native("_thread", "start_new_thread")
-            self._thread = start(self._loop, ())
+            if self._thread is None:
+                self._adopt(conn)
+                spare = None
+        if spare is not None:  # another caller started the writer meanwhile
+            spare.close()
+
+    def _adopt(self, conn: Connection) -> None:
+        """Make ``conn`` the writer's connection and start the thread (nothing here yields)."""
+        if conn.dialect.name == "sqlite":
+            raw = conn.connection.dbapi_connection
+            assert raw is not None  # a connection just checked out of the pool
+            # The writer waits for the lock in :meth:`_lock`, not in SQLite's busy
+            # handler, whose sleeps grow to 100 ms and would miss short gaps.
+            raw.execute("PRAGMA busy_timeout = 0")
+            raw.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            self._sqlite = raw
+        elif conn.dialect.name == "postgresql":
+            self._postgresql = conn.connection.dbapi_connection
+        self._conn = conn.execution_options(immediate=True)
+        self._stopped.acquire()
+        start = _native("_thread", "start_new_thread")
+        self._thread = start(self._loop, ())
 
     def _start_async(self) -> None:
         import gevent
@@ -368,6 +378,23 @@ class Writer:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def connection_of_its_own(engine: Engine) -> Connection:
+    """Return a connection for one long-lived user (the writer, a listener).
+
+    On PostgreSQL it is opened outside the engine's pool, which is bounded and kept for
+    reads: a connection held for the life of the process must not take one of its places.
+    On SQLite the pool grows as needed, and the engine's connection set-up (its pragmas)
+    applies.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine.connect()
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    own = create_engine(engine.url, poolclass=NullPool)
+    return own.connect()
 
 
 class _Busy(Exception):
