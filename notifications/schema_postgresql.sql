@@ -178,62 +178,43 @@ CREATE OR REPLACE TRIGGER tr_notifications_write_lock
 BEFORE INSERT OR UPDATE OR DELETE ON notifications
 FOR EACH STATEMENT EXECUTE FUNCTION notifications_write_lock();
 
--- The log's entries, one statement's rows at a time (transition tables), in `seq` order.
--- After a statement that logged something, the channel `notifications_changes` gets the
--- newest position; PostgreSQL delivers it to the listening watchers of every node when the
--- transaction commits (and not at all if it rolls back).
-CREATE OR REPLACE FUNCTION notifications_log_created() RETURNS trigger
+-- The log's entries, one statement's rows at a time (transition tables), in `seq` order:
+-- the same three cases as schema.sql's three triggers, in one function. After a statement
+-- that logged something, the channel `notifications_changes` gets the newest position;
+-- PostgreSQL delivers it to the listening watchers of every node when the transaction
+-- commits (and not at all if it rolls back).
+CREATE OR REPLACE FUNCTION notifications_log_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     logged BIGINT;
 BEGIN
-    INSERT INTO changes (change, notification_id, seq, user_id, organization_id, dataset_id,
-                         kind, seen_at, read_at, archived_at)
-    SELECT 'created', id, seq, user_id, organization_id, dataset_id, kind, seen_at, read_at,
-           archived_at
-      FROM new_rows ORDER BY seq;
-    GET DIAGNOSTICS logged = ROW_COUNT;
-    IF logged > 0 THEN
-        PERFORM pg_notify('notifications_changes', currval(pg_get_serial_sequence('changes', 'position'))::text);
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO changes (change, notification_id, seq, user_id, organization_id,
+                             dataset_id, kind, seen_at, read_at, archived_at)
+        SELECT 'created', id, seq, user_id, organization_id, dataset_id, kind, seen_at,
+               read_at, archived_at
+          FROM new_rows ORDER BY seq;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Only rows whose state took a new value (as schema.sql's WHEN clause).
+        INSERT INTO changes (change, notification_id, seq, user_id, organization_id,
+                             dataset_id, kind, seen_at, read_at, archived_at)
+        SELECT 'updated', n.id, n.seq, n.user_id, n.organization_id, n.dataset_id, n.kind,
+               n.seen_at, n.read_at, n.archived_at
+          FROM new_rows n JOIN old_rows o ON o.seq = n.seq
+         WHERE o.seen_at IS DISTINCT FROM n.seen_at OR o.read_at IS DISTINCT FROM n.read_at
+               OR o.archived_at IS DISTINCT FROM n.archived_at
+         ORDER BY n.seq;
+    ELSE
+        INSERT INTO changes (change, notification_id, seq, user_id, organization_id,
+                             dataset_id, kind, seen_at, read_at, archived_at)
+        SELECT 'deleted', id, seq, user_id, organization_id, dataset_id, kind, seen_at,
+               read_at, archived_at
+          FROM old_rows ORDER BY seq;
     END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION notifications_log_updated() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    logged BIGINT;
-BEGIN
-    INSERT INTO changes (change, notification_id, seq, user_id, organization_id, dataset_id,
-                         kind, seen_at, read_at, archived_at)
-    SELECT 'updated', n.id, n.seq, n.user_id, n.organization_id, n.dataset_id, n.kind,
-           n.seen_at, n.read_at, n.archived_at
-      FROM new_rows n JOIN old_rows o ON o.seq = n.seq
-     WHERE o.seen_at IS DISTINCT FROM n.seen_at OR o.read_at IS DISTINCT FROM n.read_at
-           OR o.archived_at IS DISTINCT FROM n.archived_at
-     ORDER BY n.seq;
     GET DIAGNOSTICS logged = ROW_COUNT;
     IF logged > 0 THEN
-        PERFORM pg_notify('notifications_changes', currval(pg_get_serial_sequence('changes', 'position'))::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION notifications_log_deleted() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    logged BIGINT;
-BEGIN
-    INSERT INTO changes (change, notification_id, seq, user_id, organization_id, dataset_id,
-                         kind, seen_at, read_at, archived_at)
-    SELECT 'deleted', id, seq, user_id, organization_id, dataset_id, kind, seen_at, read_at,
-           archived_at
-      FROM old_rows ORDER BY seq;
-    GET DIAGNOSTICS logged = ROW_COUNT;
-    IF logged > 0 THEN
-        PERFORM pg_notify('notifications_changes', currval(pg_get_serial_sequence('changes', 'position'))::text);
+        PERFORM pg_notify('notifications_changes',
+                          currval(pg_get_serial_sequence('changes', 'position'))::text);
     END IF;
     RETURN NULL;
 END
@@ -241,12 +222,12 @@ $$;
 
 CREATE OR REPLACE TRIGGER tr_notifications_created
 AFTER INSERT ON notifications REFERENCING NEW TABLE AS new_rows
-FOR EACH STATEMENT EXECUTE FUNCTION notifications_log_created();
+FOR EACH STATEMENT EXECUTE FUNCTION notifications_log_changes();
 
 CREATE OR REPLACE TRIGGER tr_notifications_updated
 AFTER UPDATE ON notifications REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-FOR EACH STATEMENT EXECUTE FUNCTION notifications_log_updated();
+FOR EACH STATEMENT EXECUTE FUNCTION notifications_log_changes();
 
 CREATE OR REPLACE TRIGGER tr_notifications_deleted
 AFTER DELETE ON notifications REFERENCING OLD TABLE AS old_rows
-FOR EACH STATEMENT EXECUTE FUNCTION notifications_log_deleted();
+FOR EACH STATEMENT EXECUTE FUNCTION notifications_log_changes();

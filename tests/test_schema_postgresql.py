@@ -34,7 +34,8 @@ def backend() -> str:
 def normalized_where(text: str | None) -> str | None:
     if text is None:
         return None
-    return re.sub(r"[()\s]+", " ", text).strip().lower()
+    text = re.sub(r"::[a-z ]+?(?=[\s)]|$)", "", text.lower())  # PostgreSQL's casts: ::text
+    return re.sub(r"[()\s]+", " ", text).strip()
 
 
 def kind_of(column_type: Any) -> str:
