@@ -249,3 +249,21 @@ def test_a_dropped_listening_connection_delays_nothing_beyond_a_poll(
         wait_for(lambda: len(listeners()) >= 1, "the listener to come back")
     assert "change notifications unavailable" in second.log()
     stream.close()
+
+
+def test_writes_go_on_after_the_database_ended_every_session(nodes: tuple[Any, Any]) -> None:
+    """The server ends every connection (a restart, an administrator): the next write works."""
+    first, second = nodes
+    stream = v2_stream(second, "alice")
+    ingest(first, {"user_id": "alice", "title": "before"})
+    stream.next_of("notification.created")
+    with first.raw(autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    (made,) = ingest(first, {"user_id": "alice", "title": "after"})
+    event = stream.next_of("notification.created", timeout=10)
+    assert json.loads(event["data"])["id"] == made
+    response = requests.get(second.url("/api/v2/notifications/counts"),
+                            headers=second.headers("alice"), timeout=10)
+    assert response.status_code == 200 and response.json()["unread"] == 2
+    stream.close()

@@ -138,7 +138,7 @@ class Writer:
         self._async: Any = None
         self._conn: Connection | None = None
         self._sqlite: Any = None
-        self._postgresql: Any = None
+        self._postgresql = False
         self._thread: Any = None
         self._start_lock = _native("_thread", "allocate_lock")()
         self._stopped = _native("_thread", "allocate_lock")()
@@ -188,7 +188,7 @@ class Writer:
             raw.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             self._sqlite = raw
         elif conn.dialect.name == "postgresql":
-            self._postgresql = conn.connection.dbapi_connection
+            self._postgresql = True
         self._conn = conn.execution_options(immediate=True)
         self._stopped.acquire()
         start = _native("_thread", "start_new_thread")
@@ -295,7 +295,7 @@ class Writer:
         Retries come every 0.1-2 ms, so a lock another process releases between two of its
         transactions is taken within about a millisecond.
         """
-        if self._postgresql is not None:
+        if self._postgresql:
             self._lock_postgresql(deadline)
             return
         raw = self._sqlite
@@ -321,16 +321,30 @@ class Writer:
         change notifications commit one after another, in the order of their change-log
         positions. Waiting for it ends at ``deadline`` (``lock_timeout``), as SQLite's wait.
         """
-        raw = self._postgresql
-        wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        try:
-            raw.execute(f"SET LOCAL lock_timeout = {wait_ms}")
-            raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
-        except Exception as exc:
-            raw.rollback()
-            if getattr(exc, "sqlstate", None) == LOCK_TIMEOUT_SQLSTATE:
-                raise _Busy() from None
-            raise
+        conn = self._conn
+        assert conn is not None
+        for attempt in (1, 2):
+            # The driver's connection of the moment: SQLAlchemy opens a new one after the
+            # old one was invalidated (the server restarted, or ended the session).
+            raw: Any = conn.connection.dbapi_connection
+            wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                raw.execute(f"SET LOCAL lock_timeout = {wait_ms}")
+                raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+                return
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) == LOCK_TIMEOUT_SQLSTATE:
+                    raw.rollback()
+                    raise _Busy() from None
+                if not getattr(raw, "closed", False):
+                    raw.rollback()
+                    raise
+                # The connection is gone. Nothing of this transaction ran yet: take a new
+                # connection and try once more, so that a restart of the database server
+                # costs the first write after it nothing.
+                conn.invalidate()
+                if attempt == 2:
+                    raise
 
     def _run_one(self, conn: Connection, job: Job, careful: bool) -> None:
         savepoint = conn.begin_nested() if careful else None
