@@ -39,6 +39,35 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _alone_when_slow(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run a ``slow`` test (load and fault tests, which measure time) with nothing beside it.
+
+    The suite runs in two processes at once (pytest-xdist, see setup.cfg). Every test holds a
+    shared lock while it runs; a slow one holds it exclusively, so the other process waits
+    until it is done. A test about to wait for the exclusive lock first takes the turnstile,
+    which every test passes through before its own lock, so it is not starved by a stream of
+    short tests. Without xdist the locks are uncontended.
+    """
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of one run
+    alone = request.node.get_closest_marker("slow") is not None
+    with open(root / "turnstile.lock", "a") as turnstile, open(root / "run.lock", "a") as run:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(run, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(run, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep the developer's own NOTIFICATIONS_* settings and data directory out of the tests."""
     for name in list(os.environ):

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import gevent
 from flask import Flask
+from gevent import monkey
 from gevent.event import Event
 
 from notifications.realtime.subscriptions import InboxKey
@@ -95,8 +96,10 @@ class ChangeWatcher:
             self.position, self.last_seq = feed.watch_position()
             self._counter = CommitSignal(db.engine)
             self._counter.moved()
-        if not self._counter.sqlite:
+        if not self._counter.sqlite and monkey.is_module_patched("select"):
             # PostgreSQL: the listening connection rings the doorbell at each notification.
+            # It waits on its socket through gevent, so only where gevent patched the
+            # process (the server's workers); elsewhere the watcher polls.
             self._listener = gevent.spawn(self._counter.listen, self._wake.set)
         # The writer commits on its own thread; an async watcher is the thread-safe way
         # to ring the watcher's doorbell from there.
