@@ -12,6 +12,7 @@ from sqlalchemy import text
 from notifications import create_app
 from notifications.core import records as transfer
 from notifications.core import serialize
+from notifications.store import changelog
 from notifications.store import listeners as signals
 from notifications.store import purge as purging
 from notifications.store.models import db
@@ -25,13 +26,19 @@ def table(app: Any) -> list[dict[str, Any]]:
     with app.app_context():
         with db.engine.connect() as conn:
             rows = conn.execute(text("SELECT * FROM notifications ORDER BY seq")).mappings().all()
-    return [{k: v for k, v in row.items() if k not in ("seq", "read_seq")} for row in rows]
+    return [{k: v for k, v in row.items() if k != "seq"} for row in rows]
 
 
-def read_counter(app: Any) -> int:
+def log_head(app: Any) -> int:
     with app.app_context():
-        with db.engine.connect() as conn:
-            return conn.execute(text("SELECT value FROM counters WHERE name = 'read'")).scalar_one()
+        return changelog.head_position()
+
+
+def logged(app: Any, after: int) -> list[tuple[str, str, bool]]:
+    """The change log's entries after a position: (change, notification id, unread)."""
+    with app.app_context():
+        return [(c.change, c.notification_id, c.read_at is None)
+                for c in changelog.changes_after(after).changes]
 
 
 def jsonl(output: str) -> list[dict[str, Any]]:
@@ -91,11 +98,11 @@ def test_mark_read_filters_by_org_and_dataset(runner: Runner, make: Any, app: An
     assert sum(r["read_at"] is None for r in table(app)) == 2
 
 
-def test_mark_read_bumps_the_read_counter_for_streams(runner: Runner, make: Any, app: Any) -> None:
-    make("alice")
-    before = read_counter(app)
+def test_mark_read_is_in_the_change_log_for_streams(runner: Runner, make: Any, app: Any) -> None:
+    [row] = make("alice")
+    before = log_head(app)
     runner.invoke("mark-read", "--user", "alice", "--all")
-    assert read_counter(app) > before
+    assert logged(app, before) == [("updated", row["id"], False)]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -147,23 +154,27 @@ def test_purge_dry_run_counts_and_keeps_everything(runner: Runner, aged: Any, ap
 
 
 def test_purge_deletes_old_rows_and_tells_streams(runner: Runner, aged: Any, app: Any) -> None:
-    before = read_counter(app)
+    before = log_head(app)
     result = runner.invoke("purge", "--older-than", "30d")
     assert result.exit_code == 0
     assert result.output.startswith("Deleted 5 notifications (2 unread) created before ")
     assert sorted(r["id"] for r in table(app)) == sorted(r["id"] for r in aged["new"])
-    # Unread rows vanished: organization streams must recount, as after a read.
-    assert read_counter(app) > before
+    # Every deleted row is in the log, unread ones as unread: streams recount from it.
+    assert sorted(logged(app, before)) == sorted(
+        [("deleted", r["id"], False) for r in aged["old_read"]]
+        + [("deleted", r["id"], True) for r in aged["old_unread"]])
     assert "Deleted 0 notifications" in runner.invoke("purge", "--older-than", "30d").output
 
 
 def test_purge_read_only_keeps_unread_rows(runner: Runner, aged: Any, app: Any) -> None:
-    before = read_counter(app)
+    before = log_head(app)
     result = runner.invoke("purge", "--older-than", "720h", "--read-only", "--json")
     assert json.loads(result.output)["deleted"] == 3
     left = {r["id"] for r in table(app)}
     assert left == {r["id"] for r in aged["old_unread"] + aged["new"]}
-    assert read_counter(app) == before  # no unread count changed
+    # No unread row went, so no unread count changed.
+    assert sorted(logged(app, before)) == sorted(("deleted", r["id"], False)
+                                                 for r in aged["old_read"])
 
 
 def test_purge_works_in_small_transactions(app: Any, make: Any) -> None:
