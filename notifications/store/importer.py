@@ -9,7 +9,8 @@ from notifications.store.inserts import INSERT_FIELDS, insert_tuples, placeholde
 from notifications.store.models import db
 
 #: Staging column types that are not TEXT.
-_STAGE_TYPES = {"created_at": "BIGINT", "read_at": "BIGINT", "seen_at": "BIGINT"}
+_STAGE_TYPES = {"created_at": "BIGINT", "read_at": "BIGINT", "seen_at": "BIGINT",
+                "archived_at": "BIGINT", "collapsed_count": "INTEGER"}
 
 
 class Importer:
