@@ -257,6 +257,13 @@ class StreamHub:
         """Return the inboxes with an open stream."""
         return self.org_subs.keys()
 
+    def wants_rows(self) -> bool:
+        """Tell whether the watcher must read created rows: a dataset stream is open.
+
+        Version 2 streams read the log themselves and organization streams take counts.
+        """
+        return bool(self.dataset_subs)
+
     def deliver_changes(self, changes: Sequence[Change]) -> None:
         """Hand a page of the change log to the streams it concerns.
 
