@@ -32,9 +32,6 @@ CREATE TABLE IF NOT EXISTS notifications (
     dedupe_key      VARCHAR(255),
     created_at      BIGINT       NOT NULL,
     read_at         BIGINT,
-    -- Value of the `read` counter when the row was marked read: lets a watcher find
-    -- "read-state changes since N" without scanning the table.
-    read_seq        BIGINT,
     -- When the user first saw it (it stopped being "new"); never cleared. Reading implies
     -- seeing: every write that sets `read_at` sets `seen_at` too when it is NULL.
     seen_at         BIGINT,
@@ -86,26 +83,17 @@ CREATE INDEX IF NOT EXISTS ix_notifications_archived
     ON notifications (user_id, created_at, seq)
     WHERE archived_at IS NOT NULL;
 
--- Read-state changes after a given counter value.
-CREATE INDEX IF NOT EXISTS ix_notifications_read_seq
-    ON notifications (read_seq)
-    WHERE read_seq IS NOT NULL;
-
 -- Idempotent ingest: one row per (user, dedupe_key).
 CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_dedupe
     ON notifications (user_id, dedupe_key)
     WHERE dedupe_key IS NOT NULL;
 
--- Named monotonic counters (currently `read`, bumped once per mark-read operation).
+-- Named values the service keeps (the change log's floor below, retention's runs).
 -- NOT NULL is spelled out: SQLite lets a non-INTEGER primary key hold NULL otherwise.
 CREATE TABLE IF NOT EXISTS counters (
     name  VARCHAR(64) NOT NULL PRIMARY KEY,
     value BIGINT      NOT NULL DEFAULT 0
 );
-
-INSERT OR IGNORE INTO counters (name, value) VALUES ('read', 0);
--- Bumped when unread rows are deleted (purge), so streams recount unread totals.
-INSERT OR IGNORE INTO counters (name, value) VALUES ('purge', 0);
 
 -- Open streams, one row each, so the per-user stream limits hold across every worker of
 -- the node. The worker holding a lease refreshes `expires_at`; a lease of a worker that
@@ -282,3 +270,12 @@ CREATE TABLE IF NOT EXISTS webhook_sender_lease (
     owner      VARCHAR(128) NOT NULL,
     expires_at BIGINT       NOT NULL
 );
+
+-- Version 5: the change log replaced what streams read before it. Upgrade: the `read` and
+-- `purge` counters (moved by every mark-read and purge of unread rows) and the index on
+-- `read_seq` (the counter's value when a row was marked read) go. SQLite has no DROP
+-- COLUMN IF EXISTS, so the service drops the `read_seq` column itself, with its index,
+-- before it runs this file (engine.py, DROPPED_COLUMNS); a database upgraded by running
+-- this file by hand keeps the column, which nothing reads or writes any more.
+DELETE FROM counters WHERE name IN ('read', 'purge');
+DROP INDEX IF EXISTS ix_notifications_read_seq;

@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -85,6 +87,78 @@ def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+# --- the change log's cost: the same build with and without its triggers -------------
+
+#: The triggers of ``schema.sql`` that write the change log.
+CHANGELOG_TRIGGERS = ("tr_notifications_created", "tr_notifications_updated",
+                      "tr_notifications_deleted")
+
+
+def drop_changelog(db: Path) -> None:
+    """Drop the change-log triggers from a bench database: the baseline of the log's cost.
+
+    The service only runs ``schema.sql`` on a database of an older schema version, so a
+    server started on this file afterwards leaves the triggers dropped (it logs nothing,
+    and its streams see no change: a baseline for writes only).
+    """
+    conn = sqlite3.connect(db)
+    try:
+        for name in CHANGELOG_TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def changelog_triggers(db: Path) -> set[str]:
+    """Return the change-log triggers a database has (to check a run measured what it says)."""
+    conn = sqlite3.connect(db)
+    try:
+        return {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")} & set(CHANGELOG_TRIGGERS)
+    finally:
+        conn.close()
+
+
+def init_db(db: Path, *, changelog: bool = True) -> None:
+    """Create a bench database with ``notifications init-db`` (without the log if told)."""
+    subprocess.run([*command(), "init-db"], env=environment(db), check=True,
+                   capture_output=True)
+    if not changelog:
+        drop_changelog(db)
+
+
+def check_changelog(db: Path, changelog: bool) -> None:
+    """Exit if a database's triggers are not what the run claims to have measured."""
+    found = changelog_triggers(db)
+    if found != (set(CHANGELOG_TRIGGERS) if changelog else set()):
+        sys.exit(f"{db}: change-log triggers {sorted(found)}, expected "
+                 f"{'all three' if changelog else 'none'}")
+
+
+def paired_orders(rounds: int) -> list[tuple[bool, bool]]:
+    """Return the order of each round's two runs, with the log first every other round.
+
+    (A B, B A, A B, ...): a drift of the machine's speed within a round then favours
+    neither side over the run.
+    """
+    return [(True, False) if r % 2 == 0 else (False, True) for r in range(rounds)]
+
+
+def paired_summary(label: str, pairs: list[tuple[float, float]], unit: str = "/s") -> str:
+    """One Markdown row: the medians with and without the log, and the median pair ratio."""
+    with_log = statistics.median(p[0] for p in pairs)
+    without = statistics.median(p[1] for p in pairs)
+    ratios = [a / b for a, b in pairs]
+    ratio = statistics.median(ratios)
+    return (f"| {label} | {with_log:,.0f}{unit} | {without:,.0f}{unit} | {ratio:.3f} "
+            f"({min(ratios):.3f}-{max(ratios):.3f}) | {1 - ratio:+.1%} |")
+
+
+PAIRED_HEADER = ("| scenario | with the change log | without (triggers dropped) | "
+                 "ratio, median of pairs (range) | throughput lost |\n|---|---|---|---|---|")
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def restore(data: Data) -> None:
     conn = sqlite3.connect(data.db, isolation_level=None, timeout=30)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("UPDATE notifications SET read_at = NULL, read_seq = NULL WHERE seq = ?",
+        conn.executemany("UPDATE notifications SET read_at = NULL WHERE seq = ?",
                          [(s,) for s in seqs])
         conn.execute("COMMIT")
     finally:

@@ -12,6 +12,12 @@ one run on a database where no user has preferences and one where every user of 
 batches has some (mutes that match none of the alerts, so that both runs store the same
 rows and the difference is the look-up and the matching alone), in alternating order;
 it prints every run and the medians.
+
+What the change log costs ingest: ``--without-changelog`` runs everything on databases
+whose change-log triggers were dropped after ``init-db`` (the same build, writing no log);
+``--paired 5`` runs the in-process baseline and HTTP ingest (with and without
+``dedupe_key``) both ways, in turn (A B, B A, ...) for 5 rounds, and prints every pair and
+the medians with the ratio.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import argparse
 import http.client
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -26,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import serving
+from common import PAIRED_HEADER, check_changelog, init_db, paired_orders, paired_summary, serving
 
 TOKEN = "bench-ingest-token"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
@@ -105,29 +112,34 @@ def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
     return elapsed, created
 
 
-def baseline(db: Path, total: int, batch: int) -> float:
+def baseline(db: Path, total: int, batch: int, changelog: bool = True) -> float:
     """Seconds for inserts.insert_tuples in-process, one transaction per batch."""
     from notifications import create_app
+    from notifications.extension import state
     from notifications.store import inserts
+    init_db(db, changelog=changelog)
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
     items = [stored(i) for i in range(total)]
-    with app.app_context():
-        started = time.perf_counter()
-        for start in range(0, total, batch):
-            rows = [inserts.new_row(item) for item in items[start:start + batch]]
-            inserts.insert_tuples([inserts.as_tuple(r) for r in rows])
-        return time.perf_counter() - started
+    try:
+        with app.app_context():
+            started = time.perf_counter()
+            for start in range(0, total, batch):
+                rows = [inserts.new_row(item) for item in items[start:start + batch]]
+                inserts.insert_tuples([inserts.as_tuple(r) for r in rows])
+            return time.perf_counter() - started
+    finally:
+        state(app).store.close()
+        check_changelog(db, changelog)
 
 
-def raw_baseline(db: Path, total: int, batch: int) -> float:
+def raw_baseline(db: Path, total: int, batch: int, changelog: bool = True) -> float:
     """Seconds for plain sqlite3 executemany of ready-made tuples: the floor of any writer."""
     import sqlite3
 
-    from notifications import create_app
     from notifications.store.engine import WAL_AUTOCHECKPOINT_PAGES
     from notifications.store.inserts import INSERT_FIELDS, new_row
 
-    create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})  # creates the schema
+    init_db(db, changelog=changelog)
     rows = []
     for i in range(total):
         row = new_row(stored(i))
@@ -235,6 +247,55 @@ def store_job_rounds(args: argparse.Namespace, tmp: Path) -> dict[bool, list[flo
     return rates
 
 
+def http_ingest(db: Path, payloads: list[bytes], args: argparse.Namespace,
+                changelog: bool = True) -> float:
+    """Seconds for HTTP ingest of every payload into a fresh database."""
+    init_db(db, changelog=changelog)
+    with serving(db, db.with_suffix(".log"), args.workers, JWT_SECRET="x" * 40,
+                 INGEST_TOKEN=TOKEN) as server:
+        seconds, created = push(server.port, payloads, args.clients)
+    assert created == args.total, (created, args.total)
+    check_changelog(db, changelog)
+    return seconds
+
+
+def paired(args: argparse.Namespace) -> None:
+    """Run each scenario with and without the change log, in turn; print pairs and medians."""
+    payloads = {keyed: bodies(args.total, args.batch, keyed) for keyed in (False, True)}
+    scenarios = {
+        "in-process inserts.insert_tuples": lambda db, log: baseline(
+            db, args.total, args.batch, log),
+        f"HTTP ingest, batches of {args.batch}": lambda db, log: http_ingest(
+            db, payloads[False], args, log),
+        f"HTTP ingest, batches of {args.batch}, every item with dedupe_key": lambda db, log: (
+            http_ingest(db, payloads[True], args, log)),
+    }
+    pairs: dict[str, list[tuple[float, float]]] = {name: [] for name in scenarios}
+    loads = []
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for number, order in enumerate(paired_orders(args.paired), 1):
+            for name, run in scenarios.items():
+                rate = {}
+                for changelog in order:
+                    db = Path(tmp) / f"r{number}-{len(pairs[name])}-{changelog}.db"
+                    rate[changelog] = args.total / run(db, changelog)
+                    for leftover in Path(tmp).glob(db.name + "*"):
+                        leftover.unlink()
+                pairs[name].append((rate[True], rate[False]))
+                loads.append(os.getloadavg()[0])
+                print(f"round {number} ({'with first' if order[0] else 'without first'}) "
+                      f"{name}: {rate[True]:,.0f}/s with, {rate[False]:,.0f}/s without, "
+                      f"ratio {rate[True] / rate[False]:.3f}", flush=True)
+    print(f"\ningest, with and without the change log: {args.paired} rounds of {args.total:,} "
+          f"notifications, {args.workers} gevent worker(s), {args.clients} client threads, "
+          f"{os.cpu_count()} CPUs, databases in {args.dir or tempfile.gettempdir()}, "
+          f"load average {min(loads):.1f}-{max(loads):.1f} (median "
+          f"{statistics.median(loads):.1f})\n")
+    print(PAIRED_HEADER)
+    for name, found in pairs.items():
+        print(paired_summary(name, found))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total", type=int, default=200_000)
@@ -247,31 +308,38 @@ def main() -> None:
     parser.add_argument("--preferences-rounds", type=int, default=0, metavar="N",
                         help="Measure what preferences cost instead: N interleaved rounds "
                              "without and with preferences set for every user.")
+    parser.add_argument("--without-changelog", action="store_true",
+                        help="Drop the change-log triggers of every database after init-db "
+                             "(the baseline of what the log costs).")
+    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                        help="Run each scenario with and without the change log, in turn, "
+                             "ROUNDS times, and print the medians and their ratio.")
     args = parser.parse_args()
     if args.preferences_rounds:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             preferences_rounds(args, Path(tmp))
         return
+    if args.paired:
+        paired(args)
+        return
+    changelog = not args.without_changelog
 
     results: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        base = baseline(Path(tmp) / "baseline.db", args.total, args.batch)
+        base = baseline(Path(tmp) / "baseline.db", args.total, args.batch, changelog)
         results.append(("baseline: inserts.insert_tuples in-process", args.total, base))
-        raw = raw_baseline(Path(tmp) / "raw.db", args.total, args.batch)
+        raw = raw_baseline(Path(tmp) / "raw.db", args.total, args.batch, changelog)
         results.append(("floor: sqlite3 executemany of ready tuples", args.total, raw))
         for keyed in (False, True):
             payloads = bodies(args.total, args.batch, keyed)
-            db = Path(tmp) / f"ingest-{keyed}.db"
-            with serving(db, db.with_suffix(".log"), args.workers, JWT_SECRET="x" * 40,
-                         INGEST_TOKEN=TOKEN) as server:
-                seconds, created = push(server.port, payloads, args.clients)
-            assert created == args.total, (created, args.total)
+            seconds = http_ingest(Path(tmp) / f"ingest-{keyed}.db", payloads, args, changelog)
             label = f"HTTP ingest, batches of {args.batch}" + (
                 ", every item with dedupe_key" if keyed else "")
-            results.append((label, created, seconds))
+            results.append((label, args.total, seconds))
 
     base_rate = args.total / base
-    print(f"\ningest benchmark: {args.workers} gevent worker(s), {args.clients} client threads, "
+    print(f"\ningest benchmark{'' if changelog else ' WITHOUT the change log (triggers dropped)'}: "
+          f"{args.workers} gevent worker(s), {args.clients} client threads, "
           f"{os.cpu_count()} CPUs, databases in {args.dir or tempfile.gettempdir()}, "
           f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)\n")
     print(f"| {'scenario':<58} | {'notifications':>13} | {'seconds':>7} "

@@ -14,12 +14,20 @@ time, so every operation gets its own throughput and latency figures while they 
 Each is measured with ``NOTIFICATIONS_SYNCHRONOUS=full`` and ``normal``.
 
     python bench/mixed_load.py [--seconds 8] [--clients 8,32,128] [--synchronous full,normal]
+
+What the change log costs: ``--without-changelog`` drops its triggers from every database
+after seeding (the same build, writing no log); ``--paired 5`` serves a fresh database with
+and then without the log (or the other way round, every other round) for 5 rounds, runs
+the mix at the first ``--clients`` level and single-notification ingest on each, and
+prints every operation's medians with the ratio of the pairs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,13 +35,18 @@ import uuid
 from pathlib import Path
 
 from common import (
+    PAIRED_HEADER,
     WRK_REPORT,
     Figures,
     bench_token,
+    check_changelog,
     command,
+    drop_changelog,
     environment,
     free_port,
     lua_list,
+    paired_orders,
+    paired_summary,
     serving,
     start_wrk,
     stop,
@@ -150,7 +163,7 @@ def run_mix(port: int, paths: dict[str, Path], total: int, seconds: float) -> di
     return {name: wrk_figures(proc) for name, proc in procs.items()}
 
 
-def seed(db: Path, folder: Path) -> dict[str, list[str]]:
+def seed(db: Path, folder: Path, changelog: bool = True) -> dict[str, list[str]]:
     """Import PER_USER notifications for every user; return each dataset user's ids."""
     ids: dict[str, list[str]] = {u: [str(uuid.uuid4()) for _ in range(PER_USER)]
                                  for u in DATASET_USERS}
@@ -166,6 +179,8 @@ def seed(db: Path, folder: Path) -> dict[str, list[str]]:
     env = environment(db, JWT_SECRET=SECRET)
     subprocess.run([*command(), "import", str(source)], env=env, check=True,
                    capture_output=True)
+    if not changelog:
+        drop_changelog(db)
     return ids
 
 
@@ -180,17 +195,75 @@ HEADER = ("| operation | req/s | ratio to baseline | p50 ms | p99 ms | max ms | 
           "|---|---|---|---|---|---|---|")
 
 
+def paired(args: argparse.Namespace, folder: Path) -> None:
+    """Serve fresh databases with and without the change log, in turn; print the medians."""
+    total = int(args.clients.split(",")[0])
+    synchronous = args.synchronous.split(",")[0]
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    loads = []
+    for number, order in enumerate(paired_orders(args.paired), 1):
+        rates: dict[bool, dict[str, float]] = {}
+        for changelog in order:
+            db = folder / f"r{number}-{changelog}.db"
+            ids = seed(db, folder, changelog)
+            paths = scripts(folder, ids)
+            with serving(db, db.with_suffix(".log"), workers=2, JWT_SECRET=SECRET,
+                         INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous) as served:
+                wrk_figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
+                mix = run_mix(served.port, paths, total, args.seconds)
+                single = wrk_figures(start_wrk(paths["single"], served.port, 32, args.seconds,
+                                               threads=2))
+            check_changelog(db, changelog)
+            for leftover in folder.glob(db.name + "*"):
+                leftover.unlink()
+            if any(f.server_errors or f.transport_errors for f in [*mix.values(), single]):
+                sys.exit(f"round {number}: errors under load, see {db.with_suffix('.log')}")
+            rates[changelog] = {
+                **{f"mix at {total}: {name} ({split(total)[name]} conn.)": f.rate
+                   for name, f in mix.items()},
+                f"mix at {total}: all operations together": sum(f.rate for f in mix.values()),
+                "single-notification ingest (32 conn.)": single.rate,
+            }
+            loads.append(os.getloadavg()[0])
+        for name in rates[True]:
+            pairs.setdefault(name, []).append((rates[True][name], rates[False][name]))
+        ingest = next(n for n in rates[True] if ": ingest" in n)
+        print(f"round {number} ({'with first' if order[0] else 'without first'}): "
+              f"mix ingest {rates[True][ingest]:,.0f} with / {rates[False][ingest]:,.0f} "
+              f"without, single ingest {rates[True]['single-notification ingest (32 conn.)']:,.0f}"
+              f" / {rates[False]['single-notification ingest (32 conn.)']:,.0f} req/s",
+              flush=True)
+    print(f"\nmixed load, with and without the change log: {args.paired} rounds of "
+          f"{args.seconds:g} s, synchronous = {synchronous}, 2 workers, {os.cpu_count()} CPUs, "
+          f"load average {min(loads):.1f}-{max(loads):.1f} "
+          f"(median {statistics.median(loads):.1f})\n")
+    print(PAIRED_HEADER.replace("scenario", "operation (req/s)"))
+    for name, found in pairs.items():
+        print(paired_summary(name, found, unit=""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", default="8,32,128")
     parser.add_argument("--synchronous", default="full,normal")
     parser.add_argument("--dir", default=None, help="Where the databases live (default: temp).")
+    parser.add_argument("--without-changelog", action="store_true",
+                        help="Drop the change-log triggers of every database after seeding "
+                             "(the baseline of what the log costs).")
+    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                        help="Run the mix at the first --clients level and single ingest with "
+                             "and without the change log, in turn, ROUNDS times.")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     levels = [int(c) for c in args.clients.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="mixed-load-", dir=args.dir))
+    if args.paired:
+        paired(args, folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    changelog = not args.without_changelog
     empty_port = free_port()
     empty_log = folder / "empty.log"
     with open(empty_log, "wb") as out:
@@ -201,12 +274,13 @@ def main() -> None:
         wait_ready(empty_port, empty, empty_log)
         for synchronous in args.synchronous.split(","):
             db = folder / f"{synchronous}.db"
-            ids = seed(db, folder)
+            ids = seed(db, folder, changelog)
             paths = scripts(folder, ids)
             with serving(db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
                          INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous) as served:
                 wrk_figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
-                print(f"\n## synchronous = {synchronous}\n")
+                print(f"\n## synchronous = {synchronous}"
+                      f"{'' if changelog else ', WITHOUT the change log (triggers dropped)'}\n")
                 for total in levels:
                     base = wrk_figures(start_wrk(paths["empty_mix"], empty_port, total,
                                                  args.seconds))

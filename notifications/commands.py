@@ -656,7 +656,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
     pause = interval or current_app.config["POLL_INTERVAL"]
     restore = _stop_on_signals()
     try:
-        last_seq, _ = feed.stream_position()
+        last_seq = feed.newest_seq()
         # An idle tail costs one PRAGMA per interval, not a query.
         counter = CommitSignal(db.engine)
         click.echo("Following new notifications; press Ctrl-C to stop.", err=True)
@@ -664,7 +664,7 @@ def tail(user_id: str | None, org_id: str | None, as_json: bool, interval: float
             if not counter.moved():
                 time.sleep(pause)
                 continue
-            head, _ = feed.stream_position()
+            head = feed.newest_seq()
             while last_seq < head:
                 rows = feed.rows_after(last_seq, head, user_id=user_id, organization_id=org_id)
                 for row in rows:

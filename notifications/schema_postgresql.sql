@@ -30,8 +30,6 @@ CREATE TABLE IF NOT EXISTS counters (
     value BIGINT      NOT NULL DEFAULT 0
 );
 
-INSERT INTO counters (name, value) VALUES ('read', 0) ON CONFLICT (name) DO NOTHING;
-INSERT INTO counters (name, value) VALUES ('purge', 0) ON CONFLICT (name) DO NOTHING;
 INSERT INTO counters (name, value) VALUES ('changes_floor', 0) ON CONFLICT (name) DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS notifications (
@@ -50,7 +48,6 @@ CREATE TABLE IF NOT EXISTS notifications (
     dedupe_key      VARCHAR(255) COLLATE "C",
     created_at      BIGINT       NOT NULL,
     read_at         BIGINT,
-    read_seq        BIGINT,
     seen_at         BIGINT,
     archived_at     BIGINT,
     collapsed_count INTEGER      NOT NULL DEFAULT 0,
@@ -71,9 +68,6 @@ CREATE INDEX IF NOT EXISTS ix_notifications_unread_state
 CREATE INDEX IF NOT EXISTS ix_notifications_archived
     ON notifications (user_id, created_at, seq)
     WHERE archived_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS ix_notifications_read_seq
-    ON notifications (read_seq)
-    WHERE read_seq IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS ux_notifications_dedupe
     ON notifications (user_id, dedupe_key)
     WHERE dedupe_key IS NOT NULL;

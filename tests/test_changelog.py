@@ -526,17 +526,18 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path: Path) -> None:
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
             after = conn.execute("SELECT * FROM notifications ORDER BY seq").fetchall()
-            # Every stored value is kept; the new columns follow, seen where read, and no
-            # collapse key (version 5).
-            assert [r[:16] for r in after] == before
-            assert [r[16:] for r in after] == [(20, None, 0, None), (None, None, 0, None),
+            # Every stored value is kept but read_seq (version 5 dropped it, the last column
+            # of version 3); the new columns follow, seen where read, and no collapse key.
+            assert [r[:15] for r in after] == [r[:15] for r in before]
+            assert [r[15:] for r in after] == [(20, None, 0, None), (None, None, 0, None),
                                                (30, None, 0, None)]
+            assert "read_seq" not in columns(conn, "notifications")
             # The backfill wrote no entries: the log starts empty, at position 0.
             assert conn.execute("SELECT count(*) FROM changes").fetchone() == (0,)
-            assert conn.execute("SELECT value FROM counters WHERE name = 'read'").fetchone() == (1,)
+            assert dict(conn.execute("SELECT name, value FROM counters")) == {"changes_floor": 0}
             indexes = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_%'")}
-            assert "ix_notifications_unread" not in indexes
+            assert not {"ix_notifications_unread", "ix_notifications_read_seq"} & indexes
             assert {"ix_notifications_unread_state", "ix_notifications_user_timeline",
                     "ix_notifications_archived", "ix_changes_user"} <= indexes
             assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN "
@@ -557,3 +558,65 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path: Path) -> None:
     state(again).store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM changes").fetchone() == (1,)
+
+
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+# --- the upgrade from version 4 ---------------------------------------------------------------
+
+
+def test_a_version_4_database_loses_the_read_counter_and_read_seq(tmp_path: Path) -> None:
+    """Version 5 dropped what the change log replaced; rows, states and the log are kept."""
+    path = tmp_path / "v4.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((ROOT / "tests" / "fixtures" / "schema_v4.sql").read_text())
+        conn.execute("PRAGMA user_version = 4")
+        conn.executemany(
+            "INSERT INTO notifications (id, user_id, organization_id, kind, title, created_at, "
+            "read_at, read_seq, seen_at, archived_at, collapsed_count, dedupe_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [("r1", "alice", "acme", "review.created", "read", 10, 20, 1, 15, None, 0, None),
+             ("a1", "alice", None, "monitor.alert", "archived", 11, None, None, 12, 13, 2, "k1"),
+             ("u1", "bob", None, "x", "unread", 12, None, None, None, None, 0, None)])
+        conn.execute("UPDATE counters SET value = 1 WHERE name = 'read'")
+        conn.execute("UPDATE counters SET value = 3 WHERE name = 'purge'")
+        before = [dict(zip(columns(conn, "notifications"), row, strict=True)) for row in
+                  conn.execute("SELECT * FROM notifications ORDER BY seq")]
+        log_before = conn.execute("SELECT * FROM changes ORDER BY position").fetchall()
+    assert len(log_before) == 3
+    url = f"sqlite:///{path}"
+    app = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
+    try:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+            names = columns(conn, "notifications")
+            assert "read_seq" not in names
+            after = [dict(zip(names, row, strict=True)) for row in
+                     conn.execute("SELECT * FROM notifications ORDER BY seq")]
+            assert after == [{k: v for k, v in row.items() if k != "read_seq"} for row in before]
+            assert conn.execute("SELECT * FROM changes ORDER BY position").fetchall() == log_before
+            assert dict(conn.execute("SELECT name, value FROM counters")) == {"changes_floor": 0}
+            assert conn.execute("SELECT name FROM sqlite_master WHERE name = "
+                                "'ix_notifications_read_seq'").fetchall() == []
+            assert set(LOG_TRIGGERS) <= {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        with app.app_context():
+            scope = Scope("alice")
+            assert inbox.counts(scope) == inbox.Counts(total=1, unread=0, unseen=0)
+            assert marks.mark_ids_read(Scope("bob"), ["u1"]) == 1
+            assert [(c.change, c.notification_id) for c in
+                    changelog.changes_after(3).changes] == [("updated", "u1")]
+    finally:
+        state(app).store.close()
+    # Starting again (another worker, init-db) changes nothing.
+    again = create_app({"DATABASE_URL": url, "JWT_SECRET": SECRET})
+    state(again).store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM changes").fetchone() == (4,)
+        assert "read_seq" not in columns(conn, "notifications")
+
+
+LOG_TRIGGERS = ("tr_notifications_created", "tr_notifications_updated",
+                "tr_notifications_deleted")

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from notifications import create_app
 from notifications.core import records as transfer
 from notifications.core import serialize
+from notifications.store import changelog
 from notifications.store import listeners as signals
 from notifications.store import purge as purging
 from notifications.store.models import db
@@ -27,13 +28,19 @@ def table(app: Any) -> list[dict[str, Any]]:
     with app.app_context():
         with db.engine.connect() as conn:
             rows = conn.execute(text("SELECT * FROM notifications ORDER BY seq")).mappings().all()
-    return [{k: v for k, v in row.items() if k not in ("seq", "read_seq")} for row in rows]
+    return [{k: v for k, v in row.items() if k != "seq"} for row in rows]
 
 
-def read_counter(app: Any) -> int:
+def log_head(app: Any) -> int:
     with app.app_context():
-        with db.engine.connect() as conn:
-            return conn.execute(text("SELECT value FROM counters WHERE name = 'read'")).scalar_one()
+        return changelog.head_position()
+
+
+def logged(app: Any, after: int) -> list[tuple[str, str, bool]]:
+    """The change log's entries after a position: (change, notification id, unread)."""
+    with app.app_context():
+        return [(c.change, c.notification_id, c.read_at is None)
+                for c in changelog.changes_after(after).changes]
 
 
 def jsonl(output: str) -> list[dict[str, Any]]:
@@ -93,11 +100,11 @@ def test_mark_read_filters_by_org_and_dataset(runner: Runner, make: Any, app: An
     assert sum(r["read_at"] is None for r in table(app)) == 2
 
 
-def test_mark_read_bumps_the_read_counter_for_streams(runner: Runner, make: Any, app: Any) -> None:
-    make("alice")
-    before = read_counter(app)
+def test_mark_read_is_in_the_change_log_for_streams(runner: Runner, make: Any, app: Any) -> None:
+    [row] = make("alice")
+    before = log_head(app)
     runner.invoke("mark-read", "--user", "alice", "--all")
-    assert read_counter(app) > before
+    assert logged(app, before) == [("updated", row["id"], False)]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -149,23 +156,27 @@ def test_purge_dry_run_counts_and_keeps_everything(runner: Runner, aged: Any, ap
 
 
 def test_purge_deletes_old_rows_and_tells_streams(runner: Runner, aged: Any, app: Any) -> None:
-    before = read_counter(app)
+    before = log_head(app)
     result = runner.invoke("purge", "--older-than", "30d")
     assert result.exit_code == 0
     assert result.output.startswith("Deleted 5 notifications (2 unread) created before ")
     assert sorted(r["id"] for r in table(app)) == sorted(r["id"] for r in aged["new"])
-    # Unread rows vanished: organization streams must recount, as after a read.
-    assert read_counter(app) > before
+    # Every deleted row is in the log, unread ones as unread: streams recount from it.
+    assert sorted(logged(app, before)) == sorted(
+        [("deleted", r["id"], False) for r in aged["old_read"]]
+        + [("deleted", r["id"], True) for r in aged["old_unread"]])
     assert "Deleted 0 notifications" in runner.invoke("purge", "--older-than", "30d").output
 
 
 def test_purge_read_only_keeps_unread_rows(runner: Runner, aged: Any, app: Any) -> None:
-    before = read_counter(app)
+    before = log_head(app)
     result = runner.invoke("purge", "--older-than", "720h", "--read-only", "--json")
     assert json.loads(result.output)["deleted"] == 3
     left = {r["id"] for r in table(app)}
     assert left == {r["id"] for r in aged["old_unread"] + aged["new"]}
-    assert read_counter(app) == before  # no unread count changed
+    # No unread row went, so no unread count changed.
+    assert sorted(logged(app, before)) == sorted(("deleted", r["id"], False)
+                                                 for r in aged["old_read"])
 
 
 def test_purge_works_in_small_transactions(app: Any, make: Any) -> None:
@@ -405,6 +416,79 @@ def test_round_trip_keeps_odd_values(runner: Runner, make: Any, other_app: Any, 
     runner.invoke("export", "-o", str(out))
     assert Runner(other_app).invoke("import", str(out)).exit_code == 0
     assert table(other_app) == table(app)
+
+
+def test_round_trip_keeps_every_version_2_state(runner: Runner, make: Any, other_app: Any,
+                                                app: Any, client: Any, auth: Any,
+                                                tmp_path: Path) -> None:
+    t = now_us() - DAY_US
+    make("alice", title="new")
+    make("alice", title="seen", seen_at=t + 1)
+    make("alice", title="read", seen_at=t + 2, read_at=t + 3)
+    make("alice", title="read, seen long before", seen_at=t + 4, read_at=t + 9_000_000_001)
+    make("alice", title="archived unread", archived_at=t + 5)
+    make("alice", title="archived read", seen_at=t + 6, read_at=t + 7, archived_at=t + 8)
+    make("alice", title="collapsed", collapsed_count=3, organization_id="acme")
+    make("alice", title="collapsed, read, archived", collapsed_count=2_147_483_647,
+         seen_at=t + 10, read_at=t + 10, archived_at=t + 11)
+    # And states set through the API, as users set them.
+    [patched] = make("alice", title="patched")
+    v2 = f"/api/v2/notifications/ntf_{patched['id'].replace('-', '')}"
+    for body in ({"seen": True}, {"read": True}, {"archived": True}, {"read": False}):
+        assert client.patch(v2, json=body, headers=auth.headers()).status_code == 200
+    original = table(app)
+    states = {(r["seen_at"] is not None, r["read_at"] is not None, r["archived_at"] is not None,
+               r["collapsed_count"] > 0) for r in original}
+    assert len(states) == 8
+    out = tmp_path / "states.jsonl"
+    runner.invoke("export", "-o", str(out))
+    records = jsonl(out.read_text())
+    assert all({"seen_at", "archived_at", "collapsed_count"} <= set(r) for r in records)
+    assert {r["collapsed_count"] for r in records} == {0, 3, 2_147_483_647}
+    target = Runner(other_app)
+    result = target.invoke("import", str(out))
+    assert result.exit_code == 0, result.output
+    assert table(other_app) == original
+    again = tmp_path / "again.jsonl"
+    target.invoke("export", "-o", str(again))
+    assert ([{k: v for k, v in r.items() if k != "seq"} for r in jsonl(again.read_text())]
+            == [{k: v for k, v in r.items() if k != "seq"} for r in records])
+
+
+def test_an_export_without_the_state_fields_still_imports(runner: Runner, app: Any,
+                                                          tmp_path: Path) -> None:
+    """Files written before version 2: read rows are seen when read, none is archived."""
+    path = tmp_path / "old.jsonl"
+    path.write_text(
+        json.dumps({"user_id": "alice", "title": "read", "created_at": "2026-01-02T03:04:05Z",
+                    "read_at": "2026-01-02T03:04:06.000007Z"}) + "\n"
+        + json.dumps({"user_id": "alice", "title": "unread",
+                      "created_at": "2026-01-02T03:04:05Z", "read_at": None}) + "\n")
+    assert runner.invoke("import", str(path)).exit_code == 0
+    rows = {r["title"]: r for r in table(app)}
+    assert rows["read"]["seen_at"] == rows["read"]["read_at"] == 1_767_323_046_000_007
+    assert rows["unread"]["seen_at"] is None and rows["unread"]["read_at"] is None
+    assert all(r["archived_at"] is None and r["collapsed_count"] == 0 for r in rows.values())
+
+
+@pytest.mark.parametrize("broken, reason", [
+    ('{"user_id": "a", "collapsed_count": -1}', "collapsed_count: Input should be greater"),
+    ('{"user_id": "a", "collapsed_count": "3"}', "collapsed_count: Input should be a valid int"),
+    ('{"user_id": "a", "collapsed_count": 1.5}', "collapsed_count: Input should be a valid int"),
+    ('{"user_id": "a", "collapsed_count": true}', "collapsed_count: Input should be a valid int"),
+    ('{"user_id": "a", "collapsed_count": null}', "collapsed_count: Input should be a valid int"),
+    ('{"user_id": "a", "collapsed_count": 2147483648}', "collapsed_count: Input should be less"),
+    ('{"user_id": "a", "seen_at": "soon"}', "seen_at: Input should be a valid datetime"),
+    ('{"user_id": "a", "archived_at": 5}', "archived_at: time must be an ISO-8601 string"),
+])
+def test_import_checks_the_state_fields(runner: Runner, app: Any, tmp_path: Path, broken: str,
+                                        reason: str) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(broken + "\n")
+    result = runner.invoke("import", str(path))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: line 1: {reason}"), result.output
+    assert table(app) == []
 
 
 def test_export_writes_into_a_pipe_and_through_a_symlink(runner: Runner, make: Any,

@@ -92,6 +92,11 @@ def test_full_record_round_trips_every_stored_field() -> None:
     assert set(full) == set(ROW)
     assert full["created_at"] == "2025-03-31T17:02:12.432489Z" and full["read_at"] is None
     assert serialize.parse_time(full["created_at"]) == ROW["created_at"]
+    # The version 2 state, where the read selected it (an export), is there too.
+    stated = serialize.full_record({**ROW, "seen_at": ROW["created_at"], "archived_at": None,
+                                    "collapsed_count": 4})
+    assert (stated["seen_at"], stated["archived_at"], stated["collapsed_count"]) == (
+        "2025-03-31T17:02:12.432489Z", None, 4)
 
 
 def test_empty_metadata_decodes_to_an_object() -> None:

@@ -328,28 +328,29 @@ def test_read_all(client: Any, auth: Any, make: Any) -> None:
     assert get(client, auth, "/notifications/unread-count", user="bob").get_json() == {"count": 2}
 
 
-def test_read_counter_moves_only_when_something_was_marked(app: Any, client: Any, auth: Any,
-                                                          make: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stream watchers recount when the read counter moves or a change is signalled."""
-    from notifications.store import feed
+def test_read_all_logs_and_signals_only_what_was_marked(app: Any, client: Any, auth: Any,
+                                                       make: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streams learn of a mark-read from the change log; a mark-read of nothing wakes none."""
+    from notifications.store import changelog
     from notifications.store import listeners as signals
 
     rows = alert(make, n=2)
     signalled: list[None] = []
     monkeypatch.setattr(signals, "changed", lambda: signalled.append(None))
     with app.app_context():
-        _, before = feed.stream_position()
+        before = changelog.head_position()
     assert post(client, auth, "/notifications/read-all").get_json()["count"] == 2
     with app.app_context():
-        _, after = feed.stream_position()
-        assert after == before + 1
-        assert feed.changes_since(0, before).read_pairs == {("alice", None)}
+        logged = changelog.changes_after(before).changes
+        assert sorted((c.change, c.notification_id, c.user_id, c.read_at is not None)
+                      for c in logged) == sorted(("updated", r["id"], "alice", True) for r in rows)
+        after = changelog.head_position()
     assert len(signalled) == 1
     assert post(client, auth, "/notifications/read-all").get_json()["count"] == 0
     assert post(client, auth, f"/notifications/{rows[0]['id']}/read").status_code == 404
     with app.app_context():
-        assert feed.stream_position()[1] == after
+        assert changelog.head_position() == after
     assert len(signalled) == 1
 
 

@@ -111,7 +111,6 @@ def test_schema_sql_and_models_describe_the_same_database(tmp_path: Path) -> Non
     # The partial indexes the hot paths rely on are really partial.
     assert sql_side["wheres"]["ix_notifications_unread_state"] == "read_at is null"
     assert sql_side["wheres"]["ix_notifications_archived"] == "archived_at is not null"
-    assert sql_side["wheres"]["ix_notifications_read_seq"] == "read_seq is not null"
     assert sql_side["wheres"]["ux_notifications_dedupe"] == "dedupe_key is not null"
     assert sql_side["wheres"]["ix_webhook_deliveries_pending"] == "status = 'pending'"
 
@@ -177,7 +176,7 @@ def test_pragmas_on_every_connection(app: Any) -> None:
 def test_schema_version_is_stored(app: Any, db_url: str) -> None:
     with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
-        assert conn.execute("SELECT value FROM counters WHERE name = 'read'").fetchone() == (0,)
+        assert dict(conn.execute("SELECT name, value FROM counters")) == {"changes_floor": 0}
 
 
 #: stream_leases as schema version 2 created it (before the per-kind stream caps).
@@ -398,7 +397,6 @@ def test_hot_paths_use_indexes(populated: Any, run: Callable[[], Any]) -> None:
     "statement",
     [
         "SELECT seq, id FROM notifications WHERE seq > ? ORDER BY seq LIMIT 100",
-        "SELECT seq, id FROM notifications WHERE read_seq > ? ORDER BY read_seq LIMIT 100",
         "SELECT max(seq) FROM notifications",
     ],
 )

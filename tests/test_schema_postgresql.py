@@ -145,7 +145,6 @@ def every_row(url: str) -> list[dict[str, Any]]:
         rows = conn.rows("SELECT * FROM notifications ORDER BY seq")
     for row in rows:
         del row["seq"]  # each database numbers its rows itself, in the same order
-        row.pop("read_seq", None)
     return rows
 
 

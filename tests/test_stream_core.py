@@ -16,22 +16,14 @@ from notifications.store import feed, leases, marks
 from notifications.store.scope import Scope
 
 
-def test_changes_since_reports_new_rows_and_reads(app: Any, make: Any) -> None:
+def test_unread_counts_count_each_pair_exactly(app: Any, make: Any) -> None:
     with app.app_context():
-        seq, read = feed.stream_position()
-        rows = make("alice", 2, organization_id="acme") + make("bob", 1)
-        changes = feed.changes_since(seq, read)
-        assert [r["seq"] for r in changes.rows] == [r["seq"] for r in rows]
-        assert changes.read_pairs == set() and not changes.more
+        rows = make("alice", 2, organization_id="acme") + make("bob", 1) + make("alice", 1)
         marks.mark_ids_read(Scope.organization_api("alice", "acme"), [rows[0]["id"]])
-        later = feed.changes_since(changes.last_seq, changes.last_read)
-        assert later.rows == [] and later.read_pairs == {("alice", "acme")}
-        assert later.last_read == changes.last_read + 1
-        assert feed.unread_counts([("alice", "acme"), ("bob", None)]) == {
-            ("alice", "acme"): 1, ("bob", None): 1,
+        assert feed.unread_counts([("alice", "acme"), ("bob", None), ("alice", None)]) == {
+            ("alice", "acme"): 1, ("bob", None): 1, ("alice", None): 1,
         }
-        batch = feed.changes_since(seq, read, limit=2)
-        assert len(batch.rows) == 2 and batch.more
+        assert feed.newest_seq() == rows[-1]["seq"]
 
 
 def test_replay_is_scoped_filtered_and_bounded(app: Any, make: Any) -> None:
@@ -40,7 +32,7 @@ def test_replay_is_scoped_filtered_and_bounded(app: Any, make: Any) -> None:
         mine = make("alice", 3, dataset_id=dataset)
         make("alice", 1, organization_id="other")
         make("bob", 1, dataset_id=dataset)
-        head, _ = feed.stream_position()
+        head = feed.newest_seq()
         scope = Scope.dataset_api("alice", "acme")
         replayed = feed.replay(scope, dataset, mine[0]["seq"], head, 10)
         assert [r["id"] for r in replayed] == [r["id"] for r in mine[1:]]
@@ -179,16 +171,6 @@ def test_a_stalled_stream_keeps_a_bounded_backlog_then_resets(app: Any, make: An
     hub.shutdown()
 
 
-def test_a_purge_of_unread_rows_makes_watchers_recount(app: Any, make: Any) -> None:
-    from notifications.store import write
-
-    with app.app_context():
-        seq, read = feed.stream_position()
-        before = feed.changes_since(seq, read).purges
-        write(feed.note_deleted_unread)
-        assert feed.changes_since(seq, read).purges == before + 1
-
-
 def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any) -> None:
     """A client reconnecting to a worker whose watcher has not polled yet loses nothing."""
     from notifications.http.variants import DATASET_FRAMES
@@ -218,7 +200,8 @@ def test_an_id_ahead_of_this_workers_watcher_is_not_a_reset(app: Any, make: Any)
 
 
 def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) -> None:
-    """Version 2 added stream_leases and the purge counter; init-db adds them, keeping data."""
+    """Version 2 added stream_leases; init-db adds them, keeping data and dropping the old
+    read counter and ``read_seq`` (version 5)."""
     from notifications import create_app
     from notifications.store.engine import SCHEMA_VERSION
 
@@ -241,8 +224,8 @@ def test_a_version_1_database_is_upgraded_with_the_stream_tables(tmp_path: Any) 
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT count(*) FROM stream_leases").fetchone()[0] == 0
-    assert dict(conn.execute("SELECT name, value FROM counters")) == {
-        "read": 7, "purge": 0, "changes_floor": 0}
+    assert dict(conn.execute("SELECT name, value FROM counters")) == {"changes_floor": 0}
+    assert "read_seq" not in {row[1] for row in conn.execute("PRAGMA table_info(notifications)")}
     assert conn.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
     conn.close()
 

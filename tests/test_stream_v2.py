@@ -452,11 +452,6 @@ def test_the_watcher_reads_the_log_once_per_tick_whatever_the_streams(
         return changes_after(position, **kwargs)
 
     monkeypatch.setattr(changelog, "changes_after", counted)
-
-    def no_counters(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the watcher reads the change log, not the counters")
-
-    monkeypatch.setattr(feed, "changes_since", no_counters)
     streams = [opened(hub, Scope(f"user{i % 5}"))[0] for i in range(20)]
     # Ticks only when the test says.
     hub.watcher.stop()
@@ -477,6 +472,66 @@ def test_the_watcher_reads_the_log_once_per_tick_whatever_the_streams(
         stream.close()
 
 
+def test_the_watcher_reads_stored_rows_only_for_dataset_streams(
+        app: Any, hub: StreamHub, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding every new row in every worker is only worth it when a stream takes rows."""
+    from notifications.http.variants import DATASET_FRAMES
+    from notifications.realtime.events import dataset_events
+
+    asked: list[bool] = []
+    changes_after = changelog.changes_after
+
+    def counted(position: int, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("with_rows", True))
+        return changes_after(position, **kwargs)
+
+    monkeypatch.setattr(changelog, "changes_after", counted)
+    hub.watcher.stop()
+    gevent.sleep(0.05)
+    inbox, _ = opened(hub, Scope("alice"))
+    make("alice", 1)
+    with app.app_context():
+        hub.tick()
+    assert asked == [False]
+    assert inbox.next()["event"] == "notification.created"
+
+    alerts = dataset_events(hub, Scope("alice"), None, None, frames=DATASET_FRAMES,
+                            ping_interval=60, retry_ms=3000, replay_limit=10)
+    assert next(alerts) == "retry: 3000\n\n"
+    next(alerts)  # the cursor
+    asked.clear()
+    [row] = make("alice", 1, title="for the dataset stream")
+    with app.app_context():
+        hub.tick()
+    assert asked == [True]
+    assert row["id"] in next(alerts)
+    alerts.close()
+    inbox.close()
+
+
+def test_a_dataset_stream_opened_during_a_read_gets_the_rows_read_again(
+        app: Any, hub: StreamHub, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bool] = []
+    changes_after = changelog.changes_after
+
+    def counted(position: int, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("with_rows", True))
+        return changes_after(position, **kwargs)
+
+    monkeypatch.setattr(changelog, "changes_after", counted)
+    answers = iter([False, True, True])
+    monkeypatch.setattr(hub, "wants_rows", lambda: next(answers))
+    delivered: list[Any] = []
+    monkeypatch.setattr(hub, "deliver_changes", delivered.extend)
+    hub.watcher.stop()
+    gevent.sleep(0.05)
+    [row] = make("alice", 1)
+    with app.app_context():
+        hub.tick()
+    assert asked == [False, True]
+    assert [c.row["id"] for c in delivered if c.row is not None] == [row["id"]]
+
+
 def test_the_watcher_pages_through_a_large_change(app: Any, hub: StreamHub, make: Any,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from notifications.realtime import watcher
@@ -488,7 +543,7 @@ def test_the_watcher_pages_through_a_large_change(app: Any, hub: StreamHub, make
         hub.tick()
     assert hub.position == head(app) == position + 20
     with app.app_context():
-        assert hub.last_seq == feed.stream_position()[0]
+        assert hub.last_seq == feed.newest_seq()
 
 
 def test_purge_and_marks_update_organization_counts_through_the_log(

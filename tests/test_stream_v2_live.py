@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 import requests
 from conftest import DATASET
-from test_stream import FAST, SSEClient, send, wait_for, wait_for_workers, workers_with_streams
+from test_stream import (
+    FAST,
+    SSEClient,
+    connect_dataset,
+    org_stream,
+    send,
+    wait_for,
+    wait_for_workers,
+    workers_with_streams,
+)
 
 from notifications.core.serialize import iso_utc, ntf_id
 
@@ -220,3 +229,40 @@ def test_a_tab_that_missed_50_changes_catches_up_on_reconnect(live_server: Any) 
     converge(server, [steady, roaming], "a change after the reconnect")
     steady.close()
     roaming.close()
+
+
+# --- /metrics ---------------------------------------------------------------------------------
+
+
+def open_streams(server: Any) -> dict[str, float]:
+    """``notifications_open_streams`` by kind, as a scrape of any worker sums them."""
+    body = requests.get(server.url("/metrics"), timeout=10).text
+    found = {}
+    for line in body.splitlines():
+        if line.startswith("notifications_open_streams{"):
+            labels, value = line.rsplit(" ", 1)
+            found[labels.split('kind="', 1)[1].split('"', 1)[0]] = float(value)
+    return found
+
+
+def test_metrics_count_the_version_2_streams_of_every_worker(live_server: Any) -> None:
+    server = live_server(workers=2, env={**FAST, **INGEST})
+    wait_for_workers(server)
+    tabs = [Inbox(server) for _ in range(2)]
+    while len(workers_with_streams(server)) < 2 and len(tabs) < 20:
+        tabs.append(Inbox(server))
+    assert len(workers_with_streams(server)) == 2
+    dataset, _ = connect_dataset(server)
+    organization = org_stream(server)
+    assert organization.response.status_code == 200
+    expected = {"dataset": 1.0, "organization": 1.0, "v2": float(len(tabs))}
+    wait_for(lambda: open_streams(server) == expected, f"the metrics to show {expected}")
+
+    # Closed streams leave the gauge, on whichever worker held them.
+    for tab in tabs[1:]:
+        tab.close()
+    dataset.close()
+    expected = {"dataset": 0.0, "organization": 1.0, "v2": 1.0}
+    wait_for(lambda: open_streams(server) == expected, f"the metrics to show {expected}")
+    tabs[0].close()
+    organization.close()

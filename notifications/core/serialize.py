@@ -237,7 +237,7 @@ def organization_records(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
 
 def full_record(row: dict[str, Any]) -> dict[str, Any]:
     """Render every stored field (CLI output, export): exact and round-trippable."""
-    return {
+    record = {
         "id": row["id"],
         "seq": row["seq"],
         "user_id": row["user_id"],
@@ -251,9 +251,22 @@ def full_record(row: dict[str, Any]) -> dict[str, Any]:
         "link": row["link"],
         "metadata": row["metadata"],
         "created_at": iso_naive(row["created_at"]) + "Z",
-        "read_at": (iso_naive(row["read_at"]) + "Z") if row["read_at"] is not None else None,
+        "read_at": _full_time(row["read_at"]),
         "dedupe_key": row.get("dedupe_key"),
     }
+    # The version 2 state, when the read selected it (an export does; `list` does not):
+    # a column left out is not shown as null, which would say "not seen".
+    if "seen_at" in row:
+        record["seen_at"] = _full_time(row["seen_at"])
+    if "archived_at" in row:
+        record["archived_at"] = _full_time(row["archived_at"])
+    if "collapsed_count" in row:
+        record["collapsed_count"] = row["collapsed_count"] or 0
+    return record
+
+
+def _full_time(us: int | None) -> str | None:
+    return (iso_naive(us) + "Z") if us is not None else None
 
 
 # --- inbox API version 2 ------------------------------------------------------------------

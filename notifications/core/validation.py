@@ -395,11 +395,18 @@ class ImportRecord(NotificationFields):
 
     id: UUID | None = Field(None, description="Kept when given; a new UUID otherwise.")
     read_at: UtcDatetime | None = None
+    seen_at: UtcDatetime | None = Field(
+        None, description="When it was first seen; a record without it is seen when read.")
+    archived_at: UtcDatetime | None = None
+    collapsed_count: int = Field(0, strict=True, ge=0, le=2**31 - 1)
 
     def row_fields(self) -> dict[str, Any]:
         fields = super().row_fields()
         fields["id"] = str(self.id) if self.id is not None else None
-        fields["read_at"] = from_datetime(self.read_at) if self.read_at is not None else None
+        for name in ("read_at", "seen_at", "archived_at"):
+            value = getattr(self, name)
+            fields[name] = from_datetime(value) if value is not None else None
+        fields["collapsed_count"] = self.collapsed_count
         return fields
 
 

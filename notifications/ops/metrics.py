@@ -154,8 +154,8 @@ def sample(app: Flask) -> None:
         _advance(m.busy, "busy", writer.busy_failures)
     hub = getattr(state(app), "hub", None)
     if hub is not None and hub.started and hub._pid == os.getpid():
-        m.streams.labels("dataset").set(sum(len(s) for s in hub.dataset_subs.values()))
-        m.streams.labels("organization").set(sum(len(s) for s in hub.org_subs.values()))
+        for kind, count in hub.open_streams_by_kind().items():
+            m.streams.labels(kind).set(count)
         _advance(m.delivered, "delivered", getattr(hub, "delivered", 0))
         caught_up = getattr(hub, "last_tick_at", None)
         if caught_up is not None:

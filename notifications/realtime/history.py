@@ -41,7 +41,7 @@ class History:
     def head(self) -> int:
         """Read the newest sequence number from the database (not the watcher's view)."""
         with self.app.app_context():
-            return feed.stream_position()[0]
+            return feed.newest_seq()
 
     def page(self, frames: DatasetFrames, scope: Scope, dataset_id: str | None, after: int,
              upto: int) -> Page[str]:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Collection, Sequence
-from itertools import chain
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import gevent
@@ -122,9 +121,8 @@ class StreamHub:
         if self.stopping:
             return
         self.stopping = True
-        streams: list[Subscription] = [*chain.from_iterable(self.dataset_subs.values()),
-                                       *chain.from_iterable(self.org_subs.values()),
-                                       *chain.from_iterable(self.inbox_subs.values())]
+        streams: list[Subscription] = [sub for by_key in self.subscriptions().values()
+                                       for subs in by_key.values() for sub in subs]
         for sub in streams:
             sub.close()
         self.watcher.stop()
@@ -132,6 +130,20 @@ class StreamHub:
         gevent.joinall(self._greenlets, timeout=timeout)
         if self.started:
             log.info("%s", self.stats_line())
+
+    def subscriptions(self) -> dict[str, Mapping[Any, set[Any]]]:
+        """Return the open streams of each variant, by the variant's name.
+
+        What ends them at shutdown and what ``/metrics`` counts, so a stream of any
+        variant is in both.
+        """
+        return {"dataset": self.dataset_subs, "organization": self.org_subs,
+                "v2": self.inbox_subs}
+
+    def open_streams_by_kind(self) -> dict[str, int]:
+        """Count the open streams of each variant (``/metrics``)."""
+        return {kind: sum(len(subs) for subs in by_key.values())
+                for kind, by_key in self.subscriptions().items()}
 
     def stats_line(self) -> str:
         """Summarise the watcher's database work (logged at shutdown; read by the bench)."""
@@ -244,6 +256,13 @@ class StreamHub:
     def inboxes(self) -> Collection[InboxKey]:
         """Return the inboxes with an open stream."""
         return self.org_subs.keys()
+
+    def wants_rows(self) -> bool:
+        """Tell whether the watcher must read created rows: a dataset stream is open.
+
+        Version 2 streams read the log themselves and organization streams take counts.
+        """
+        return bool(self.dataset_subs)
 
     def deliver_changes(self, changes: Sequence[Change]) -> None:
         """Hand a page of the change log to the streams it concerns.

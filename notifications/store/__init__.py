@@ -11,7 +11,7 @@
 - :mod:`.marks` -- marking notifications read (both APIs and the ``mark-read`` command).
 - :mod:`.inserts` -- storing new notifications (ingest, send, seeding, imports).
 - :mod:`.inbox` -- the inbox API version 2: lists by keyset, counts, PATCH and bulk changes.
-- :mod:`.feed` -- what the streams and ``tail`` read: the change feed, its counters, replays.
+- :mod:`.feed` -- what the streams and ``tail`` read besides the log: positions, counts, replays.
 - :mod:`.changelog` -- the change log the triggers of ``schema.sql`` write: pages for the
   watcher, per-user replays for the streams, and its retention.
 - :mod:`.notices` -- when to read the change log: SQLite's data version, PostgreSQL's

@@ -26,8 +26,9 @@ The rule of the store, for every statement the service runs (all of them live in
   them in (:mod:`.importer`).
 - **Schema set-up** (``init-db``, and the first start on an empty or older database)
   runs once, before any request: the columns an older database lacks are added one
-  ``ALTER TABLE`` each, then one ``BEGIN IMMEDIATE`` script creates what is missing (and
-  fills the new columns of an older database's rows, see ``schema.sql``).
+  ``ALTER TABLE`` each, and those a later version dropped are dropped, then one
+  ``BEGIN IMMEDIATE`` script creates what is missing (and fills the new columns of an
+  older database's rows, see ``schema.sql``).
 
 Whatever writes to ``notifications`` -- a writer job of the service or of a command, or a
 sqlite3 shell -- also writes the change log: SQLite triggers append an entry to
@@ -66,6 +67,11 @@ ADDED_COLUMNS = (
 )
 #: PostgreSQL advisory lock held while the schema is created or upgraded.
 SCHEMA_LOCK_KEY = 7022365203857063028
+#: Columns later versions dropped, with the indexes on them, which SQLite's DROP COLUMN
+#: refuses to drop itself. (version that dropped it, table, column, its indexes)
+DROPPED_COLUMNS = (
+    (5, "notifications", "read_seq", ("ix_notifications_read_seq",)),
+)
 #: Milliseconds a reading connection waits on a lock (in WAL mode only in rare cases, such
 #: as recovering the WAL after a crash). The writer waits ``WRITE_TIMEOUT`` instead.
 BUSY_TIMEOUT_MS = 5_000
@@ -236,6 +242,7 @@ def ensure_schema(engine: Engine) -> int:
         return found
     if found:
         _add_columns(engine, found)
+        _drop_columns(engine, found)
     if engine.dialect.name == "sqlite":
         raw = engine.raw_connection()
         try:
@@ -291,6 +298,35 @@ def _add_columns(engine: Engine, found: int) -> None:
                 raise
         except ProgrammingError as exc:  # PostgreSQL's words for the same two cases
             if getattr(exc.orig, "sqlstate", None) not in ("42701", "42P01"):
+                raise
+
+
+def _drop_columns(engine: Engine, found: int) -> None:
+    """Drop the columns of :data:`DROPPED_COLUMNS` that a version-``found`` database has.
+
+    Each goes in one transaction with its indexes. SQLite rewrites the table to drop a
+    column: on a large database the first start of the new version takes that long, once.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    for version, table, column, indexes in DROPPED_COLUMNS:
+        if found >= version:
+            continue
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(immediate=True)
+                with conn.begin():
+                    for index in indexes:
+                        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+                    conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN "
+                                         f"{column if sqlite else 'IF EXISTS ' + column}")
+        except OperationalError as exc:
+            # Another worker starting at the same moment dropped it first, or the database
+            # never had it (or the table: schema.sql creates it whole).
+            message = str(exc.orig).lower()
+            if "no such column" not in message and "no such table" not in message:
+                raise
+        except ProgrammingError as exc:  # PostgreSQL: the table is not there yet
+            if getattr(exc.orig, "sqlstate", None) != "42P01":
                 raise
 
 

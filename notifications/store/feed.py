@@ -1,58 +1,30 @@
-"""What the streams and ``tail`` read: the change feed, its counters, and replays.
+"""What the streams and ``tail`` read besides the change log: positions, counts, replays.
 
-A watcher keeps a position: the newest ``seq`` it has seen and the value of the ``read``
-counter. :func:`changes_since` returns what moved after it: new rows, and the (user,
-organization) pairs whose rows were marked read (each marked row carries the counter's new
-value in ``read_seq``). The writer jobs that change read state call
-:func:`bump_read_counter` in their transaction, and a purge of unread rows also
-:func:`note_deleted_unread`, since a deleted row cannot be seen.
+Every change a stream reports comes from the change log (:mod:`.changelog`); this module
+holds where a watcher starts, the unread counts it recounts, and the replays of the
+dataset and organization streams, which are read by ``seq``.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import func, select
 
 from notifications.store.engine import read_rows, reading, run_sql
-from notifications.store.models import counters, notifications
-from notifications.store.rows import COLUMNS, SELECT_ALL, as_dicts, row_dict
+from notifications.store.models import notifications
+from notifications.store.rows import SELECT_ALL, as_dicts
 from notifications.store.scope import AdminFilter, Orgs, Scope, Shape, where_params, where_sql
 
 #: Most new rows a stream watcher reads in one query.
 CHANGE_BATCH = 1000
 
-#: The ``read`` counter's next value, as :func:`bump_read_counter` will set it (a subquery
-#: for the ``read_seq`` of the rows a job marks read before it bumps the counter).
-NEXT_READ = "(SELECT value + 1 FROM counters WHERE name = 'read')"
-_BUMP_READ = "UPDATE counters SET value = value + 1 WHERE name = 'read'"
 
-
-def bump_read_counter(conn: Connection) -> None:
-    """Move the ``read`` counter on, in the caller's (writer job's) transaction."""
-    run_sql(conn, _BUMP_READ)
-
-
-def note_deleted_unread(conn: Connection) -> None:
-    """Record, in the caller's transaction, that unread rows were deleted (purge).
-
-    Streams cannot see a deleted row; this counter tells their watchers to recount.
-    """
-    conn.execute(
-        update(counters).where(counters.c.name == "purge").values(value=counters.c.value + 1)
-    )
-
-
-def stream_position() -> tuple[int, int]:
-    """Return the newest sequence number and the value of the ``read`` counter."""
+def newest_seq() -> int:
+    """Return the newest sequence number (0 for an empty table)."""
     with reading() as conn:
-        seq = conn.execute(select(func.max(notifications.c.seq))).scalar() or 0
-        read = conn.execute(
-            select(counters.c.value).where(counters.c.name == "read")
-        ).scalar() or 0
-    return int(seq), int(read)
+        return int(conn.execute(select(func.max(notifications.c.seq))).scalar() or 0)
 
 
 def watch_position() -> tuple[int, int]:
@@ -72,50 +44,6 @@ _WATCH_POSITION = (
     "(SELECT value FROM counters WHERE name = 'changes_floor'), "
     "(SELECT max(seq) FROM notifications)"
 )
-
-
-@dataclass
-class Changes:
-    """What changed after a watcher's position: new rows and read-state changes."""
-
-    rows: list[dict[str, Any]]
-    read_pairs: set[tuple[str, str | None]]
-    last_seq: int
-    last_read: int
-    more: bool
-    #: Value of the ``purge`` counter: when it moves, unread rows were deleted.
-    purges: int = 0
-
-
-def changes_since(last_seq: int, last_read: int, limit: int = CHANGE_BATCH) -> Changes:
-    """Return rows with ``seq > last_seq`` and the (user, organization) pairs read since."""
-    seq = notifications.c.seq
-    with reading() as conn:
-        rows = conn.execute(select(*COLUMNS).where(seq > last_seq).order_by(seq).limit(limit)).all()
-        read = conn.execute(
-            select(counters.c.value).where(counters.c.name == "read")
-        ).scalar() or 0
-        purges = conn.execute(
-            select(counters.c.value).where(counters.c.name == "purge")
-        ).scalar() or 0
-        pairs: set[tuple[str, str | None]] = set()
-        if read > last_read:
-            read_seq = notifications.c.read_seq
-            pairs = {
-                (r[0], r[1]) for r in conn.execute(
-                    select(notifications.c.user_id, notifications.c.organization_id).distinct()
-                    .where(read_seq > last_read, read_seq <= read)
-                )
-            }
-    new_rows = [row_dict(r) for r in rows]
-    return Changes(
-        rows=new_rows,
-        read_pairs=pairs,
-        last_seq=new_rows[-1]["seq"] if new_rows else last_seq,
-        last_read=max(int(read), last_read),
-        more=len(new_rows) == limit,
-        purges=int(purges),
-    )
 
 
 @lru_cache(maxsize=None)

@@ -10,7 +10,8 @@ from notifications.store.inserts import INSERT_FIELDS, insert_tuples
 from notifications.store.models import db
 
 #: Staging column types that are not TEXT.
-_STAGE_TYPES = {"created_at": "BIGINT", "read_at": "BIGINT", "seen_at": "BIGINT"}
+_STAGE_TYPES = {"created_at": "BIGINT", "read_at": "BIGINT", "seen_at": "BIGINT",
+                "archived_at": "BIGINT", "collapsed_count": "INTEGER"}
 
 
 class Importer:

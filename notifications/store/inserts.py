@@ -26,6 +26,7 @@ from notifications.store.writer import mark_changed
 INSERT_FIELDS = (
     "id", "user_id", "organization_id", "dataset_id", "kind", "entity_type", "entity_id",
     "title", "body", "link", "metadata", "dedupe_key", "created_at", "read_at", "seen_at",
+    "archived_at", "collapsed_count",
 )
 
 #: Compact JSON as stored; one encoder for every call (json.dumps with options builds one
@@ -44,6 +45,7 @@ def new_row(fields: Mapping[str, Any]) -> dict[str, Any]:
     if row["seen_at"] is None:
         row["seen_at"] = row["read_at"]
     row["created_at"] = row["created_at"] if row["created_at"] is not None else now_us()
+    row["collapsed_count"] = row["collapsed_count"] or 0
     for name in ("kind", "entity_type", "entity_id", "title"):
         row[name] = row[name] if row[name] is not None else ""
     metadata = row["metadata"]

@@ -1,9 +1,9 @@
 """Marking notifications read: both APIs' mark-read and the ``mark-read`` command.
 
-Each is one UPDATE of the scope's unread rows, run as a writer job. Marked rows carry the
-``read`` counter's next value in ``read_seq`` and the counter moves with them, so watchers
-find the change (:mod:`notifications.store.feed`); only a job that changed a row moves it,
-so a mark-read that finds nothing to mark does not wake every stream to recount.
+Each is one UPDATE of the scope's unread rows, run as a writer job. Streams find the
+change in the change log; only a job that changed a row signals a change
+(:func:`.writer.mark_changed`), so a mark-read that finds nothing to mark does not wake
+every stream.
 
 Reading implies seeing: a marked row's ``seen_at`` is set to the same time when it is NULL
 (these variants' responses do not show it). Each marked row gets an ``updated`` entry in
@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Connection
 
 from notifications.store.engine import driver_sql, write
-from notifications.store.feed import NEXT_READ, bump_read_counter
 from notifications.store.rows import now_us
 from notifications.store.scope import AdminFilter, Scope, Shape, where_params, where_sql
 from notifications.store.writer import mark_changed
@@ -30,8 +29,8 @@ def _mark_sql(shape: Shape, dataset: bool, ids: int) -> str:
     where = where_sql(shape, dataset, True)
     if ids:
         where += f" AND id IN ({', '.join('?' * ids)})" if ids > 1 else " AND id = ?"
-    return (f"UPDATE notifications SET read_at = ?, seen_at = COALESCE(seen_at, ?), "
-            f"read_seq = {NEXT_READ} WHERE {where}")
+    return ("UPDATE notifications SET read_at = ?, seen_at = COALESCE(seen_at, ?) "
+            f"WHERE {where}")
 
 
 def _mark_job(conn: Connection, shape: Shape, dataset: bool, ids: int,
@@ -39,7 +38,6 @@ def _mark_job(conn: Connection, shape: Shape, dataset: bool, ids: int,
     changed = int(conn.exec_driver_sql(driver_sql(_mark_sql(shape, dataset, ids), conn),
                                        params).rowcount)
     if changed:
-        bump_read_counter(conn)
         mark_changed(conn)
     return changed
 

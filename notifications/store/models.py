@@ -51,7 +51,6 @@ notifications = Table(
     Column("dedupe_key", String(255)),
     Column("created_at", BigInteger, nullable=False),
     Column("read_at", BigInteger),
-    Column("read_seq", BigInteger),
     Column("seen_at", BigInteger),
     Column("archived_at", BigInteger),
     Column("collapsed_count", Integer, nullable=False, server_default=text("0")),
@@ -72,10 +71,6 @@ notifications = Table(
         postgresql_where=text("archived_at IS NOT NULL"),
     ),
     Index(
-        "ix_notifications_read_seq", "read_seq",
-        sqlite_where=text("read_seq IS NOT NULL"), postgresql_where=text("read_seq IS NOT NULL"),
-    ),
-    Index(
         "ux_notifications_dedupe", "user_id", "dedupe_key", unique=True,
         sqlite_where=text("dedupe_key IS NOT NULL"),
         postgresql_where=text("dedupe_key IS NOT NULL"),
@@ -87,7 +82,7 @@ notifications = Table(
     sqlite_autoincrement=True,
 )
 
-#: Named monotonic counters (``read`` moves when a mark-read or purge changes unread rows).
+#: Named values: the change log's floor, retention's runs (and on PostgreSQL the schema version).
 counters = Table(
     "counters",
     metadata,

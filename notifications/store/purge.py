@@ -1,9 +1,8 @@
 """Deleting old notifications: the ``purge`` command, and the job retention shares.
 
 Rows go in short writer transactions of a bounded number of rows each, so writers never
-wait long. Deleting unread rows changes unread counts without a read, so those chunks move
-the ``read`` counter and the ``purge`` counter (:mod:`notifications.store.feed`): watchers
-recount, as they do after a mark-read.
+wait long. Each deleted row gets a ``deleted`` entry in the change log from the table's
+trigger, so streams whose unread counts changed recount.
 """
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from notifications.store.engine import reading, write
-from notifications.store.feed import bump_read_counter, note_deleted_unread
 from notifications.store.models import notifications
 from notifications.store.rows import UNREAD_FLAG
 from notifications.store.writer import mark_changed
@@ -36,9 +34,6 @@ def delete_chunk_job(conn: Connection, conditions: list[Any], cursor: int,
     if not count:
         return None, 0, 0
     conn.execute(delete(notifications).where(seq > cursor, seq <= last, *conditions))
-    if unread:
-        bump_read_counter(conn)
-        note_deleted_unread(conn)
     mark_changed(conn)
     return last, count, int(unread or 0)
 

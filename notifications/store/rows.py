@@ -28,6 +28,10 @@ ALL_FIELDS = tuple(c.name for c in COLUMNS)
 FIELDS = frozenset(ALL_FIELDS)
 #: :data:`ALL_FIELDS` as a SELECT list.
 SELECT_ALL = ", ".join(ALL_FIELDS)
+#: The version 2 state columns, which only the reads that show them select.
+STATE_FIELDS = ("seen_at", "archived_at", "collapsed_count")
+#: Every stored column (an export's records).
+STORED_FIELDS = (*ALL_FIELDS, *STATE_FIELDS)
 #: 1 for an unread row and 0 for a read one, to sum into unread counts (Core expression).
 UNREAD_FLAG = func.coalesce(notifications.c.read_at.is_(None), False).cast(
     notifications.c.seq.type)
@@ -50,10 +54,14 @@ def row_dict(row: Any) -> dict[str, Any]:
     return data
 
 
-def as_dicts(rows: Iterable[Sequence[Any]], *, decode: bool = True) -> list[dict[str, Any]]:
-    """Turn driver rows of :data:`SELECT_ALL` into dicts (``metadata`` decoded, by default)."""
+def as_dicts(rows: Iterable[Sequence[Any]], *, decode: bool = True,
+             fields: Sequence[str] = ALL_FIELDS) -> list[dict[str, Any]]:
+    """Turn driver rows of :data:`SELECT_ALL` (or ``fields``) into dicts.
+
+    ``metadata`` is decoded, by default.
+    """
     # A page's rows carry its counts after the columns: zip stops at the last column.
-    dicts = [dict(zip(ALL_FIELDS, row, strict=False)) for row in rows]
+    dicts = [dict(zip(fields, row, strict=False)) for row in rows]
     if decode:
         for data in dicts:
             data["metadata"] = decode_metadata(data["metadata"])

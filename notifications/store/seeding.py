@@ -68,7 +68,7 @@ def generate(
 ) -> Iterator[tuple[Any, ...]]:
     """Yield rows (in ``INSERT_FIELDS`` order), per user oldest first.
 
-    A read row is seen when it was read (``seen_at`` is ``read_at``).
+    A read row is seen when it was read (``seen_at`` is ``read_at``); none is archived.
     """
     rng = random.Random(random_seed)
     org_ids = [f"org_{rng.getrandbits(32):08x}" for _ in range(max(orgs, 1))]
@@ -101,13 +101,14 @@ def generate(
                 # organization variant shows only inbox items, as the API it mirrors does.
                 yield (_uuid(rng), user_id, None, dataset_id, "monitor.alert", "saved_view",
                        view_id, title, None, None, dumps(metadata), None, created, read_at,
-                       read_at)
+                       read_at, None, 0)
             else:
                 kind, title, body, link, metadata = _inbox_item(rng)
                 entity = kind.split(".")[0]
                 entity_id = f"{entity}_{rng.getrandbits(32):08x}"
                 yield (_uuid(rng), user_id, org_id, None, kind, entity, entity_id,
-                       title, body, link, dumps(metadata), None, created, read_at, read_at)
+                       title, body, link, dumps(metadata), None, created, read_at, read_at,
+                       None, 0)
 
 
 def seed(
