@@ -128,6 +128,18 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _name_connections(engine: Engine) -> None:
+    """Name each PostgreSQL session after the process (``pg_stat_activity.application_name``).
+
+    An administrator sees which worker holds which connection; the writer's and the
+    listener's connections, opened outside this engine's pool, carry the same name.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def _on_connect(_dialect: Any, _record: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        kwargs.setdefault("application_name", f"notifications:{os.getpid()}")
+
+
 def is_sqlite(engine: Engine | None = None) -> bool:
     """Tell whether the bound database is SQLite."""
     return (engine or db.engine).dialect.name == "sqlite"
@@ -169,6 +181,8 @@ def init_app(app: Flask) -> None:
         engine = db.engine
         if is_sqlite(engine):
             _configure_sqlite(engine)
+        elif engine.dialect.name == "postgresql":
+            _name_connections(engine)
     state(app).store = Store(app)
     if app.config.get("CREATE_SCHEMA", True) is not False:
         prepare(app, create=True)

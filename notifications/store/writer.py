@@ -407,7 +407,8 @@ def connection_of_its_own(engine: Engine) -> Connection:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    own = create_engine(engine.url, poolclass=NullPool)
+    own = create_engine(engine.url, poolclass=NullPool,
+                        connect_args={"application_name": f"notifications:{os.getpid()}"})
     return own.connect()
 
 
