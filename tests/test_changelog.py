@@ -595,7 +595,9 @@ def test_a_version_4_database_loses_the_read_counter_and_read_seq(tmp_path: Path
             assert "read_seq" not in names
             after = [dict(zip(names, row, strict=True)) for row in
                      conn.execute("SELECT * FROM notifications ORDER BY seq")]
-            assert after == [{k: v for k, v in row.items() if k != "read_seq"} for row in before]
+            # Every value is kept but read_seq; version 5's collapse key follows, empty.
+            assert after == [{**{k: v for k, v in row.items() if k != "read_seq"},
+                              "collapse_key": None} for row in before]
             assert conn.execute("SELECT * FROM changes ORDER BY position").fetchall() == log_before
             assert dict(conn.execute("SELECT name, value FROM counters")) == {"changes_floor": 0}
             assert conn.execute("SELECT name FROM sqlite_master WHERE name = "

@@ -451,3 +451,17 @@ def test_body_limit_is_configurable(app_config: dict[str, Any]) -> None:
     with pytest.raises(ConfigError,
                        match="NOTIFICATIONS_MAX_CONTENT_LENGTH must be a whole number"):
         create_app({**app_config, "MAX_CONTENT_LENGTH": "1MB"})
+
+
+@pytest.mark.parametrize("field", ["user_id", "organization_id", "title", "body", "kind",
+                                   "dedupe_key", "collapse_key"])
+def test_text_with_the_nul_character_is_refused_on_every_database(client: Any,
+                                                                   field: str) -> None:
+    """PostgreSQL cannot store U+0000 in text; both databases refuse it with a 422 alike."""
+    item = {"user_id": "alice", field: "a\u0000b"}
+    response = post(client, {"notifications": [item]})
+    assert response.status_code == 422, response.json
+    (error,) = response.json["detail"]
+    assert error["loc"] == ["body", "notifications", 0, field]
+    assert "NUL" in error["msg"]
+    assert post(client, {"notifications": [{"user_id": "alice", "title": "ok"}]}).status_code == 201

@@ -233,6 +233,18 @@ def _unicode(value: str) -> str:
     return value
 
 
+def _no_nul(value: str) -> str:
+    """Refuse text with the NUL character (\\u0000): PostgreSQL cannot store it in text, and
+    both databases refuse it alike, so that a producer learns of it on either."""
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character (\\u0000)")
+    return value
+
+
+#: What the API description says of every stored text: no NUL character.
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
+
+
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
     """Refuse metadata that has no exact JSON form (NaN, Infinity, lone surrogates) or
     nests too deep."""
@@ -301,16 +313,21 @@ IngestDatetime = Annotated[
     datetime, BeforeValidator(_iso_text), AfterValidator(_ingest_time), AfterValidator(_utc),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": INGEST_TIME_PATTERN}),
 ]
-ShortText = Annotated[str, Field(max_length=255)]
+ShortText = Annotated[str, Field(max_length=255, json_schema_extra=NO_NUL),
+                     AfterValidator(_no_nul)]
 #: Text without a length bound; pydantic checks only bounded strings for lone surrogates.
-Text = Annotated[str, AfterValidator(_unicode)]
+Text = Annotated[str, Field(json_schema_extra=NO_NUL), AfterValidator(_unicode),
+                 AfterValidator(_no_nul)]
+#: A key or id of up to 255 characters (a user, an organization, a dedupe or collapse key).
+Key = Annotated[str, Field(min_length=1, max_length=255, json_schema_extra=NO_NUL),
+                AfterValidator(_no_nul)]
 
 
 class NotificationFields(BaseModel):
     """The fields of a notification that a producer may set."""
 
-    user_id: str = Field(min_length=1, max_length=255, description="Recipient (the token's sub).")
-    organization_id: str | None = Field(None, min_length=1, max_length=255)
+    user_id: Key = Field(description="Recipient (the token's sub).")
+    organization_id: Key | None = None
     dataset_id: UUID | None = None
     kind: ShortText | None = Field(None, description="For example review.created.")
     entity_type: ShortText | None = Field(None, description="For example saved_view.")
@@ -325,9 +342,8 @@ class NotificationFields(BaseModel):
     created_at: UtcDatetime | None = Field(
         None, description="ISO-8601; a time without offset is UTC. Defaults to now."
     )
-    dedupe_key: str | None = Field(
-        None, min_length=1, max_length=255,
-        description="A second notification with the same user and key is not stored again.",
+    dedupe_key: Key | None = Field(
+        None, description="A second notification with the same user and key is not stored again.",
     )
 
     @model_validator(mode="before")
@@ -364,9 +380,8 @@ class IngestNotification(NotificationFields):
         None, description="ISO-8601 text (a number, also as a string, is refused) with a year "
         "from 2000 to 9999; a time without offset is UTC. Defaults to now."
     )
-    collapse_key: str | None = Field(
-        None, min_length=1, max_length=255,
-        description="Replaces the user's unread, unarchived notification with the same key "
+    collapse_key: Key | None = Field(
+        None, description="Replaces the user's unread, unarchived notification with the same key "
         "(deleted; this one is stored with its collapsed_count plus one).",
     )
     critical: StrictBool = Field(

@@ -127,8 +127,9 @@ _USER = INSERT_FIELDS.index("user_id")
 _KIND = INSERT_FIELDS.index("kind")
 _DATASET = INSERT_FIELDS.index("dataset_id")
 _DEDUPE = INSERT_FIELDS.index("dedupe_key")
+_COLLAPSED = INSERT_FIELDS.index("collapsed_count")
 #: The columns of a row stored through a collapse key.
-COLLAPSE_FIELDS = (*INSERT_FIELDS, "collapse_key", "collapsed_count")
+COLLAPSE_FIELDS = (*INSERT_FIELDS, "collapse_key")
 _COLLAPSE_INSERT = (
     f"INSERT INTO notifications ({', '.join(COLLAPSE_FIELDS)}) "
     f"VALUES ({', '.join('?' * len(COLLAPSE_FIELDS))})"
@@ -172,7 +173,8 @@ def _collapse_one(conn: Connection, row: tuple[Any, ...], key: str) -> int:
         conn.exec_driver_sql(driver_sql("DELETE FROM notifications WHERE seq = ?", conn),
                              (live[0],))
         count = live[1] + 1
-    conn.exec_driver_sql(driver_sql(_COLLAPSE_INSERT, conn), (*row, key, count))
+    stored = (*row[:_COLLAPSED], count, *row[_COLLAPSED + 1:], key)
+    conn.exec_driver_sql(driver_sql(_COLLAPSE_INSERT, conn), stored)
     return 1
 
 
