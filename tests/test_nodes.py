@@ -224,7 +224,17 @@ def test_open_streams_hold_no_database_connection(live_server: Any) -> None:
 
     # Per worker: two pooled, the writer's and the listener's (sessions of servers that
     # ended before may take a moment to leave the list).
-    wait_for(lambda: sessions() <= 2 * 4, "at most four sessions per worker", timeout=5)
+    def by_process() -> list[tuple[Any, ...]]:
+        with server.raw() as conn:
+            return [tuple(r) for r in conn.execute(
+                "SELECT application_name, state, left(query, 40), count(*) "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'notifications:%' GROUP BY 1, 2, 3").fetchall()]
+
+    try:
+        wait_for(lambda: sessions() <= 2 * 4, "at most four sessions per worker", timeout=10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {by_process()}") from None
     for stream in streams:
         stream.close()
 
