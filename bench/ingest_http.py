@@ -6,6 +6,10 @@ rate with the baseline measured in the same run: ``inserts.insert_tuples`` in-pr
 transaction per batch, no HTTP and no validation.
 
     python bench/ingest_http.py [--total 200000] [--batch 500] [--workers 2] [--clients 4]
+                                [--database sqlite|postgresql]
+
+``--database postgresql`` runs the baseline and the HTTP runs on fresh PostgreSQL databases
+(dropped after); its floor is psycopg's ``executemany`` of the same tuples.
 
 ``--preferences-rounds N`` measures what preferences cost ingest instead: N rounds, each
 one run on a database where no user has preferences and one where every user of the
@@ -26,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import serving
+from common import Database, add_database_option, database_url, fresh_database, serving
 
 TOKEN = "bench-ingest-token"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
@@ -105,11 +109,11 @@ def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
     return elapsed, created
 
 
-def baseline(db: Path, total: int, batch: int) -> float:
+def baseline(db: Database, total: int, batch: int) -> float:
     """Seconds for inserts.insert_tuples in-process, one transaction per batch."""
     from notifications import create_app
     from notifications.store import inserts
-    app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
+    app = create_app({"DATABASE_URL": database_url(db), "REQUIRE_KEY": False})
     items = [stored(i) for i in range(total)]
     with app.app_context():
         started = time.perf_counter()
@@ -119,9 +123,12 @@ def baseline(db: Path, total: int, batch: int) -> float:
         return time.perf_counter() - started
 
 
-def raw_baseline(db: Path, total: int, batch: int) -> float:
+def raw_baseline(db: Database, total: int, batch: int) -> float:
     """Seconds for plain sqlite3 executemany of ready-made tuples: the floor of any writer."""
     import sqlite3
+
+    if not isinstance(db, Path):
+        return raw_baseline_postgresql(db, total, batch)
 
     from notifications import create_app
     from notifications.store.engine import WAL_AUTOCHECKPOINT_PAGES
@@ -145,6 +152,30 @@ def raw_baseline(db: Path, total: int, batch: int) -> float:
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
+
+
+def raw_baseline_postgresql(url: str, total: int, batch: int) -> float:
+    """Seconds for plain psycopg executemany of ready-made tuples, one transaction a batch.
+
+    Each transaction takes the write lock first, as the service's writer does.
+    """
+    import psycopg
+
+    from notifications import create_app
+    from notifications.store.inserts import INSERT_FIELDS, new_row
+    from notifications.store.writer import WRITE_LOCK_KEY
+
+    create_app({"DATABASE_URL": url, "REQUIRE_KEY": False})  # creates the schema
+    rows = [tuple(new_row(stored(i))[f] for f in INSERT_FIELDS) for i in range(total)]
+    sql = (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+           f"VALUES ({', '.join('%s' for _ in INSERT_FIELDS)})")
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for start in range(0, total, batch):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+                cur.executemany(sql, rows[start:start + batch])
+        return time.perf_counter() - started
 
 
 #: What every user muted in the runs "with preferences": the look-up finds a row for each
@@ -247,32 +278,40 @@ def main() -> None:
     parser.add_argument("--preferences-rounds", type=int, default=0, metavar="N",
                         help="Measure what preferences cost instead: N interleaved rounds "
                              "without and with preferences set for every user.")
+    add_database_option(parser)
     args = parser.parse_args()
+    if args.preferences_rounds and args.database != "sqlite":
+        parser.error("--preferences-rounds runs on SQLite only")
     if args.preferences_rounds:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             preferences_rounds(args, Path(tmp))
         return
 
     results: list[tuple[str, int, float]] = []
+    driver = "sqlite3" if args.database == "sqlite" else "psycopg"
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        base = baseline(Path(tmp) / "baseline.db", args.total, args.batch)
+        with fresh_database(args.database, Path(tmp), "baseline") as db:
+            base = baseline(db, args.total, args.batch)
         results.append(("baseline: inserts.insert_tuples in-process", args.total, base))
-        raw = raw_baseline(Path(tmp) / "raw.db", args.total, args.batch)
-        results.append(("floor: sqlite3 executemany of ready tuples", args.total, raw))
+        with fresh_database(args.database, Path(tmp), "raw") as db:
+            raw = raw_baseline(db, args.total, args.batch)
+        results.append((f"floor: {driver} executemany of ready tuples", args.total, raw))
         for keyed in (False, True):
             payloads = bodies(args.total, args.batch, keyed)
-            db = Path(tmp) / f"ingest-{keyed}.db"
-            with serving(db, db.with_suffix(".log"), args.workers, JWT_SECRET="x" * 40,
-                         INGEST_TOKEN=TOKEN) as server:
-                seconds, created = push(server.port, payloads, args.clients)
+            with fresh_database(args.database, Path(tmp), f"ingest-{keyed}") as db:
+                with serving(db, Path(tmp) / f"ingest-{keyed}.log", args.workers,
+                             JWT_SECRET="x" * 40, INGEST_TOKEN=TOKEN) as server:
+                    seconds, created = push(server.port, payloads, args.clients)
             assert created == args.total, (created, args.total)
             label = f"HTTP ingest, batches of {args.batch}" + (
                 ", every item with dedupe_key" if keyed else "")
             results.append((label, created, seconds))
 
     base_rate = args.total / base
+    where = (f"databases in {args.dir or tempfile.gettempdir()}" if args.database == "sqlite"
+             else "PostgreSQL databases")
     print(f"\ningest benchmark: {args.workers} gevent worker(s), {args.clients} client threads, "
-          f"{os.cpu_count()} CPUs, databases in {args.dir or tempfile.gettempdir()}, "
+          f"{os.cpu_count()} CPUs, {where}, "
           f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)\n")
     print(f"| {'scenario':<58} | {'notifications':>13} | {'seconds':>7} "
           f"| {'per second':>10} | {'vs baseline':>11} |")

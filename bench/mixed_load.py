@@ -14,6 +14,10 @@ time, so every operation gets its own throughput and latency figures while they 
 Each is measured with ``NOTIFICATIONS_SYNCHRONOUS=full`` and ``normal``.
 
     python bench/mixed_load.py [--seconds 8] [--clients 8,32,128] [--synchronous full,normal]
+                               [--database sqlite|postgresql]
+
+``--database postgresql`` serves a fresh PostgreSQL database instead (dropped after), once:
+``NOTIFICATIONS_SYNCHRONOUS`` is SQLite's, so ``--synchronous`` defaults to ``full`` there.
 """
 from __future__ import annotations
 
@@ -24,15 +28,19 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 from common import (
     WRK_REPORT,
+    Database,
     Figures,
+    add_database_option,
     bench_token,
     command,
     environment,
     free_port,
+    fresh_database,
     lua_list,
     serving,
     start_wrk,
@@ -150,7 +158,7 @@ def run_mix(port: int, paths: dict[str, Path], total: int, seconds: float) -> di
     return {name: wrk_figures(proc) for name, proc in procs.items()}
 
 
-def seed(db: Path, folder: Path) -> dict[str, list[str]]:
+def seed(db: Database, folder: Path) -> dict[str, list[str]]:
     """Import PER_USER notifications for every user; return each dataset user's ids."""
     ids: dict[str, list[str]] = {u: [str(uuid.uuid4()) for _ in range(PER_USER)]
                                  for u in DATASET_USERS}
@@ -184,9 +192,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", default="8,32,128")
-    parser.add_argument("--synchronous", default="full,normal")
+    parser.add_argument("--synchronous", default=None,
+                        help="full,normal on SQLite (the default there), full on PostgreSQL")
     parser.add_argument("--dir", default=None, help="Where the databases live (default: temp).")
+    add_database_option(parser)
     args = parser.parse_args()
+    if args.synchronous is None:
+        args.synchronous = "full,normal" if args.database == "sqlite" else "full"
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     levels = [int(c) for c in args.clients.split(",")]
@@ -200,13 +212,15 @@ def main() -> None:
     try:
         wait_ready(empty_port, empty, empty_log)
         for synchronous in args.synchronous.split(","):
-            db = folder / f"{synchronous}.db"
-            ids = seed(db, folder)
-            paths = scripts(folder, ids)
-            with serving(db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
-                         INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous) as served:
+            with ExitStack() as stack:
+                db = stack.enter_context(fresh_database(args.database, folder, synchronous))
+                ids = seed(db, folder)
+                paths = scripts(folder, ids)
+                served = stack.enter_context(serving(
+                    db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
+                    INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous))
                 wrk_figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
-                print(f"\n## synchronous = {synchronous}\n")
+                print(f"\n## {args.database}, synchronous = {synchronous}\n")
                 for total in levels:
                     base = wrk_figures(start_wrk(paths["empty_mix"], empty_port, total,
                                                  args.seconds))
