@@ -105,10 +105,11 @@ class CommitSignal:
 
     def _listen_once(self, on_notice: Any) -> None:
         raw = self.engine.raw_connection()
+        # The driver's connection first: a detached connection no longer names it.
+        driver: Any = raw.driver_connection
         # Out of the pool for good: the connection is the listener's alone from now on.
         raw.detach()
         self._listener = raw
-        driver: Any = raw.driver_connection
         driver.rollback()
         driver.autocommit = True
         driver.execute(f"LISTEN {CHANNEL}")
