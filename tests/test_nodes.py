@@ -247,3 +247,12 @@ def test_open_streams_hold_no_database_connection(live_server: Any) -> None:
     assert count <= 2 * 4
     for stream in streams:
         stream.close()
+
+
+def test_a_node_of_one_worker_serves(live_server: Any) -> None:
+    # The webhook sender, the stream leases and the first request all start the writer at
+    # once; connecting to PostgreSQL switches greenlets, which must not deadlock the worker.
+    node = live_server(workers=1, env=ENV)
+    stream = v2_stream(node, "alice")
+    (made,) = ingest(node, {"user_id": "alice", "title": "one"})
+    assert json.loads(stream.next_of("notification.created")["data"])["id"] == made

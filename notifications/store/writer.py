@@ -163,26 +163,35 @@ class Writer:
     def _ensure_started(self) -> None:
         if self._thread is not None:
             return
+        # Checked out here, on the caller's thread: SQLAlchemy's pool guards itself with
+        # (possibly gevent-patched) locks. From now on only the writer thread uses it.
+        # Before the native lock, never under it: connecting to PostgreSQL waits for the
+        # network, which switches to another greenlet, and one of them waiting here for a
+        # native lock held by a parked greenlet would block its whole thread for good.
+        conn = self.engine.connect()
         with self._start_lock:
-            if self._thread is not None:
-                return
-            # Checked out here, on the caller's thread: SQLAlchemy's pool guards itself with
-            # (possibly gevent-patched) locks. From now on only the writer thread uses it.
-            conn = self.engine.connect()
-            if conn.dialect.name == "sqlite":
-                raw = conn.connection.dbapi_connection
-                assert raw is not None  # a connection just checked out of the pool
-                # The writer waits for the lock in :meth:`_lock`, not in SQLite's busy
-                # handler, whose sleeps grow to 100 ms and would miss short gaps.
-                raw.execute("PRAGMA busy_timeout = 0")
-                raw.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-                self._sqlite = raw
-            elif conn.dialect.name == "postgresql":
-                self._postgresql = conn.connection.dbapi_connection
-            self._conn = conn.execution_options(immediate=True)
-            self._stopped.acquire()
-            start = _native("_thread", "start_new_thread")
-            self._thread = start(self._loop, ())
+            started = self._thread is not None
+            if not started:
+                self._begin(conn)
+        if started:
+            conn.close()  # another caller started the writer meanwhile
+
+    def _begin(self, conn: Any) -> None:
+        """Make ``conn`` the writer's connection and start its thread (under the lock)."""
+        if conn.dialect.name == "sqlite":
+            raw = conn.connection.dbapi_connection
+            assert raw is not None  # a connection just checked out of the pool
+            # The writer waits for the lock in :meth:`_lock`, not in SQLite's busy
+            # handler, whose sleeps grow to 100 ms and would miss short gaps.
+            raw.execute("PRAGMA busy_timeout = 0")
+            raw.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            self._sqlite = raw
+        elif conn.dialect.name == "postgresql":
+            self._postgresql = conn.connection.dbapi_connection
+        self._conn = conn.execution_options(immediate=True)
+        self._stopped.acquire()
+        start = _native("_thread", "start_new_thread")
+        self._thread = start(self._loop, ())
 
     def _start_async(self) -> None:
         import gevent
