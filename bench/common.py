@@ -1,5 +1,10 @@
 """What the bench scripts share: the installed CLI, its environment, and a served database.
 
+A database is a SQLite file (a :class:`~pathlib.Path`) or a service URL (a ``str``, such as
+the ``postgresql://`` URL of a database :func:`fresh_database` made for the run); every
+helper here takes either. ``--database sqlite|postgresql`` (:func:`add_database_option`)
+chooses which a script's fresh databases are.
+
 Imported as ``common`` by scripts run as ``python bench/<name>.py`` (their folder is first
 on ``sys.path``); a script that patches with gevent imports it after patching.
 """
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # The in-process baselines import the package: let them find it in this checkout.
@@ -37,13 +43,71 @@ def command() -> list[str]:
     return [found]
 
 
-def environment(db: Path, **settings: str) -> dict[str, str]:
+#: A database of a run: a SQLite file, or a service URL (``postgresql://...``).
+Database = Path | str
+
+#: The PostgreSQL server the benches make their databases on: a URL of any database there
+#: that the user may ``CREATE DATABASE`` from (override with NOTIFICATIONS_BENCH_POSTGRES).
+POSTGRES_SERVER = os.environ.get("NOTIFICATIONS_BENCH_POSTGRES",
+                                 "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASES = ("sqlite", "postgresql")
+
+
+def database_url(db: Database) -> str:
+    """Return the service's NOTIFICATIONS_DATABASE_URL for ``db``."""
+    return f"sqlite:///{db}" if isinstance(db, Path) else db
+
+
+def add_database_option(parser: Any) -> None:
+    """Add ``--database sqlite|postgresql`` (default sqlite) to an argparse parser."""
+    parser.add_argument("--database", choices=DATABASES, default="sqlite",
+                        help="what the run's fresh databases are: SQLite files (the default) "
+                             "or databases made on the PostgreSQL server of "
+                             f"NOTIFICATIONS_BENCH_POSTGRES ({POSTGRES_SERVER}), dropped after")
+
+
+_made = 0
+
+
+@contextmanager
+def fresh_database(kind: str, folder: Path, name: str) -> Iterator[Database]:
+    """Make an empty database of ``kind`` for the block; a PostgreSQL one is dropped after.
+
+    SQLite: the (not yet existing) file ``folder/name.db``, left in ``folder``. PostgreSQL:
+    a new database on :data:`POSTGRES_SERVER`, named after this process and ``name``,
+    dropped (closing any connection still open to it) when the block ends.
+    """
+    global _made
+    if kind == "sqlite":
+        yield folder / f"{name}.db"
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown database kind {kind!r}")
+    import psycopg
+
+    _made += 1
+    label = "".join(c if c.isalnum() else "_" for c in name.lower())[:30]
+    dbname = f"ntf_bench_{os.getpid()}_{_made}_{label}"
+    try:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+    except psycopg.Error as exc:
+        sys.exit(f"cannot make a database on {POSTGRES_SERVER} "
+                 f"(set NOTIFICATIONS_BENCH_POSTGRES): {str(exc).strip()}")
+    try:
+        yield f"{POSTGRES_SERVER.rsplit('/', 1)[0]}/{dbname}"
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def environment(db: Database, **settings: str) -> dict[str, str]:
     """Return this process's environment without NOTIFICATIONS_*, pointed at ``db``.
 
     Each keyword becomes a setting: ``JWT_SECRET="..."`` -> ``NOTIFICATIONS_JWT_SECRET``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFICATIONS_")}
-    env["NOTIFICATIONS_DATABASE_URL"] = f"sqlite:///{db}"
+    env["NOTIFICATIONS_DATABASE_URL"] = database_url(db)
     env.update({f"NOTIFICATIONS_{name}": value for name, value in settings.items()})
     return env
 
@@ -174,7 +238,7 @@ class Served:
 
 
 @contextmanager
-def serving(db: Path, log: Path, workers: int = 1, **settings: str) -> Iterator[Served]:
+def serving(db: Database, log: Path, workers: int = 1, **settings: str) -> Iterator[Served]:
     """Run ``notifications serve`` on ``db`` and a free port until the block ends.
 
     The server's output goes to ``log``, complete once the block has ended.

@@ -23,6 +23,9 @@ after it, and the sizes with each other seconds apart:
 It prints req/s, p50, p99 and max latency (as wrk measures them), the share of 2xx answers
 and each endpoint's ratio to the baseline's req/s, then checks the targets of
 ``docs/performance.md`` at 2 workers and 32 connections.
+
+``--database postgresql`` seeds and serves fresh PostgreSQL databases instead (dropped
+after the run).
 """
 from __future__ import annotations
 
@@ -38,14 +41,18 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common import (
     WRK_REPORT,
+    Database,
     Figures,
+    add_database_option,
     bench_token,
     command,
     environment,
     free_port,
+    fresh_database,
     lua_list,
     serving,
     start_wrk,
@@ -68,7 +75,7 @@ ENDPOINTS = ("baseline", "unread-count", "list", "list offset=500", "org list",
 class Data:
     """What the load scripts need to know about a seeded database."""
 
-    db: Path
+    db: Database
     rows: int
     users: list[str]
     orgs: dict[str, str]
@@ -79,7 +86,7 @@ class Data:
     marks: list[tuple[int, str, int]]
 
 
-def cli(db: Path, *args: str) -> None:
+def cli(db: Database, *args: str) -> None:
     """Run the installed CLI on ``db``; exit if it fails."""
     result = subprocess.run([*command(), *args], env=environment(db, JWT_SECRET=SECRET),
                             capture_output=True, text=True, check=False)
@@ -87,9 +94,45 @@ def cli(db: Path, *args: str) -> None:
         sys.exit(f"notifications {' '.join(args)} failed: {result.stderr.strip()}")
 
 
-def prepare(folder: Path, rows: int) -> Data:
+class Connection:
+    """The benchmark's own DB-API connection to a database: SQLite's or psycopg's.
+
+    Statements are written with ``?`` placeholders; on PostgreSQL they become ``%s``.
+    """
+
+    def __init__(self, db: Database, readonly: bool = False) -> None:
+        self.sqlite = isinstance(db, Path)
+        self.conn: Any
+        if self.sqlite:
+            self.conn = (sqlite3.connect(f"file:{db}?mode=ro", uri=True) if readonly
+                         else sqlite3.connect(db, isolation_level=None, timeout=30))
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(str(db), autocommit=True)
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.sqlite else sql.replace("?", "%s")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(self._sql(sql), params)
+
+    def update(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run ``sql`` for every row in one write transaction."""
+        if self.sqlite:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(sql, rows)
+            self.conn.execute("COMMIT")
+        else:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.executemany(self._sql(sql), rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def prepare(db: Database, rows: int) -> Data:
     """Seed a database of ``rows`` notifications and pick users, sets and unread rows."""
-    db = folder / f"{rows}.db"
     users = max(1, rows // PER_USER)
     started = time.perf_counter()
     cli(db, "init-db")
@@ -97,8 +140,8 @@ def prepare(folder: Path, rows: int) -> Data:
         "--datasets", "20", "--random-seed", "1")
     print(f"seeded {rows:,} notifications in {time.perf_counter() - started:.1f} s", flush=True)
     rng = random.Random(1)
-    # The benchmark's own look at the seeded file, read-only, before any server runs.
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    # The benchmark's own look at the seeded database, read-only, before any server runs.
+    conn = Connection(db, readonly=True)
     try:
         orgs = dict(conn.execute(
             "SELECT user_id, MIN(organization_id) FROM notifications "
@@ -130,12 +173,10 @@ def prepare(folder: Path, rows: int) -> Data:
 def restore(data: Data) -> None:
     """Make the rows the write endpoints mark unread again, as seeded."""
     seqs = data.set_seqs + [s for _, _, s in data.marks]
-    conn = sqlite3.connect(data.db, isolation_level=None, timeout=30)
+    conn = Connection(data.db)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("UPDATE notifications SET read_at = NULL WHERE seq = ?",
-                         [(s,) for s in seqs])
-        conn.execute("COMMIT")
+        conn.update("UPDATE notifications SET read_at = NULL WHERE seq = ?",
+                    [(s,) for s in seqs])
     finally:
         conn.close()
 
@@ -314,6 +355,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(e for e in ENDPOINTS if "baseline" not in e),
                         help="comma-separated endpoints to measure (the baseline always runs)")
     parser.add_argument("--dir", default=None, help="where the databases live (default: temp)")
+    add_database_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.rows, args.workers, args.connections, args.seconds = "10000", "2", "32", 3.0
@@ -322,16 +364,24 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="http-bench-", dir=args.dir))
     only = args.only.split(",")
     print(f"# bench/http.py, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-          f"{args.seconds:g} s a run, wrk -t1")
+          f"{args.database}, {args.seconds:g} s a run, wrk -t1")
     try:
-        datasets = [prepare(folder, int(r)) for r in args.rows.split(",")]
-        levels = [int(c) for c in args.connections.split(",")]
-        for workers in (int(w) for w in args.workers.split(",")):
-            results = measure(folder, datasets, workers, levels, args.seconds, only)
-            if workers == 2 and 32 in results:
-                check(results[32])
+        with ExitStack() as stack:
+            datasets = [prepare(stack.enter_context(fresh_database(args.database, folder, r)),
+                                int(r)) for r in args.rows.split(",")]
+            run(folder, datasets, args, only)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(folder: Path, datasets: list[Data], args: argparse.Namespace, only: list[str]) -> None:
+    """Measure every worker count on the prepared databases; check the targets at 2 workers."""
+    levels = [int(c) for c in args.connections.split(",")]
+    for workers in (int(w) for w in args.workers.split(",")):
+        results = measure(folder, datasets, workers, levels, args.seconds, only)
+        if workers == 2 and 32 in results:
+            check(results[32])
+
 
 if __name__ == "__main__":
     main()

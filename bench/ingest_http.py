@@ -6,6 +6,10 @@ rate with the baseline measured in the same run: ``inserts.insert_tuples`` in-pr
 transaction per batch, no HTTP and no validation.
 
     python bench/ingest_http.py [--total 200000] [--batch 500] [--workers 2] [--clients 4]
+                                [--database sqlite|postgresql]
+
+``--database postgresql`` runs the baseline and the HTTP runs on fresh PostgreSQL databases
+(dropped after); its floor is psycopg's ``executemany`` of the same tuples.
 
 ``--preferences-rounds N`` measures what preferences cost ingest instead: N rounds, each
 one run on a database where no user has preferences and one where every user of the
@@ -33,7 +37,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import PAIRED_HEADER, check_changelog, init_db, paired_orders, paired_summary, serving
+from common import (
+    PAIRED_HEADER,
+    Database,
+    add_database_option,
+    check_changelog,
+    database_url,
+    fresh_database,
+    init_db,
+    paired_orders,
+    paired_summary,
+    serving,
+)
 
 TOKEN = "bench-ingest-token"
 DATASET = "a981fc0c-2d1f-11f1-a7ca-d2580fa2deac"
@@ -112,13 +127,14 @@ def push(port: int, payloads: list[bytes], clients: int) -> tuple[float, int]:
     return elapsed, created
 
 
-def baseline(db: Path, total: int, batch: int, changelog: bool = True) -> float:
+def baseline(db: Database, total: int, batch: int, changelog: bool = True) -> float:
     """Seconds for inserts.insert_tuples in-process, one transaction per batch."""
     from notifications import create_app
     from notifications.extension import state
     from notifications.store import inserts
-    init_db(db, changelog=changelog)
-    app = create_app({"DATABASE_URL": f"sqlite:///{db}", "REQUIRE_KEY": False})
+    if isinstance(db, Path):
+        init_db(db, changelog=changelog)
+    app = create_app({"DATABASE_URL": database_url(db), "REQUIRE_KEY": False})
     items = [stored(i) for i in range(total)]
     try:
         with app.app_context():
@@ -129,12 +145,16 @@ def baseline(db: Path, total: int, batch: int, changelog: bool = True) -> float:
             return time.perf_counter() - started
     finally:
         state(app).store.close()
-        check_changelog(db, changelog)
+        if isinstance(db, Path):
+            check_changelog(db, changelog)
 
 
-def raw_baseline(db: Path, total: int, batch: int, changelog: bool = True) -> float:
+def raw_baseline(db: Database, total: int, batch: int, changelog: bool = True) -> float:
     """Seconds for plain sqlite3 executemany of ready-made tuples: the floor of any writer."""
     import sqlite3
+
+    if not isinstance(db, Path):
+        return raw_baseline_postgresql(db, total, batch)
 
     from notifications.store.engine import WAL_AUTOCHECKPOINT_PAGES
     from notifications.store.inserts import INSERT_FIELDS, new_row
@@ -157,6 +177,30 @@ def raw_baseline(db: Path, total: int, batch: int, changelog: bool = True) -> fl
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
+
+
+def raw_baseline_postgresql(url: str, total: int, batch: int) -> float:
+    """Seconds for plain psycopg executemany of ready-made tuples, one transaction a batch.
+
+    Each transaction takes the write lock first, as the service's writer does.
+    """
+    import psycopg
+
+    from notifications import create_app
+    from notifications.store.inserts import INSERT_FIELDS, new_row
+    from notifications.store.writer import WRITE_LOCK_KEY
+
+    create_app({"DATABASE_URL": url, "REQUIRE_KEY": False})  # creates the schema
+    rows = [tuple(new_row(stored(i))[f] for f in INSERT_FIELDS) for i in range(total)]
+    sql = (f"INSERT INTO notifications ({', '.join(INSERT_FIELDS)}) "
+           f"VALUES ({', '.join('%s' for _ in INSERT_FIELDS)})")
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for start in range(0, total, batch):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+                cur.executemany(sql, rows[start:start + batch])
+        return time.perf_counter() - started
 
 
 #: What every user muted in the runs "with preferences": the look-up finds a row for each
@@ -247,15 +291,16 @@ def store_job_rounds(args: argparse.Namespace, tmp: Path) -> dict[bool, list[flo
     return rates
 
 
-def http_ingest(db: Path, payloads: list[bytes], args: argparse.Namespace,
+def http_ingest(db: Database, log: Path, payloads: list[bytes], args: argparse.Namespace,
                 changelog: bool = True) -> float:
     """Seconds for HTTP ingest of every payload into a fresh database."""
-    init_db(db, changelog=changelog)
-    with serving(db, db.with_suffix(".log"), args.workers, JWT_SECRET="x" * 40,
-                 INGEST_TOKEN=TOKEN) as server:
+    if isinstance(db, Path):
+        init_db(db, changelog=changelog)
+    with serving(db, log, args.workers, JWT_SECRET="x" * 40, INGEST_TOKEN=TOKEN) as server:
         seconds, created = push(server.port, payloads, args.clients)
     assert created == args.total, (created, args.total)
-    check_changelog(db, changelog)
+    if isinstance(db, Path):
+        check_changelog(db, changelog)
     return seconds
 
 
@@ -266,9 +311,9 @@ def paired(args: argparse.Namespace) -> None:
         "in-process inserts.insert_tuples": lambda db, log: baseline(
             db, args.total, args.batch, log),
         f"HTTP ingest, batches of {args.batch}": lambda db, log: http_ingest(
-            db, payloads[False], args, log),
+            db, db.with_suffix(".log"), payloads[False], args, log),
         f"HTTP ingest, batches of {args.batch}, every item with dedupe_key": lambda db, log: (
-            http_ingest(db, payloads[True], args, log)),
+            http_ingest(db, db.with_suffix(".log"), payloads[True], args, log)),
     }
     pairs: dict[str, list[tuple[float, float]]] = {name: [] for name in scenarios}
     loads = []
@@ -310,37 +355,49 @@ def main() -> None:
                              "without and with preferences set for every user.")
     parser.add_argument("--without-changelog", action="store_true",
                         help="Drop the change-log triggers of every database after init-db "
-                             "(the baseline of what the log costs).")
+                             "(the baseline of what the log costs; SQLite).")
     parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
                         help="Run each scenario with and without the change log, in turn, "
-                             "ROUNDS times, and print the medians and their ratio.")
+                             "ROUNDS times, and print the medians and their ratio (SQLite).")
+    add_database_option(parser)
     args = parser.parse_args()
+    if args.preferences_rounds and args.database != "sqlite":
+        parser.error("--preferences-rounds runs on SQLite only")
     if args.preferences_rounds:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             preferences_rounds(args, Path(tmp))
         return
+    if args.database != "sqlite" and (args.paired or args.without_changelog):
+        parser.error("--paired and --without-changelog run on SQLite only")
     if args.paired:
         paired(args)
         return
     changelog = not args.without_changelog
 
     results: list[tuple[str, int, float]] = []
+    driver = "sqlite3" if args.database == "sqlite" else "psycopg"
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        base = baseline(Path(tmp) / "baseline.db", args.total, args.batch, changelog)
+        with fresh_database(args.database, Path(tmp), "baseline") as db:
+            base = baseline(db, args.total, args.batch, changelog)
         results.append(("baseline: inserts.insert_tuples in-process", args.total, base))
-        raw = raw_baseline(Path(tmp) / "raw.db", args.total, args.batch, changelog)
-        results.append(("floor: sqlite3 executemany of ready tuples", args.total, raw))
+        with fresh_database(args.database, Path(tmp), "raw") as db:
+            raw = raw_baseline(db, args.total, args.batch, changelog)
+        results.append((f"floor: {driver} executemany of ready tuples", args.total, raw))
         for keyed in (False, True):
             payloads = bodies(args.total, args.batch, keyed)
-            seconds = http_ingest(Path(tmp) / f"ingest-{keyed}.db", payloads, args, changelog)
+            with fresh_database(args.database, Path(tmp), f"ingest-{keyed}") as db:
+                seconds = http_ingest(db, Path(tmp) / f"ingest-{keyed}.log", payloads, args,
+                                      changelog)
             label = f"HTTP ingest, batches of {args.batch}" + (
                 ", every item with dedupe_key" if keyed else "")
             results.append((label, args.total, seconds))
 
     base_rate = args.total / base
-    print(f"\ningest benchmark{'' if changelog else ' WITHOUT the change log (triggers dropped)'}: "
-          f"{args.workers} gevent worker(s), {args.clients} client threads, "
-          f"{os.cpu_count()} CPUs, databases in {args.dir or tempfile.gettempdir()}, "
+    where = (f"databases in {args.dir or tempfile.gettempdir()}" if args.database == "sqlite"
+             else "PostgreSQL databases")
+    print(f"\ningest benchmark{'' if changelog else ' WITHOUT the change log (triggers dropped)'}"
+          f": {args.workers} gevent worker(s), {args.clients} client threads, "
+          f"{os.cpu_count()} CPUs, {where}, "
           f"load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)\n")
     print(f"| {'scenario':<58} | {'notifications':>13} | {'seconds':>7} "
           f"| {'per second':>10} | {'vs baseline':>11} |")

@@ -14,12 +14,16 @@ time, so every operation gets its own throughput and latency figures while they 
 Each is measured with ``NOTIFICATIONS_SYNCHRONOUS=full`` and ``normal``.
 
     python bench/mixed_load.py [--seconds 8] [--clients 8,32,128] [--synchronous full,normal]
+                               [--database sqlite|postgresql]
 
 What the change log costs: ``--without-changelog`` drops its triggers from every database
 after seeding (the same build, writing no log); ``--paired 5`` serves a fresh database with
 and then without the log (or the other way round, every other round) for 5 rounds, runs
 the mix at the first ``--clients`` level and single-notification ingest on each, and
 prints every operation's medians with the ratio of the pairs.
+
+``--database postgresql`` serves a fresh PostgreSQL database instead (dropped after), once:
+``NOTIFICATIONS_SYNCHRONOUS`` is SQLite's, so ``--synchronous`` defaults to ``full`` there.
 """
 from __future__ import annotations
 
@@ -32,18 +36,22 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 from common import (
     PAIRED_HEADER,
     WRK_REPORT,
+    Database,
     Figures,
+    add_database_option,
     bench_token,
     check_changelog,
     command,
     drop_changelog,
     environment,
     free_port,
+    fresh_database,
     lua_list,
     paired_orders,
     paired_summary,
@@ -163,7 +171,7 @@ def run_mix(port: int, paths: dict[str, Path], total: int, seconds: float) -> di
     return {name: wrk_figures(proc) for name, proc in procs.items()}
 
 
-def seed(db: Path, folder: Path, changelog: bool = True) -> dict[str, list[str]]:
+def seed(db: Database, folder: Path, changelog: bool = True) -> dict[str, list[str]]:
     """Import PER_USER notifications for every user; return each dataset user's ids."""
     ids: dict[str, list[str]] = {u: [str(uuid.uuid4()) for _ in range(PER_USER)]
                                  for u in DATASET_USERS}
@@ -180,6 +188,7 @@ def seed(db: Path, folder: Path, changelog: bool = True) -> dict[str, list[str]]
     subprocess.run([*command(), "import", str(source)], env=env, check=True,
                    capture_output=True)
     if not changelog:
+        assert isinstance(db, Path), "the change log is dropped from SQLite databases only"
         drop_changelog(db)
     return ids
 
@@ -246,19 +255,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", default="8,32,128")
-    parser.add_argument("--synchronous", default="full,normal")
+    parser.add_argument("--synchronous", default=None,
+                        help="full,normal on SQLite (the default there), full on PostgreSQL")
     parser.add_argument("--dir", default=None, help="Where the databases live (default: temp).")
     parser.add_argument("--without-changelog", action="store_true",
                         help="Drop the change-log triggers of every database after seeding "
-                             "(the baseline of what the log costs).")
+                             "(the baseline of what the log costs; SQLite).")
     parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
                         help="Run the mix at the first --clients level and single ingest with "
-                             "and without the change log, in turn, ROUNDS times.")
+                             "and without the change log, in turn, ROUNDS times (SQLite).")
+    add_database_option(parser)
     args = parser.parse_args()
+    if args.synchronous is None:
+        args.synchronous = "full,normal" if args.database == "sqlite" else "full"
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     levels = [int(c) for c in args.clients.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="mixed-load-", dir=args.dir))
+    if args.database != "sqlite" and (args.paired or args.without_changelog):
+        parser.error("--paired and --without-changelog run on SQLite only")
     if args.paired:
         paired(args, folder)
         shutil.rmtree(folder, ignore_errors=True)
@@ -273,13 +288,15 @@ def main() -> None:
     try:
         wait_ready(empty_port, empty, empty_log)
         for synchronous in args.synchronous.split(","):
-            db = folder / f"{synchronous}.db"
-            ids = seed(db, folder, changelog)
-            paths = scripts(folder, ids)
-            with serving(db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
-                         INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous) as served:
+            with ExitStack() as stack:
+                db = stack.enter_context(fresh_database(args.database, folder, synchronous))
+                ids = seed(db, folder, changelog)
+                paths = scripts(folder, ids)
+                served = stack.enter_context(serving(
+                    db, folder / f"{synchronous}.log", workers=2, JWT_SECRET=SECRET,
+                    INGEST_TOKEN=INGEST_TOKEN, SYNCHRONOUS=synchronous))
                 wrk_figures(start_wrk(paths["list"], served.port, 8, 1))  # warm up
-                print(f"\n## synchronous = {synchronous}"
+                print(f"\n## {args.database}, synchronous = {synchronous}"
                       f"{'' if changelog else ', WITHOUT the change log (triggers dropped)'}\n")
                 for total in levels:
                     base = wrk_figures(start_wrk(paths["empty_mix"], empty_port, total,

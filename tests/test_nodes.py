@@ -97,6 +97,30 @@ def test_a_write_on_one_node_reaches_streams_on_the_other(nodes: tuple[Any, Any]
         stream.close()
 
 
+def test_postgresql_notifications_carry_a_write_to_the_other_node_not_polling(
+        live_server: Any) -> None:
+    # Polling would take up to a minute here: what arrives within a second came by the
+    # listening connection's notification, on every worker of the other node.
+    slow = {**ENV, "NOTIFICATIONS_POLL_INTERVAL": "60"}
+    first = live_server(workers=2, env=slow)
+    second = live_server(workers=2, env=slow, db_url=first.db_url)
+    streams = [v2_stream(second, "alice") for _ in range(3)]
+    time.sleep(0.5)  # the watchers' first ticks (LISTEN is up before a stream subscribes)
+    delays = []
+    for title in ("one", "two", "three"):
+        (made,) = ingest(first, {"user_id": "alice", "title": title})
+        returned = time.monotonic()
+        for stream in streams:
+            created = stream.next_of("notification.created", timeout=5)
+            assert json.loads(created["data"])["id"] == made
+            delays.append(created["at"] - returned)
+    # Without the listening connection the watchers would only look again when it is
+    # retried (every second), so the warning is what tells the two apart for certain.
+    for node in (first, second):
+        assert "change notifications unavailable" not in node.log_path.read_text()
+    assert sorted(delays)[len(delays) // 2] < 0.5, delays
+
+
 def test_the_stream_limit_counts_the_streams_of_every_node(nodes: tuple[Any, Any]) -> None:
     first, second = nodes
     held = [v2_stream(first, "alice"), v2_stream(second, "alice"), v2_stream(first, "alice")]
@@ -287,3 +311,12 @@ def test_writes_go_on_after_the_database_ended_every_session(nodes: tuple[Any, A
                             headers=second.headers("alice"), timeout=10)
     assert response.status_code == 200 and response.json()["unread"] == 2
     stream.close()
+
+
+def test_a_node_of_one_worker_serves(live_server: Any) -> None:
+    # The webhook sender, the stream leases and the first request all start the writer at
+    # once; connecting to PostgreSQL switches greenlets, which must not deadlock the worker.
+    node = live_server(workers=1, env=ENV)
+    stream = v2_stream(node, "alice")
+    (made,) = ingest(node, {"user_id": "alice", "title": "one"})
+    assert json.loads(stream.next_of("notification.created")["data"])["id"] == made
