@@ -66,6 +66,25 @@ def add_database_option(parser: Any) -> None:
                              f"NOTIFICATIONS_BENCH_POSTGRES ({POSTGRES_SERVER}), dropped after")
 
 
+def add_changelog_options(parser: Any, when: str, paired: str) -> None:
+    """Add ``--without-changelog`` and ``--paired ROUNDS`` (SQLite only; see parse_bench_args).
+
+    ``when`` says when the triggers are dropped, ``paired`` what a pair of runs measures.
+    """
+    parser.add_argument("--without-changelog", action="store_true",
+                        help=f"Drop the change-log triggers of every database {when} "
+                             "(the baseline of what the log costs; SQLite).")
+    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                        help=f"Run {paired} with and without the change log, in turn, "
+                             "ROUNDS times (SQLite).")
+
+
+def check_changelog_options(parser: Any, args: Any) -> None:
+    """Refuse the change-log options on a database other than SQLite."""
+    if args.database != "sqlite" and (args.paired or args.without_changelog):
+        parser.error("--paired and --without-changelog run on SQLite only")
+
+
 _made = 0
 
 

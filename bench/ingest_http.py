@@ -40,8 +40,10 @@ from typing import Any
 from common import (
     PAIRED_HEADER,
     Database,
+    add_changelog_options,
     add_database_option,
     check_changelog,
+    check_changelog_options,
     database_url,
     fresh_database,
     init_db,
@@ -353,12 +355,8 @@ def main() -> None:
     parser.add_argument("--preferences-rounds", type=int, default=0, metavar="N",
                         help="Measure what preferences cost instead: N interleaved rounds "
                              "without and with preferences set for every user.")
-    parser.add_argument("--without-changelog", action="store_true",
-                        help="Drop the change-log triggers of every database after init-db "
-                             "(the baseline of what the log costs; SQLite).")
-    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
-                        help="Run each scenario with and without the change log, in turn, "
-                             "ROUNDS times, and print the medians and their ratio (SQLite).")
+    add_changelog_options(parser, "after init-db",
+                          "each scenario (printing the medians and their ratio)")
     add_database_option(parser)
     args = parser.parse_args()
     if args.preferences_rounds and args.database != "sqlite":
@@ -367,8 +365,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             preferences_rounds(args, Path(tmp))
         return
-    if args.database != "sqlite" and (args.paired or args.without_changelog):
-        parser.error("--paired and --without-changelog run on SQLite only")
+    check_changelog_options(parser, args)
     if args.paired:
         paired(args)
         return

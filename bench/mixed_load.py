@@ -44,9 +44,11 @@ from common import (
     WRK_REPORT,
     Database,
     Figures,
+    add_changelog_options,
     add_database_option,
     bench_token,
     check_changelog,
+    check_changelog_options,
     command,
     drop_changelog,
     environment,
@@ -258,12 +260,8 @@ def main() -> None:
     parser.add_argument("--synchronous", default=None,
                         help="full,normal on SQLite (the default there), full on PostgreSQL")
     parser.add_argument("--dir", default=None, help="Where the databases live (default: temp).")
-    parser.add_argument("--without-changelog", action="store_true",
-                        help="Drop the change-log triggers of every database after seeding "
-                             "(the baseline of what the log costs; SQLite).")
-    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
-                        help="Run the mix at the first --clients level and single ingest with "
-                             "and without the change log, in turn, ROUNDS times (SQLite).")
+    add_changelog_options(parser, "after seeding",
+                          "the mix at the first --clients level and single ingest")
     add_database_option(parser)
     args = parser.parse_args()
     if args.synchronous is None:
@@ -272,8 +270,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     levels = [int(c) for c in args.clients.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="mixed-load-", dir=args.dir))
-    if args.database != "sqlite" and (args.paired or args.without_changelog):
-        parser.error("--paired and --without-changelog run on SQLite only")
+    check_changelog_options(parser, args)
     if args.paired:
         paired(args, folder)
         shutil.rmtree(folder, ignore_errors=True)

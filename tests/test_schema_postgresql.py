@@ -24,6 +24,7 @@ from notifications.extension import state
 from notifications.store import engine as store_engine
 from notifications.store.engine import SCHEMA_VERSION, SchemaError
 from notifications.store.models import metadata
+from notifications.store.writer import WRITE_LOCK_KEY
 
 
 @pytest.fixture
@@ -135,7 +136,10 @@ def test_a_newer_postgresql_schema_is_refused(db_url: str) -> None:
 
 
 def test_schema_files_are_packaged_side_by_side() -> None:
-    assert "CREATE TABLE IF NOT EXISTS notifications" in store_engine.schema_sql("postgresql")
+    text = store_engine.schema_sql("postgresql")
+    assert "CREATE TABLE IF NOT EXISTS notifications" in text
+    # The trigger takes the same advisory lock as the service's writers.
+    assert f"pg_advisory_xact_lock({WRITE_LOCK_KEY})" in text
     root = Path(store_engine.__file__).resolve().parents[1]
     assert (root / "schema_postgresql.sql").is_file()
 

@@ -52,7 +52,7 @@ from notifications.extension import state
 from notifications.settings import ConfigError
 from notifications.store import listeners as signals
 from notifications.store.models import db
-from notifications.store.writer import Writer
+from notifications.store.writer import Writer, session_name
 
 #: Version written to ``PRAGMA user_version`` by this code's ``schema.sql``.
 SCHEMA_VERSION = 5
@@ -137,7 +137,7 @@ def _name_connections(engine: Engine) -> None:
 
     @event.listens_for(engine, "do_connect")
     def _on_connect(_dialect: Any, _record: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-        kwargs.setdefault("application_name", f"notifications:{os.getpid()}")
+        kwargs.setdefault("application_name", session_name())
 
 
 def is_sqlite(engine: Engine | None = None) -> bool:
@@ -297,22 +297,11 @@ def _apply_postgresql_schema(engine: Engine) -> None:
 def _add_columns(engine: Engine, found: int) -> None:
     """Add the columns of :data:`ADDED_COLUMNS` that a version-``found`` database lacks."""
     for version, table, column in ADDED_COLUMNS:
-        if found >= version:
-            continue
-        try:
-            with engine.connect() as conn:
-                conn.execution_options(immediate=True)
-                with conn.begin():
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column}")
-        except OperationalError as exc:
+        if found < version:
             # Another worker starting at the same moment added it first, or the table is
             # not there yet (schema.sql creates it whole).
-            message = str(exc.orig).lower()
-            if "duplicate column" not in message and "no such table" not in message:
-                raise
-        except ProgrammingError as exc:  # PostgreSQL's words for the same two cases
-            if getattr(exc.orig, "sqlstate", None) not in ("42701", "42P01"):
-                raise
+            _alter_once(engine, [f"ALTER TABLE {table} ADD COLUMN {column}"],
+                        ("duplicate column", "no such table"), ("42701", "42P01"))
 
 
 def _drop_columns(engine: Engine, found: int) -> None:
@@ -323,25 +312,35 @@ def _drop_columns(engine: Engine, found: int) -> None:
     """
     sqlite = engine.dialect.name == "sqlite"
     for version, table, column, indexes in DROPPED_COLUMNS:
-        if found >= version:
-            continue
-        try:
-            with engine.connect() as conn:
-                conn.execution_options(immediate=True)
-                with conn.begin():
-                    for index in indexes:
-                        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
-                    conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN "
-                                         f"{column if sqlite else 'IF EXISTS ' + column}")
-        except OperationalError as exc:
+        if found < version:
             # Another worker starting at the same moment dropped it first, or the database
             # never had it (or the table: schema.sql creates it whole).
-            message = str(exc.orig).lower()
-            if "no such column" not in message and "no such table" not in message:
-                raise
-        except ProgrammingError as exc:  # PostgreSQL: the table is not there yet
-            if getattr(exc.orig, "sqlstate", None) != "42P01":
-                raise
+            _alter_once(engine, [
+                *(f"DROP INDEX IF EXISTS {index}" for index in indexes),
+                f"ALTER TABLE {table} DROP COLUMN {column if sqlite else 'IF EXISTS ' + column}",
+            ], ("no such column", "no such table"), ("42P01",))
+
+
+def _alter_once(engine: Engine, statements: Sequence[str], done_words: Sequence[str],
+                done_states: Sequence[str]) -> None:
+    """Run ``statements`` in one write transaction, unless the database says it is done.
+
+    ``done_words`` (in SQLite's message) and ``done_states`` (PostgreSQL's SQLSTATE) name
+    the errors that mean the change is there already or cannot apply yet; others raise.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(immediate=True)
+            with conn.begin():
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+    except OperationalError as exc:
+        message = str(exc.orig).lower()
+        if not any(words in message for words in done_words):
+            raise
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) not in done_states:
+            raise
 
 
 class Store:

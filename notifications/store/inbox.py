@@ -41,7 +41,7 @@ from notifications.core.cursors import Position
 from notifications.core.kinds import KindFilter
 from notifications.core.serialize import V2_FIELDS
 from notifications.core.states import Op, RowUpdate
-from notifications.store.engine import driver_sql, read_rows, write
+from notifications.store.engine import read_rows, run_sql, write
 from notifications.store.rows import now_us
 from notifications.store.scope import (
     KindShape,
@@ -282,11 +282,10 @@ class Patched(NamedTuple):
 
 def _patch_job(conn: Connection, scope: Shape, update: RowUpdate,
                params: tuple[Any, ...], row_params: tuple[Any, ...]) -> Patched:
-    changed = conn.exec_driver_sql(driver_sql(_patch_sql(scope, update), conn),
-                                   params).rowcount == 1
+    changed = run_sql(conn, _patch_sql(scope, update), params).rowcount == 1
     if changed:
         mark_changed(conn)
-    found = conn.exec_driver_sql(driver_sql(_one_sql(scope), conn), row_params).first()
+    found = run_sql(conn, _one_sql(scope), row_params).first()
     return Patched(_row(found), changed)
 
 
@@ -312,7 +311,7 @@ def _ids_sql(scope: Shape, update: RowUpdate, ids: int) -> str:
 
 
 def _update_job(conn: Connection, sql: str, params: tuple[Any, ...]) -> int:
-    changed = int(conn.exec_driver_sql(driver_sql(sql, conn), params).rowcount)
+    changed = int(run_sql(conn, sql, params).rowcount)
     if changed:
         mark_changed(conn)
     return changed

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, or_, select
 
 from notifications.store import preferences
-from notifications.store.engine import driver_sql, write
+from notifications.store.engine import run_sql, write
 from notifications.store.models import notifications
 from notifications.store.rows import COLUMNS, now_us, row_dict
 from notifications.store.writer import mark_changed
@@ -163,18 +163,17 @@ def _collapse_one(conn: Connection, row: tuple[Any, ...], key: str) -> int:
     0 when the row's dedupe key is stored already: a duplicate replaces nothing.
     """
     user = row[_USER]
-    if row[_DEDUPE] is not None and conn.exec_driver_sql(
-            driver_sql(_DEDUPE_STORED, conn), (user, row[_DEDUPE])).first() is not None:
+    if row[_DEDUPE] is not None and run_sql(
+            conn, _DEDUPE_STORED, (user, row[_DEDUPE])).first() is not None:
         return 0
-    live = conn.exec_driver_sql(driver_sql(_COLLAPSE_LIVE, conn), (user, key)).first()
+    live = run_sql(conn, _COLLAPSE_LIVE, (user, key)).first()
     count = 0
     if live is not None:
         # The trigger logs `deleted`, then the insert's logs `created`: in this order.
-        conn.exec_driver_sql(driver_sql("DELETE FROM notifications WHERE seq = ?", conn),
-                             (live[0],))
+        run_sql(conn, "DELETE FROM notifications WHERE seq = ?", (live[0],))
         count = live[1] + 1
     stored = (*row[:_COLLAPSED], count, *row[_COLLAPSED + 1:], key)
-    conn.exec_driver_sql(driver_sql(_COLLAPSE_INSERT, conn), stored)
+    run_sql(conn, _COLLAPSE_INSERT, stored)
     return 1
 
 

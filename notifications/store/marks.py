@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from notifications.store.engine import driver_sql, write
+from notifications.store.engine import run_sql, write
 from notifications.store.rows import now_us
 from notifications.store.scope import AdminFilter, Scope, Shape, where_params, where_sql
 from notifications.store.writer import mark_changed
@@ -35,8 +35,7 @@ def _mark_sql(shape: Shape, dataset: bool, ids: int) -> str:
 
 def _mark_job(conn: Connection, shape: Shape, dataset: bool, ids: int,
               params: tuple[Any, ...]) -> int:
-    changed = int(conn.exec_driver_sql(driver_sql(_mark_sql(shape, dataset, ids), conn),
-                                       params).rowcount)
+    changed = int(run_sql(conn, _mark_sql(shape, dataset, ids), params).rowcount)
     if changed:
         mark_changed(conn)
     return changed

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from notifications.core.preferences import NONE, Preferences, from_stored
-from notifications.store.engine import driver_sql, read_rows, write
+from notifications.store.engine import driver_sql, read_rows, run_sql, write
 from notifications.store.rows import now_us
 
 #: Users per look-up statement (well under any driver's limit of parameters).
@@ -41,15 +41,15 @@ def get(user_id: str) -> Preferences:
 
 
 def _read(conn: Connection, user_id: str) -> Preferences:
-    found = conn.exec_driver_sql(driver_sql(_SELECT, conn), (user_id,)).first()
+    found = run_sql(conn, _SELECT, (user_id,)).first()
     return from_stored(found[0], found[1]) if found is not None else NONE
 
 
 def _store(conn: Connection, user_id: str, prefs: Preferences, now: int) -> None:
     if prefs.empty:
-        conn.exec_driver_sql(driver_sql(_DELETE, conn), (user_id,))
+        run_sql(conn, _DELETE, (user_id,))
     else:
-        conn.exec_driver_sql(driver_sql(_UPSERT, conn), (user_id, *prefs.stored(), now))
+        run_sql(conn, _UPSERT, (user_id, *prefs.stored(), now))
 
 
 def _put_job(conn: Connection, user_id: str, prefs: Preferences, now: int) -> Preferences:

@@ -408,8 +408,13 @@ def connection_of_its_own(engine: Engine) -> Connection:
     from sqlalchemy.pool import NullPool
 
     own = create_engine(engine.url, poolclass=NullPool,
-                        connect_args={"application_name": f"notifications:{os.getpid()}"})
+                        connect_args={"application_name": session_name()})
     return own.connect()
+
+
+def session_name() -> str:
+    """The name of this process's PostgreSQL sessions (``pg_stat_activity.application_name``)."""
+    return f"notifications:{os.getpid()}"
 
 
 class _Busy(Exception):
