@@ -177,6 +177,18 @@ def test_claims_with_unpaired_surrogates_are_401(client: Any, claims: dict[str, 
     assert_rejected(client, bearer(sign(good_claims(**claims))))
 
 
+@pytest.mark.both_databases
+@pytest.mark.parametrize("path", [DATASET_URL, "/api/v1/org/notifications",
+                                  "/api/v2/notifications", "/api/v2/preferences"])
+@pytest.mark.parametrize("claims", [{"sub": "a\u0000b"},
+                                    {"organization_id": "ac\u0000me"}])
+def test_claims_with_the_nul_character_are_401(client: Any, claims: dict[str, Any],
+                                               path: str) -> None:
+    """PostgreSQL's text cannot hold U+0000: querying with such a claim was a 500 there."""
+    response = client.get(path, headers=bearer(sign(good_claims(**claims))))
+    assert response.status_code == 401
+
+
 def test_messages_say_what_is_wrong(client: Any) -> None:
     def detail(headers: dict[str, str]) -> str:
         return client.get(DATASET_URL, headers=headers).get_json()["detail"]

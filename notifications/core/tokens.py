@@ -180,9 +180,10 @@ def check_lifetime(claims: dict[str, Any], max_lifetime: int | None) -> None:
 def _is_text(value: Any) -> TypeIs[str]:
     """Tell whether a claim is a string of at most 255 characters that UTF-8 can encode.
 
-    JSON escapes can smuggle in lone surrogates, which no query can carry.
+    JSON escapes can smuggle in lone surrogates, which no query can carry, and the NUL
+    character, which PostgreSQL's text cannot hold.
     """
-    if not isinstance(value, str) or len(value) > 255:
+    if not isinstance(value, str) or len(value) > 255 or "\x00" in value:
         return False
     try:
         value.encode("utf-8")
